@@ -1,0 +1,187 @@
+"""The block base class: a node type with typed pins and a `run` that yields (pin, value).
+
+A block is one module in blocks/catalogue/ defining one subclass of Block; the registry finds
+it there. Input and output pins are pydantic models, so every pin has a JSON schema and every
+value is checked before the block sees it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import math
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, ClassVar, get_origin
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic_core import to_jsonable_python
+
+ERROR_PIN = "error"
+
+BlockOutput = Iterator[tuple[str, Any]] | AsyncIterator[tuple[str, Any]]
+
+
+class BlockSchema(BaseModel):
+    """Base for a block's Input and Output models: unknown pins are refused."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=False)
+
+
+class BlockError(Exception):
+    """Raised by a block for a failure whose message the user should see as is."""
+
+
+class BlockInputError(BlockError):
+    """The merged input of a node does not fit the block's Input model."""
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a running block may know about where it runs."""
+
+    user_id: int
+    graph_execution_id: str
+    node_id: str
+    node_execution_id: int
+
+
+class Block:
+    """Base class of every block. Subclasses set the class attributes and implement `run`."""
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    category: ClassVar[str] = "basic"
+    Input: ClassVar[type[BlockSchema]]
+    Output: ClassVar[type[BlockSchema]]
+    static_output: ClassVar[bool] = False
+    # Credits charged per run (see the credits app for overrides by an administrator).
+    cost: ClassVar[int] = 0
+
+    registry: ClassVar[dict[str, type[Block]]] = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            if cls.name in Block.registry and Block.registry[cls.name] is not cls:
+                raise TypeError(f"two blocks are named {cls.name!r}")
+            Block.registry[cls.name] = cls
+
+    def run(self, data: Any, ctx: RunContext) -> BlockOutput:
+        raise NotImplementedError
+
+    # --- pins ---------------------------------------------------------------------------
+    @classmethod
+    def input_pins(cls) -> dict[str, Any]:
+        return dict(cls.Input.model_fields)
+
+    @classmethod
+    def output_pins(cls) -> set[str]:
+        return set(cls.Output.model_fields) | {ERROR_PIN}
+
+    @classmethod
+    def required_inputs(cls) -> set[str]:
+        return {name for name, field in cls.Input.model_fields.items() if field.is_required()}
+
+    @classmethod
+    def input_schema(cls) -> dict:
+        return cls.Input.model_json_schema()
+
+    @classmethod
+    def output_schema(cls) -> dict:
+        schema = cls.Output.model_json_schema()
+        schema.setdefault("properties", {})[ERROR_PIN] = {"title": "Error", "type": "string"}
+        return schema
+
+    @classmethod
+    def pin_accepts(cls, pin: str, kind: str) -> bool:
+        """Whether a dynamic sink pin (`pin_#_key` is kind '#', `pin_$_N` kind '$') may feed
+        input `pin`: dict pins take '#' entries, list pins take '$' entries, Any takes both."""
+        field = cls.Input.model_fields.get(pin)
+        if field is None:
+            return False
+        origin = get_origin(field.annotation) or field.annotation
+        if field.annotation is Any:
+            return True
+        return (kind == "#" and origin is dict) or (kind == "$" and origin is list)
+
+    @classmethod
+    def check_pin_value(cls, pin: str, value: Any) -> str | None:
+        """None when `value` fits input `pin`, else the reason it does not."""
+        field = cls.Input.model_fields.get(pin)
+        if field is None:
+            return f"unknown input pin {pin!r}"
+        try:
+            _pin_adapter(cls, pin).validate_python(value)
+        except ValidationError as exc:
+            return _first_error(exc)
+        return None
+
+    # --- running ------------------------------------------------------------------------
+    def execute(self, input_data: dict, ctx: RunContext) -> Iterator[tuple[str, Any]]:
+        """Validate `input_data`, run the block, yield JSON-safe (pin, value) pairs."""
+        try:
+            data = self.Input.model_validate(input_data)
+        except ValidationError as exc:
+            raise BlockInputError(f"invalid input: {_first_error(exc)}") from exc
+        produced = self.run(data, ctx)
+        if inspect.isasyncgen(produced):
+            produced = _drain_async(produced)
+        outputs = self.output_pins()
+        for pin, value in produced:
+            if pin not in outputs and not self.dynamic_outputs():
+                raise BlockError(f"block {self.name!r} yielded unknown pin {pin!r}")
+            yield pin, json_safe(value)
+
+    @classmethod
+    def dynamic_outputs(cls) -> bool:
+        """Blocks whose output pins depend on their input (e.g. sub-graphs) return True."""
+        return False
+
+
+@cache
+def _pin_adapter(block_cls: type[Block], pin: str) -> TypeAdapter:
+    return TypeAdapter(block_cls.Input.model_fields[pin].annotation)
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err.get("loc", ()))
+    return f"{where}: {err['msg']}" if where else err["msg"]
+
+
+def json_safe(value: Any) -> Any:
+    """Values travel as JSON (PostgreSQL jsonb): convert what pydantic can, refuse NaN/inf."""
+    value = to_jsonable_python(value, fallback=str)
+    _refuse_non_finite(value)
+    return value
+
+
+def _refuse_non_finite(value: Any) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise BlockError(f"output {value} is not a finite number")
+    if isinstance(value, dict):
+        for item in value.values():
+            _refuse_non_finite(item)
+    elif isinstance(value, list):
+        for item in value:
+            _refuse_non_finite(item)
+
+
+_loop: asyncio.AbstractEventLoop | None = None
+
+
+def _drain_async(agen: AsyncIterator[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
+    """Run an async generator block on this process's event loop, one item at a time."""
+    global _loop
+    if _loop is None or _loop.is_closed():
+        _loop = asyncio.new_event_loop()
+    while True:
+        try:
+            yield _loop.run_until_complete(agen.__anext__())
+        except StopAsyncIteration:
+            return
+
+
+__all__ = ["ERROR_PIN", "Block", "BlockError", "BlockSchema", "Field", "RunContext"]

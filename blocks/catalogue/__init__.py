@@ -1,0 +1,1 @@
+"""One module per block. Adding a module here is all it takes to add a block."""

@@ -1,0 +1,26 @@
+import time
+from typing import Any
+
+from django.conf import settings
+
+from blocks.base import Block, BlockError, BlockSchema, Field
+
+
+class SleepBlock(Block):
+    name = "sleep"
+    description = "Waits the given seconds, then passes `value` on."
+    category = "logic"
+
+    class Input(BlockSchema):
+        seconds: float = Field(default=1.0, ge=0, description="Seconds to wait")
+        value: Any = Field(default=None, description="Passed on after the wait")
+
+    class Output(BlockSchema):
+        output: Any
+
+    def run(self, data, ctx):
+        cap = settings.BLOCK_SLEEP_MAX_SECONDS
+        if data.seconds > cap:
+            raise BlockError(f"sleep of {data.seconds} s is over the limit of {cap} s")
+        time.sleep(data.seconds)
+        yield "output", data.value

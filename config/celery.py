@@ -1,0 +1,43 @@
+"""The Celery app: RabbitMQ carries every task, Redis keeps results and chord counters.
+
+Delivery is at-least-once on purpose (acks_late + reject_on_worker_lost, prefetch 1): a task
+whose worker dies is delivered again, and every task is written so that running it twice
+does no harm (see executions/services.py).
+"""
+
+import os
+
+from celery import Celery
+from kombu import Exchange, Queue
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+app = Celery("agentgraph")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+
+NODE_QUEUE = "nodes"
+ENGINE_QUEUE = "engine"
+
+app.conf.update(
+    task_serializer="json",
+    result_serializer="json",
+    accept_content=["json"],
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    task_track_started=False,
+    task_ignore_result=True,
+    result_expires=3600,
+    # Task events let Flower show every node task as it runs.
+    worker_send_task_events=True,
+    task_send_sent_event=True,
+    broker_connection_retry_on_startup=True,
+    task_default_queue=ENGINE_QUEUE,
+    task_queues=(
+        Queue(NODE_QUEUE, Exchange(NODE_QUEUE), routing_key=NODE_QUEUE),
+        Queue(ENGINE_QUEUE, Exchange(ENGINE_QUEUE), routing_key=ENGINE_QUEUE),
+    ),
+    task_routes={"executions.run_node": {"queue": NODE_QUEUE, "routing_key": NODE_QUEUE}},
+    worker_hijack_root_logger=False,
+)
+app.autodiscover_tasks()

@@ -1,0 +1,98 @@
+"""Shapes for the OpenAPI schema and for checking simple request fields.
+
+Graph documents are checked by graphs.validation (it reports node and pin); these
+serializers describe the shapes for the docs and check the small request bodies."""
+
+from rest_framework import serializers
+
+
+class NodeSerializer(serializers.Serializer):
+    id = serializers.CharField(max_length=64)
+    block = serializers.CharField()
+    input_default = serializers.DictField(required=False)
+    metadata = serializers.JSONField(required=False)
+
+
+class LinkSerializer(serializers.Serializer):
+    source_id = serializers.CharField()
+    source_name = serializers.CharField()
+    sink_id = serializers.CharField()
+    sink_name = serializers.CharField()
+    is_static = serializers.BooleanField(required=False, default=False)
+
+
+class GraphDocumentSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    description = serializers.CharField(required=False, allow_blank=True)
+    nodes = NodeSerializer(many=True)
+    links = LinkSerializer(many=True, required=False)
+
+
+class GraphSerializer(GraphDocumentSerializer):
+    id = serializers.UUIDField(read_only=True)
+    version = serializers.IntegerField(read_only=True)
+    latest_version = serializers.IntegerField(read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
+    updated_at = serializers.DateTimeField(read_only=True)
+
+
+class GraphVersionSerializer(serializers.Serializer):
+    version = serializers.IntegerField()
+    name = serializers.CharField()
+    description = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+class ExecuteRequestSerializer(serializers.Serializer):
+    inputs = serializers.DictField(required=False, default=dict)
+    version = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+
+
+class NodeExecutionSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    node_id = serializers.CharField()
+    block = serializers.CharField()
+    status = serializers.CharField()
+    input_data = serializers.JSONField()
+    output_data = serializers.JSONField()
+    error = serializers.CharField(allow_null=True)
+    attempts = serializers.IntegerField()
+    cost = serializers.IntegerField()
+    task_id = serializers.CharField(allow_null=True)
+    queued_at = serializers.DateTimeField(allow_null=True)
+    started_at = serializers.DateTimeField(allow_null=True)
+    ended_at = serializers.DateTimeField(allow_null=True)
+
+
+class ExecutionSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    graph_id = serializers.UUIDField()
+    graph_version = serializers.IntegerField()
+    status = serializers.CharField()
+    inputs = serializers.JSONField()
+    outputs = serializers.JSONField()
+    error = serializers.CharField(allow_null=True)
+    stats = serializers.JSONField()
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    ended_at = serializers.DateTimeField(allow_null=True)
+    node_executions = NodeExecutionSerializer(many=True, required=False)
+
+
+class BlockSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    description = serializers.CharField()
+    category = serializers.CharField()
+    input_schema = serializers.JSONField()
+    output_schema = serializers.JSONField()
+    static_output = serializers.BooleanField()
+    cost = serializers.IntegerField()
+
+
+class TokenRequestSerializer(serializers.Serializer):
+    username = serializers.CharField()
+    password = serializers.CharField(trim_whitespace=False)
+
+
+class TokenSerializer(serializers.Serializer):
+    token = serializers.CharField()

@@ -1,0 +1,38 @@
+from django.contrib import admin
+from django.http import JsonResponse
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from blocks.apis import BlockListApi
+from executions.apis import ExecutionDetailApi, ExecutionListApi, GraphExecuteApi
+from graphs.apis import GraphDetailApi, GraphListApi, GraphVersionListApi
+
+from .auth_apis import TokenApi
+
+api = [
+    path("auth/token/", TokenApi.as_view(), name="token"),
+    path("blocks/", BlockListApi.as_view(), name="blocks"),
+    path("graphs/", GraphListApi.as_view(), name="graphs"),
+    path("graphs/<uuid:graph_id>/", GraphDetailApi.as_view(), name="graph"),
+    path("graphs/<uuid:graph_id>/versions/", GraphVersionListApi.as_view(), name="graph-versions"),
+    path("graphs/<uuid:graph_id>/execute/", GraphExecuteApi.as_view(), name="graph-execute"),
+    path("executions/", ExecutionListApi.as_view(), name="executions"),
+    path("executions/<uuid:execution_id>/", ExecutionDetailApi.as_view(), name="execution"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+]
+
+
+def health(request):
+    return JsonResponse({"status": "ok"})
+
+
+urlpatterns = [
+    path("api/", include(api)),
+    path("admin/", admin.site.urls),
+    path("health", health, name="health"),
+]
+
+# Unknown paths and server errors answer JSON too, never an HTML page.
+handler404 = "config.errors.not_found"
+handler500 = "config.errors.server_error"

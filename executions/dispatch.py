@@ -1,0 +1,50 @@
+"""Publishing work to Celery: one task per node execution, a chord where fan-in starts.
+
+Called only after the transaction that queued the node executions has committed, so a task
+never arrives before the row it names.
+"""
+
+from __future__ import annotations
+
+from celery import chord
+
+from .engine import Plan, group_for_fan_in
+from .propagation import Queued
+
+
+def plan_groups(plan: Plan, queued: list[Queued]) -> list[list[Queued]]:
+    """Node executions that feed a common downstream node go out together as one chord."""
+    return group_for_fan_in(plan, [(q, q.node_id) for q in queued]) if queued else []
+
+
+def start_execution(execution_id) -> None:
+    from .tasks import start_execution as task
+
+    task.apply_async(args=[str(execution_id)])
+
+
+def send_groups(execution_id, version_id: int, groups: list[list[Queued]]) -> None:
+    from .tasks import join_nodes, run_node
+
+    execution_id = str(execution_id)
+    for group in groups:
+        if len(group) == 1:
+            q = group[0]
+            run_node.apply_async(
+                args=[q.id, execution_id], kwargs={"in_chord": False}, task_id=q.task_id,
+                shadow=_task_title(q), ignore_result=True,
+            )
+            continue
+        header = [
+            run_node.signature(
+                args=[q.id, execution_id], kwargs={"in_chord": True}, task_id=q.task_id,
+                shadow=_task_title(q), ignore_result=False, immutable=True,
+            )
+            for q in group
+        ]
+        chord(header)(join_nodes.si(execution_id, version_id, [q.id for q in group]))
+
+
+def _task_title(q: Queued) -> str:
+    """What Flower and the worker log show for a node task: the block and the node."""
+    return f"node {q.block}:{q.node_id}"

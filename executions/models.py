@@ -1,0 +1,109 @@
+"""Graph executions and node executions. Status changes go through compare-and-set updates
+in services.py (`filter(id=..., status__in=allowed).update(...)`), never through save()."""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+from .engine import Status
+
+NODE_STATUSES = [
+    (s, s) for s in (Status.INCOMPLETE, Status.QUEUED, Status.RUNNING, Status.COMPLETED,
+                     Status.FAILED, Status.CANCELLED)
+]
+GRAPH_STATUSES = [
+    (s, s) for s in (Status.QUEUED, Status.RUNNING, Status.PAUSED, Status.COMPLETED,
+                     Status.FAILED, Status.CANCELLED)
+]
+
+
+class GraphExecution(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    graph = models.ForeignKey("graphs.Graph", on_delete=models.CASCADE, related_name="executions")
+    graph_version = models.ForeignKey(
+        "graphs.GraphVersion", on_delete=models.CASCADE, related_name="executions"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="graph_executions"
+    )
+    status = models.CharField(max_length=16, choices=GRAPH_STATUSES, default=Status.QUEUED)
+    inputs = models.JSONField(default=dict, blank=True)
+    outputs = models.JSONField(default=dict, blank=True)
+    error = models.TextField(null=True, blank=True)
+    stats = models.JSONField(default=dict, blank=True)
+    # Engine counters, changed only with F() updates in the transaction that changes the
+    # node executions they count. active_count: node executions QUEUED or RUNNING plus
+    # pending chord joins; the run is over when it reaches zero.
+    node_count = models.PositiveIntegerField(default=0)
+    active_count = models.IntegerField(default=0)
+    unhandled_error_count = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["user", "-created_at"]),
+            models.Index(fields=["graph", "-created_at"]),
+            models.Index(fields=["status"]),
+        ]
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"execution {self.id} ({self.status})"
+
+
+class NodeExecution(models.Model):
+    # Sequential ids give first-in-first-out order when values pair with waiting executions.
+    id = models.BigAutoField(primary_key=True)
+    execution = models.ForeignKey(
+        GraphExecution, on_delete=models.CASCADE, related_name="node_executions"
+    )
+    node_id = models.CharField(max_length=64)
+    block = models.CharField(max_length=100)
+    status = models.CharField(max_length=16, choices=NODE_STATUSES, default=Status.INCOMPLETE)
+    input_data = models.JSONField(default=dict, blank=True)
+    output_data = models.JSONField(default=dict, blank=True)
+    error = models.TextField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    cost = models.BigIntegerField(default=0)
+    task_id = models.CharField(max_length=64, null=True, blank=True)
+    # Set once this execution's outputs have travelled its links (a chord join does it for
+    # its members); claiming it with compare-and-set makes a repeated join harmless.
+    propagated = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["execution", "id"]),
+            # Waiting executions of one node, oldest first: the pairing lookup.
+            models.Index(
+                fields=["execution", "node_id", "id"],
+                condition=models.Q(status="INCOMPLETE"),
+                name="node_exec_waiting",
+            ),
+            models.Index(fields=["status", "queued_at"]),
+        ]
+        ordering = ["id"]
+
+    def __str__(self):
+        return f"{self.node_id} #{self.pk} ({self.status})"
+
+
+class StaticInput(models.Model):
+    """The last value a static link delivered to a node in one execution; every later
+    execution of that node reuses it."""
+
+    execution = models.ForeignKey(GraphExecution, on_delete=models.CASCADE, related_name="+")
+    node_id = models.CharField(max_length=64)
+    pin = models.CharField(max_length=200)
+    value = models.JSONField(null=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["execution", "node_id", "pin"], name="static_input_unique")
+        ]

@@ -1,0 +1,62 @@
+"""Reading executions, always scoped to their owner."""
+
+from typing import Any
+
+from django.http import Http404
+
+from .engine import TERMINAL
+from .models import GraphExecution, NodeExecution
+from .services import execution_stats
+
+
+def executions_of(user):
+    return GraphExecution.objects.filter(user=user).order_by("-created_at")
+
+
+def execution_get(*, user, execution_id) -> GraphExecution:
+    try:
+        return GraphExecution.objects.select_related("graph_version").get(pk=execution_id, user=user)
+    except GraphExecution.DoesNotExist as exc:
+        raise Http404("execution not found") from exc
+
+
+def execution_record(execution: GraphExecution, *, with_nodes: bool = True) -> dict[str, Any]:
+    """The execution record of graphs.md. A finished run shows the stats stored when it
+    ended; a live one shows them as they stand."""
+    stats = execution.stats if execution.status in TERMINAL and execution.stats else None
+    record: dict[str, Any] = {
+        "id": str(execution.pk),
+        "graph_id": str(execution.graph_id),
+        "graph_version": execution.graph_version.version,
+        "status": execution.status,
+        "inputs": execution.inputs,
+        "outputs": execution.outputs,
+        "error": execution.error,
+        "stats": stats or execution_stats(execution),
+        "created_at": execution.created_at,
+        "started_at": execution.started_at,
+        "ended_at": execution.ended_at,
+    }
+    if with_nodes:
+        record["node_executions"] = [
+            node_execution_record(ne) for ne in NodeExecution.objects.filter(execution=execution)
+        ]
+    return record
+
+
+def node_execution_record(ne: NodeExecution) -> dict[str, Any]:
+    return {
+        "id": ne.pk,
+        "node_id": ne.node_id,
+        "block": ne.block,
+        "status": ne.status,
+        "input_data": ne.input_data,
+        "output_data": ne.output_data,
+        "error": ne.error,
+        "attempts": ne.attempts,
+        "cost": ne.cost,
+        "task_id": ne.task_id,
+        "queued_at": ne.queued_at,
+        "started_at": ne.started_at,
+        "ended_at": ne.ended_at,
+    }

@@ -1,0 +1,91 @@
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.api import error_response
+from config.serializers import GraphDocumentSerializer, GraphSerializer, GraphVersionSerializer
+
+from .models import GraphVersion
+from .selectors import graph_get, graph_record, graphs_of, version_get
+from .services import graph_create, graph_delete, graph_update
+from .validation import GraphInvalid
+
+
+def invalid_graph_response(exc: GraphInvalid) -> Response:
+    first = exc.problems[0]
+    where = ", ".join(f"{k} {first[k]}" for k in ("node_id", "pin", "link_index", "field", "input") if k in first)
+    detail = f"{first['message']} ({where})" if where else first["message"]
+    if len(exc.problems) > 1:
+        detail += f"; and {len(exc.problems) - 1} more problem(s)"
+    return error_response(detail, status.HTTP_400_BAD_REQUEST, errors=exc.problems)
+
+
+def version_param(request) -> int | None:
+    raw = request.query_params.get("version")
+    if raw in (None, ""):
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValidationError({"version": "must be a positive integer"})
+    return int(raw)
+
+
+class GraphListApi(APIView):
+    @extend_schema(responses={200: GraphSerializer(many=True)})
+    def get(self, request):
+        paginator = LimitOffsetPagination()
+        graphs = paginator.paginate_queryset(graphs_of(request.user), request, view=self)
+        versions = {
+            (v.graph_id, v.version): v
+            for v in GraphVersion.objects.filter(graph__in=graphs)
+            .select_related("graph").prefetch_related("nodes", "links")
+            if v.version == v.graph.latest_version
+        }
+        return paginator.get_paginated_response(
+            [graph_record(versions[(g.pk, g.latest_version)]) for g in graphs]
+        )
+
+    @extend_schema(request=GraphDocumentSerializer, responses={201: GraphSerializer})
+    def post(self, request):
+        try:
+            version = graph_create(owner=request.user, document=request.data)
+        except GraphInvalid as exc:
+            return invalid_graph_response(exc)
+        return Response(graph_record(version), status=status.HTTP_201_CREATED)
+
+
+class GraphDetailApi(APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("version", int, description="a version other than the latest")],
+        responses={200: GraphSerializer},
+    )
+    def get(self, request, graph_id):
+        graph = graph_get(user=request.user, graph_id=graph_id)
+        return Response(graph_record(version_get(graph=graph, version=version_param(request))))
+
+    @extend_schema(request=GraphDocumentSerializer, responses={200: GraphSerializer})
+    def put(self, request, graph_id):
+        graph = graph_get(user=request.user, graph_id=graph_id)
+        try:
+            version = graph_update(graph=graph, document=request.data)
+        except GraphInvalid as exc:
+            return invalid_graph_response(exc)
+        return Response(graph_record(version))
+
+    def delete(self, request, graph_id):
+        graph_delete(graph=graph_get(user=request.user, graph_id=graph_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class GraphVersionListApi(APIView):
+    @extend_schema(responses={200: GraphVersionSerializer(many=True)})
+    def get(self, request, graph_id):
+        graph = graph_get(user=request.user, graph_id=graph_id)
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(
+            graph.versions.order_by("-version").values("version", "name", "description", "created_at"),
+            request, view=self,
+        )
+        return paginator.get_paginated_response(page)

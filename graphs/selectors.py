@@ -1,0 +1,57 @@
+"""Reading graphs: always scoped to their owner, so another user's graph is simply not found."""
+
+from typing import Any
+
+from django.http import Http404
+
+from .models import Graph, GraphVersion
+
+
+def graphs_of(user):
+    return Graph.objects.filter(owner=user).order_by("-updated_at")
+
+
+def graph_get(*, user, graph_id) -> Graph:
+    try:
+        return Graph.objects.get(pk=graph_id, owner=user)
+    except Graph.DoesNotExist as exc:
+        raise Http404("graph not found") from exc
+
+
+def version_get(*, graph: Graph, version: int | None = None) -> GraphVersion:
+    number = graph.latest_version if version is None else version
+    try:
+        return GraphVersion.objects.select_related("graph").get(graph=graph, version=number)
+    except GraphVersion.DoesNotExist as exc:
+        raise Http404(f"graph {graph.pk} has no version {number}") from exc
+
+
+def version_document(version: GraphVersion) -> dict[str, Any]:
+    """The graph document of one version, as the client wrote it."""
+    return {
+        "name": version.name,
+        "description": version.description,
+        "nodes": [
+            {"id": n.node_id, "block": n.block, "input_default": n.input_default,
+             "metadata": n.metadata}
+            for n in version.nodes.all()
+        ],
+        "links": [
+            {"source_id": l.source_id, "source_name": l.source_name, "sink_id": l.sink_id,
+             "sink_name": l.sink_name, "is_static": l.is_static}
+            for l in version.links.all()
+        ],
+    }
+
+
+def graph_record(version: GraphVersion) -> dict[str, Any]:
+    """The API shape of a graph: its document plus id, version and timestamps."""
+    graph = version.graph
+    return {
+        "id": str(graph.pk),
+        "version": version.version,
+        "latest_version": graph.latest_version,
+        **version_document(version),
+        "created_at": graph.created_at,
+        "updated_at": graph.updated_at,
+    }

@@ -1,0 +1,221 @@
+"""Checks a graph document and reports every problem with where it is (node, pin, link).
+
+Pure: takes the document and the block registry, returns the normalised document or the list
+of problems. Nothing here touches the database.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+
+from blocks.base import ERROR_PIN
+from blocks.registry import get_block_class
+from executions.engine import merge_dynamic_pins, split_pin
+
+NODE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+MAX_NAME = 200
+MAX_PIN_NAME = 200
+
+
+class GraphInvalid(Exception):
+    def __init__(self, problems: list[dict[str, Any]]):
+        super().__init__(f"{len(problems)} problem(s) in the graph")
+        self.problems = problems
+
+
+@dataclass
+class _Problems:
+    items: list[dict[str, Any]]
+
+    def add(self, message: str, **where: Any) -> None:
+        self.items.append({**{k: v for k, v in where.items() if v is not None}, "message": message})
+
+
+def validate_document(doc: Any) -> dict[str, Any]:
+    """The normalised document, or GraphInvalid listing every problem found."""
+    problems = _Problems([])
+    if not isinstance(doc, dict):
+        raise GraphInvalid([{"message": "the graph document must be a JSON object"}])
+
+    name = doc.get("name")
+    if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME:
+        problems.add(f"name is required: a string of 1-{MAX_NAME} characters", field="name")
+    description = doc.get("description", "")
+    if description is None:
+        description = ""
+    if not isinstance(description, str):
+        problems.add("description must be a string", field="description")
+
+    raw_nodes = doc.get("nodes")
+    raw_links = doc.get("links", [])
+    if raw_links is None:
+        raw_links = []
+    if not isinstance(raw_nodes, list) or not raw_nodes:
+        problems.add("nodes must be a non-empty list", field="nodes")
+        raw_nodes = []
+    elif len(raw_nodes) > settings.ENGINE_MAX_GRAPH_NODES:
+        problems.add(f"too many nodes: the limit is {settings.ENGINE_MAX_GRAPH_NODES}", field="nodes")
+        raw_nodes = []
+    if not isinstance(raw_links, list):
+        problems.add("links must be a list", field="links")
+        raw_links = []
+    elif len(raw_links) > settings.ENGINE_MAX_GRAPH_LINKS:
+        problems.add(f"too many links: the limit is {settings.ENGINE_MAX_GRAPH_LINKS}", field="links")
+        raw_links = []
+
+    nodes = _check_nodes(raw_nodes, problems)
+    links = _check_links(raw_links, nodes, problems)
+    if not problems.items:
+        _check_required_inputs(nodes, links, problems)
+    if problems.items:
+        raise GraphInvalid(problems.items)
+    return {
+        "name": name.strip(),
+        "description": description,
+        "nodes": list(nodes.values()),
+        "links": links,
+    }
+
+
+def _check_nodes(raw_nodes: list[Any], problems: _Problems) -> dict[str, dict[str, Any]]:
+    nodes: dict[str, dict[str, Any]] = {}
+    for index, raw in enumerate(raw_nodes):
+        where = {"node_index": index}
+        if not isinstance(raw, dict):
+            problems.add("a node must be a JSON object", **where)
+            continue
+        node_id = raw.get("id")
+        if not isinstance(node_id, str) or not NODE_ID_RE.match(node_id):
+            problems.add("node id must be 1-64 characters of A-Z a-z 0-9 _ -", **where)
+            continue
+        where = {"node_id": node_id}
+        if node_id in nodes:
+            problems.add(f"duplicate node id {node_id!r}", **where)
+            continue
+        block_name = raw.get("block")
+        block = get_block_class(block_name) if isinstance(block_name, str) else None
+        if block is None:
+            problems.add(f"unknown block {block_name!r}", **where)
+            continue
+        defaults = raw.get("input_default", {})
+        if defaults is None:
+            defaults = {}
+        if not isinstance(defaults, dict):
+            problems.add("input_default must be a JSON object", **where)
+            continue
+        for pin in defaults:
+            base, kind, _ = split_pin(pin)
+            if kind is None and pin not in block.input_pins():
+                problems.add(f"unknown input pin {pin!r} of block {block.name!r}", node_id=node_id, pin=pin)
+            elif kind is not None and not block.pin_accepts(base, kind):
+                problems.add(f"{pin!r} is not a dynamic entry of a dict or list pin", node_id=node_id, pin=pin)
+        for pin, value in merge_dynamic_pins(defaults).items():
+            if pin in block.input_pins():
+                reason = block.check_pin_value(pin, value)
+                if reason:
+                    problems.add(f"wrong value for pin {pin!r}: {reason}", node_id=node_id, pin=pin)
+        metadata = raw.get("metadata", {})
+        nodes[node_id] = {
+            "id": node_id,
+            "block": block.name,
+            "input_default": defaults,
+            "metadata": {} if metadata is None else metadata,
+        }
+    return nodes
+
+
+def _check_links(
+    raw_links: list[Any], nodes: dict[str, dict[str, Any]], problems: _Problems
+) -> list[dict[str, Any]]:
+    links: list[dict[str, Any]] = []
+    seen: set[tuple[str, str, str, str]] = set()
+    for index, raw in enumerate(raw_links):
+        if not isinstance(raw, dict):
+            problems.add("a link must be a JSON object", link_index=index)
+            continue
+        fields = {k: raw.get(k) for k in ("source_id", "source_name", "sink_id", "sink_name")}
+        bad = [k for k, v in fields.items() if not isinstance(v, str) or not v or len(v) > MAX_PIN_NAME]
+        if bad:
+            problems.add(f"link fields {', '.join(bad)} must be non-empty strings", link_index=index)
+            continue
+        is_static = raw.get("is_static", False)
+        if not isinstance(is_static, bool):
+            problems.add("is_static must be true or false", link_index=index)
+            continue
+        src, sink = nodes.get(fields["source_id"]), nodes.get(fields["sink_id"])
+        if src is None:
+            problems.add(f"link from missing node {fields['source_id']!r}", link_index=index,
+                         node_id=fields["source_id"])
+        else:
+            _check_source_pin(src, fields["source_name"], index, problems)
+        if sink is None:
+            problems.add(f"link to missing node {fields['sink_id']!r}", link_index=index,
+                         node_id=fields["sink_id"])
+        else:
+            _check_sink_pin(sink, fields["sink_name"], index, problems)
+        key = (fields["source_id"], fields["source_name"], fields["sink_id"], fields["sink_name"])
+        if key in seen:
+            problems.add("duplicate link", link_index=index, node_id=fields["sink_id"],
+                         pin=fields["sink_name"])
+        seen.add(key)
+        links.append({**fields, "is_static": is_static})
+    return links
+
+
+def _check_source_pin(node: dict[str, Any], pin: str, index: int, problems: _Problems) -> None:
+    block = get_block_class(node["block"])
+    base = split_pin(pin)[0]
+    if block.dynamic_outputs() or base == ERROR_PIN or base in block.output_pins():
+        return
+    problems.add(f"unknown output pin {pin!r} of block {block.name!r}", link_index=index,
+                 node_id=node["id"], pin=pin)
+
+
+def _check_sink_pin(node: dict[str, Any], pin: str, index: int, problems: _Problems) -> None:
+    block = get_block_class(node["block"])
+    base, kind, key = split_pin(pin)
+    if kind is None and pin in block.input_pins():
+        return
+    if kind is not None and key and block.pin_accepts(base, kind) and (kind == "#" or key.isdigit()):
+        return
+    problems.add(f"unknown input pin {pin!r} of block {block.name!r}", link_index=index,
+                 node_id=node["id"], pin=pin)
+
+
+def _check_required_inputs(
+    nodes: dict[str, dict[str, Any]], links: list[dict[str, Any]], problems: _Problems
+) -> None:
+    linked: dict[str, set[str]] = {}
+    for link in links:
+        linked.setdefault(link["sink_id"], set()).add(split_pin(link["sink_name"])[0])
+    for node in nodes.values():
+        block = get_block_class(node["block"])
+        given = set(merge_dynamic_pins(node["input_default"])) | linked.get(node["id"], set())
+        for pin in sorted(block.required_inputs() - given):
+            problems.add(f"required input {pin!r} has no default and no link",
+                         node_id=node["id"], pin=pin)
+
+
+def validate_graph_inputs(nodes: list[dict[str, Any]], inputs: Any) -> dict[str, Any]:
+    """Checks a run's graph inputs against the graph's `input` nodes: names must be known, and
+    an input node without a default value needs one. Returns the inputs or GraphInvalid."""
+    if inputs is None:
+        inputs = {}
+    if not isinstance(inputs, dict):
+        raise GraphInvalid([{"field": "inputs", "message": "inputs must be a JSON object"}])
+    input_nodes = {n["input_default"].get("name"): n for n in nodes if n["block"] == "input"}
+    problems = _Problems([])
+    for name in inputs:
+        if name not in input_nodes:
+            known = ", ".join(sorted(str(n) for n in input_nodes)) or "none"
+            problems.add(f"unknown graph input {name!r} (inputs: {known})", input=name)
+    for name, node in input_nodes.items():
+        if name not in inputs and node["input_default"].get("value") is None:
+            problems.add(f"graph input {name!r} is required", node_id=node["id"], input=name)
+    if problems.items:
+        raise GraphInvalid(problems.items)
+    return inputs
