@@ -13,7 +13,8 @@ import math
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, ClassVar, get_origin
+from types import UnionType
+from typing import Any, ClassVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic_core import to_jsonable_python
@@ -101,10 +102,11 @@ class Block:
         field = cls.Input.model_fields.get(pin)
         if field is None:
             return False
-        origin = get_origin(field.annotation) or field.annotation
-        if field.annotation is Any:
-            return True
-        return (kind == "#" and origin is dict) or (kind == "$" and origin is list)
+        wanted = dict if kind == "#" else list
+        return any(
+            member is Any or (get_origin(member) or member) is wanted
+            for member in _union_members(field.annotation)
+        )
 
     @classmethod
     def check_pin_value(cls, pin: str, value: Any) -> str | None:
@@ -138,6 +140,13 @@ class Block:
     def dynamic_outputs(cls) -> bool:
         """Blocks whose output pins depend on their input (e.g. sub-graphs) return True."""
         return False
+
+
+def _union_members(annotation: Any) -> tuple[Any, ...]:
+    """The members of `A | B` or Optional[A]; the annotation itself otherwise."""
+    if get_origin(annotation) in (Union, UnionType):
+        return get_args(annotation)
+    return (annotation,)
 
 
 @cache

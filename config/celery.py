@@ -8,6 +8,7 @@ does no harm (see executions/services.py).
 import os
 
 from celery import Celery
+from django.conf import settings
 from kombu import Exchange, Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -15,8 +16,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 app = Celery("agentgraph")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 
-NODE_QUEUE = "nodes"
-ENGINE_QUEUE = "engine"
+NODE_QUEUE = settings.NODE_QUEUE
+ENGINE_QUEUE = settings.ENGINE_QUEUE
 
 app.conf.update(
     task_serializer="json",

@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "django_celery_beat",
     "channels",
+    "config",
     "blocks",
     "graphs",
     "executions",
@@ -144,6 +145,10 @@ SPECTACULAR_SETTINGS = {
 # --- Celery -------------------------------------------------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="amqp://guest:guest@127.0.0.1:55672//")
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="redis://127.0.0.1:56379/1")
+# Queue names: node tasks on one queue, engine bookkeeping (start, joins) on another. The
+# test suite uses its own names so that a development worker never takes its tasks.
+NODE_QUEUE = env.str("CELERY_NODE_QUEUE", default="nodes")
+ENGINE_QUEUE = env.str("CELERY_ENGINE_QUEUE", default="engine")
 
 # --- Engine -------------------------------------------------------------------------------
 # Node executions one graph execution may create before it fails (graphs.md: default 10,000).

@@ -36,6 +36,8 @@ class GraphExecution(models.Model):
     # node executions they count. active_count: node executions QUEUED or RUNNING plus
     # pending chord joins; the run is over when it reaches zero.
     node_count = models.PositiveIntegerField(default=0)
+    # The cap on node executions in force when the run was created (ENGINE_MAX_NODE_EXECUTIONS).
+    node_limit = models.PositiveIntegerField(default=10_000)
     active_count = models.IntegerField(default=0)
     unhandled_error_count = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -52,7 +52,7 @@ def execution_create(*, user, graph: Graph, inputs: Any, version: int | None = N
     with transaction.atomic():
         execution = GraphExecution.objects.create(
             graph=graph, graph_version=graph_version, user=user, inputs=inputs,
-            status=Status.QUEUED,
+            status=Status.QUEUED, node_limit=settings.ENGINE_MAX_NODE_EXECUTIONS,
         )
         transaction.on_commit(lambda: dispatch.start_execution(execution.pk))
     return execution
@@ -218,7 +218,7 @@ UPDATE executions_graphexecution
    SET active_count = active_count + %s, node_count = node_count + %s,
        unhandled_error_count = unhandled_error_count + %s
  WHERE id = %s
-RETURNING status, active_count, node_count, unhandled_error_count
+RETURNING status, active_count, node_count, node_limit, unhandled_error_count
 """
 
 
@@ -232,11 +232,10 @@ def _settle(
     added = len(result.queued) + sum(1 for g in groups if len(g) > 1)  # one unit per join
     with connection.cursor() as cursor:
         cursor.execute(_SETTLE_SQL, [added - done, result.created, unhandled, execution_id])
-        status, active, node_count, unhandled_total = cursor.fetchone()
+        status, active, node_count, cap, unhandled_total = cursor.fetchone()
     if status != Status.RUNNING:
         _cancel_queued([q.id for q in result.queued])
         return
-    cap = settings.ENGINE_MAX_NODE_EXECUTIONS
     if node_count > cap:
         _cancel_queued([q.id for q in result.queued])
         execution_finish(execution_id, Status.FAILED,

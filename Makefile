@@ -1,0 +1,47 @@
+# make run    install what is missing, start PostgreSQL/Redis/RabbitMQ, migrate, run everything
+# make test   the same set-up, then lint, migration check and the whole test suite
+# make bench  the same set-up, then the benchmarks against raw Celery on the same broker
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test bench setup deps services services-stop lint format migrate
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+deps: $(STAMP)
+
+services:
+	@scripts/services.sh start
+
+services-stop:
+	@scripts/services.sh stop
+
+setup: deps services
+
+migrate: setup
+	$(PY) manage.py migrate --noinput
+
+run: migrate
+	@scripts/run.sh
+
+lint: deps
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: deps
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+test: setup lint
+	$(PY) manage.py makemigrations --check --dry-run
+	$(VENV)/bin/pytest
+
+bench: migrate
+	$(PY) -m bench

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Runs the whole service in the foreground: ASGI server (API, admin, WebSocket) on :8000,
+# Celery workers, beat and Flower on :5555. Ctrl-C stops all of it, local servers included.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+BIN=.venv/bin
+PORT="${PORT:-8000}"
+FLOWER_PORT="${FLOWER_PORT:-5555}"
+WORKER_CONCURRENCY="${WORKER_CONCURRENCY:-$(nproc)}"
+LOGS=.local/logs
+mkdir -p "$LOGS"
+
+$BIN/python manage.py ensure_admin
+$BIN/python manage.py collectstatic --noinput -v 0
+
+pids=()
+stop() {
+  trap - INT TERM EXIT
+  echo; echo "stopping..."
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  scripts/services.sh stop
+}
+trap stop INT TERM EXIT
+
+$BIN/uvicorn config.asgi:application --host 127.0.0.1 --port "$PORT" --lifespan off &
+pids+=($!)
+# With no -Q the worker consumes every queue of task_queues (nodes and engine).
+$BIN/celery -A config worker -c "$WORKER_CONCURRENCY" -n "worker@%h" -l info &
+pids+=($!)
+$BIN/celery -A config beat -l info --scheduler django_celery_beat.schedulers:DatabaseScheduler \
+  --pidfile= &
+pids+=($!)
+$BIN/celery -A config flower --port="$FLOWER_PORT" --address=127.0.0.1 --persistent=True \
+  --db=.local/flower.db ${FLOWER_BASIC_AUTH:+--basic-auth="$FLOWER_BASIC_AUTH"} >"$LOGS/flower.log" 2>&1 &
+pids+=($!)
+
+cat <<MSG
+
+  agentgraph is running
+    API        http://127.0.0.1:$PORT/api/        (docs: /api/docs/)
+    Admin      http://127.0.0.1:$PORT/admin/      (user admin, password \$ADMIN_PASSWORD or 'admin')
+    Flower     http://127.0.0.1:$FLOWER_PORT/
+  Ctrl-C stops everything.
+
+MSG
+wait -n "${pids[@]}"

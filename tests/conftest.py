@@ -1,0 +1,120 @@
+"""Fixtures: users and API clients, and a real Celery worker for integration tests.
+
+The worker is a separate process (`celery worker`, prefork) consuming the test queues on the
+real RabbitMQ, writing to the test database on the real PostgreSQL, keeping chord counters in
+the real Redis. Integration tests use transactional tests so the worker sees committed rows.
+"""
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import get_user_model
+from rest_framework.test import APIClient
+
+ROOT = Path(__file__).resolve().parent.parent
+TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
+
+
+@pytest.fixture
+def user(db):
+    return get_user_model().objects.create_user(f"user-{uuid.uuid4().hex[:8]}", password="pw-123456")
+
+
+@pytest.fixture
+def other_user(db):
+    return get_user_model().objects.create_user(f"other-{uuid.uuid4().hex[:8]}", password="pw-123456")
+
+
+@pytest.fixture
+def api(user):
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+@pytest.fixture
+def other_api(other_user):
+    client = APIClient()
+    client.force_authenticate(other_user)
+    return client
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(django_db_setup, django_db_blocker):
+    """One real worker for the whole session, pointed at the test database."""
+    from django.db import connection
+
+    from config.celery import app
+
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+    }
+    with django_db_blocker.unblock():
+        app.control.purge()
+    name = f"test-{uuid.uuid4().hex[:6]}@%h"
+    log = open(ROOT / ".local" / "test-worker.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "-c", "2", "-n", name,
+         "--without-mingle", "--without-gossip", "-l", "warning"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    hostname = name.replace("%h", os.uname().nodename)
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"test worker exited: see {log.name}")
+        if app.control.ping(destination=[hostname], timeout=0.5):
+            break
+    else:
+        proc.terminate()
+        raise RuntimeError("test worker did not answer within 60 s")
+    yield proc
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+@pytest.fixture
+def worker(celery_worker_process, transactional_db):
+    """Use in integration tests: a live worker and committed transactions."""
+    return celery_worker_process
+
+
+def wait_for_run(api, execution_id, timeout=60.0):
+    """Poll the API until the run ends; return its record."""
+    deadline = time.monotonic() + timeout
+    while True:
+        record = api.get(f"/api/executions/{execution_id}/").json()
+        if record["status"] in TERMINAL:
+            return record
+        if time.monotonic() > deadline:
+            raise AssertionError(f"run did not end within {timeout}s: {record['status']}")
+        time.sleep(0.05)
+
+
+def create_graph(api, document):
+    response = api.post("/api/graphs/", document, format="json")
+    assert response.status_code == 201, response.json()
+    return response.json()
+
+
+def run_graph(api, document, inputs=None, timeout=60.0):
+    graph = create_graph(api, document)
+    response = api.post(f"/api/graphs/{graph['id']}/execute/", {"inputs": inputs or {}}, format="json")
+    assert response.status_code == 201, response.json()
+    return wait_for_run(api, response.json()["id"], timeout)
+
+
+def nodes_of(record, node_id):
+    return [ne for ne in record["node_executions"] if ne["node_id"] == node_id]

@@ -1,0 +1,185 @@
+"""The REST API: auth, graphs, validation errors, scoping, malformed and oversized input."""
+
+import json
+import uuid
+
+import pytest
+from django.test import override_settings
+from rest_framework.test import APIClient
+
+from executions.models import GraphExecution
+from graphs.models import Graph, GraphVersion
+
+from .documents import greeting, link, node
+
+pytestmark = pytest.mark.django_db
+
+
+def test_token_auth_round_trip(user):
+    client = APIClient()
+    assert client.get("/api/graphs/").status_code == 401
+    bad = client.post("/api/auth/token/", {"username": user.username, "password": "nope"}, format="json")
+    assert bad.status_code == 401 and "password" in bad.json()["detail"]
+    assert client.post("/api/auth/token/", {"username": user.username}, format="json").status_code == 400
+    ok = client.post("/api/auth/token/", {"username": user.username, "password": "pw-123456"}, format="json")
+    assert ok.status_code == 200
+    client.credentials(HTTP_AUTHORIZATION=f"Token {ok.json()['token']}")
+    assert client.get("/api/graphs/").status_code == 200
+    client.credentials(HTTP_AUTHORIZATION="Token not-a-token")
+    assert client.get("/api/graphs/").status_code == 401
+
+
+def test_blocks_catalogue_lists_every_block_with_schemas(api):
+    blocks = {b["name"]: b for b in api.get("/api/blocks/").json()}
+    assert {"input", "output", "store_value", "text_template", "condition", "step_through_items",
+            "calculator", "sleep", "http_request"} <= set(blocks)
+    calc = blocks["calculator"]
+    assert set(calc["input_schema"]["properties"]) == {"operation", "a", "b", "round_result"}
+    assert "error" in calc["output_schema"]["properties"]
+    assert blocks["input"]["static_output"] is True and calc["cost"] == 0
+
+
+def test_create_read_update_versions_delete(api):
+    created = api.post("/api/graphs/", greeting(), format="json").json()
+    assert created["version"] == 1 and created["nodes"][1]["id"] == "greet"
+    gid = created["id"]
+    # saving the same document again makes no new version
+    assert api.put(f"/api/graphs/{gid}/", greeting(), format="json").json()["version"] == 1
+    changed = greeting()
+    changed["nodes"][1]["input_default"]["format"] = "Hi {{ name }}"
+    assert api.put(f"/api/graphs/{gid}/", changed, format="json").json()["version"] == 2
+    assert api.get(f"/api/graphs/{gid}/").json()["nodes"][1]["input_default"]["format"] == "Hi {{ name }}"
+    v1 = api.get(f"/api/graphs/{gid}/?version=1").json()
+    assert v1["version"] == 1 and v1["nodes"][1]["input_default"]["format"] == "Hello {{ name }}!"
+    versions = api.get(f"/api/graphs/{gid}/versions/").json()
+    assert versions["count"] == 2 and [v["version"] for v in versions["results"]] == [2, 1]
+    listed = api.get("/api/graphs/").json()
+    assert listed["count"] == 1 and listed["results"][0]["version"] == 2
+    assert api.get(f"/api/graphs/{gid}/?version=9").status_code == 404
+    assert api.get(f"/api/graphs/{gid}/?version=x").status_code == 400
+    assert api.delete(f"/api/graphs/{gid}/").status_code == 204
+    assert api.get(f"/api/graphs/{gid}/").status_code == 404
+    assert not GraphVersion.objects.exists()
+
+
+def problems_of(response):
+    assert response.status_code == 400, response.content
+    body = response.json()
+    assert body["detail"]
+    return body["errors"]
+
+
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda d: d["nodes"].append(node("x", "no_such_block")), {"node_id": "x"}),
+        (lambda d: d["nodes"].append(node("greet", "output", name="n")), {"node_id": "greet"}),
+        (lambda d: d["links"].append(link("ghost", "result", "out", "value")), {"node_id": "ghost"}),
+        (lambda d: d["links"].append(link("who", "result", "ghost", "value")), {"node_id": "ghost"}),
+        (lambda d: d["links"].append(link("who", "nope", "out", "value")), {"node_id": "who", "pin": "nope"}),
+        (lambda d: d["links"].append(link("who", "result", "out", "nope")), {"node_id": "out", "pin": "nope"}),
+        (lambda d: d["nodes"].append(node("c", "calculator", a="abc", b=1)), {"node_id": "c", "pin": "a"}),
+        (lambda d: d["nodes"].append(node("c", "calculator", a=1)), {"node_id": "c", "pin": "b"}),
+        (lambda d: d["nodes"].append(node("o", "output")), {"node_id": "o", "pin": "name"}),
+        (lambda d: d["nodes"][1]["input_default"].update(nope=1), {"node_id": "greet", "pin": "nope"}),
+        (lambda d: d["nodes"].append({"id": "bad id!", "block": "output"}), {"node_index": 3}),
+        (lambda d: d["links"].append(dict(d["links"][0])), {"node_id": "greet"}),
+        (lambda d: d.update(nodes=[]), {"field": "nodes"}),
+        (lambda d: d.update(name=""), {"field": "name"}),
+    ],
+    ids=["unknown-block", "duplicate-node", "link-from-missing", "link-to-missing",
+         "unknown-source-pin", "unknown-sink-pin", "wrong-type", "missing-required",
+         "missing-required-name", "unknown-default-pin", "bad-node-id", "duplicate-link",
+         "no-nodes", "no-name"],
+)
+def test_every_validation_problem_is_a_400_naming_where(api, mutate, expected):
+    document = greeting()
+    mutate(document)
+    problems = problems_of(api.post("/api/graphs/", document, format="json"))
+    assert any(expected.items() <= p.items() for p in problems), problems
+    assert not Graph.objects.exists()
+
+
+def test_invalid_update_stores_nothing(api):
+    gid = api.post("/api/graphs/", greeting(), format="json").json()["id"]
+    document = greeting()
+    document["nodes"].append(node("x", "no_such_block"))
+    problems_of(api.put(f"/api/graphs/{gid}/", document, format="json"))
+    assert GraphVersion.objects.count() == 1
+
+
+def test_execute_validates_inputs_and_creates_nothing_on_error(api):
+    document = greeting()
+    del document["nodes"][0]["input_default"]["value"]
+    gid = api.post("/api/graphs/", document, format="json").json()["id"]
+    missing = problems_of(api.post(f"/api/graphs/{gid}/execute/", {}, format="json"))
+    assert missing[0]["input"] == "who"
+    unknown = problems_of(api.post(f"/api/graphs/{gid}/execute/", {"inputs": {"who": "a", "x": 1}}, format="json"))
+    assert unknown[0]["input"] == "x"
+    assert api.post(f"/api/graphs/{gid}/execute/", {"inputs": "nope"}, format="json").status_code == 400
+    assert api.post(f"/api/graphs/{gid}/execute/", {"inputs": {}, "version": 7}, format="json").status_code == 404
+    assert api.post(f"/api/graphs/{gid}/execute/", {"version": "x"}, format="json").status_code == 400
+    assert not GraphExecution.objects.exists()
+
+
+def test_other_users_things_are_not_found(api, other_api):
+    gid = api.post("/api/graphs/", greeting(), format="json").json()["id"]
+    eid = api.post(f"/api/graphs/{gid}/execute/", {}, format="json").json()["id"]
+    for path in (f"/api/graphs/{gid}/", f"/api/graphs/{gid}/versions/", f"/api/executions/{eid}/"):
+        response = other_api.get(path)
+        assert response.status_code == 404 and "Hello" not in response.content.decode()
+    assert other_api.put(f"/api/graphs/{gid}/", greeting(), format="json").status_code == 404
+    assert other_api.delete(f"/api/graphs/{gid}/").status_code == 404
+    assert other_api.post(f"/api/graphs/{gid}/execute/", {}, format="json").status_code == 404
+    assert other_api.get("/api/executions/").json()["count"] == 0
+    assert other_api.get("/api/graphs/").json()["count"] == 0
+    assert Graph.objects.count() == 1 and GraphExecution.objects.count() == 1
+
+
+def test_malformed_bodies_and_ids_are_4xx(api):
+    raw = APIClient()
+    raw.force_authenticate(api.handler._force_user)
+    for body in ("{not json", "[1, 2", "NaN", '{"name": NaN}', "\xff\xfe"):
+        response = raw.post("/api/graphs/", data=body, content_type="application/json")
+        assert response.status_code == 400, body
+    assert api.post("/api/graphs/", [1, 2], format="json").status_code == 400
+    assert api.post("/api/graphs/", {"name": "x", "nodes": "abc"}, format="json").status_code == 400
+    assert api.post("/api/graphs/", {"name": "x", "nodes": [1, "a", None]}, format="json").status_code == 400
+    assert api.post("/api/graphs/", {"name": "x", "nodes": [{"id": 5, "block": []}]}, format="json").status_code == 400
+    bad_links = {"name": "x", "nodes": [node("a", "output", name="n")], "links": [{"source_id": 1}]}
+    assert api.post("/api/graphs/", bad_links, format="json").status_code == 400
+    assert api.get("/api/graphs/not-a-uuid/").status_code == 404
+    assert api.get(f"/api/executions/{uuid.uuid4()}/").status_code == 404
+    assert api.get("/api/executions/?status=BOGUS").status_code == 400
+    assert api.get("/api/executions/?graph=nope").status_code == 400
+    assert api.post("/api/graphs/", data="x", content_type="text/plain").status_code == 415
+    assert not Graph.objects.exists()
+
+
+@override_settings(API_MAX_BODY_BYTES=2000)
+def test_oversized_body_is_413(api):
+    document = greeting()
+    document["description"] = "x" * 5000
+    response = api.post("/api/graphs/", document, format="json")
+    assert response.status_code == 413 and "too large" in response.json()["detail"]
+    assert not Graph.objects.exists()
+
+
+@override_settings(ENGINE_MAX_GRAPH_NODES=3)
+def test_too_many_nodes_is_400(api):
+    document = greeting()
+    document["nodes"].append(node("x", "output", name="x", value=1))
+    assert any("too many nodes" in p["message"] for p in problems_of(api.post("/api/graphs/", document, format="json")))
+
+
+def test_openapi_schema_and_docs(api):
+    schema = api.get("/api/schema/?format=json")
+    assert schema.status_code == 200
+    paths = json.loads(schema.content)["paths"]
+    assert "/api/graphs/{graph_id}/execute/" in paths and "/api/executions/{execution_id}/" in paths
+    assert api.get("/api/docs/").status_code == 200
+
+
+def test_health_and_unknown_paths_are_json(client):
+    assert client.get("/health").json() == {"status": "ok"}
+    assert client.get("/nowhere").status_code == 404

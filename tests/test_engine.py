@@ -1,0 +1,147 @@
+"""The engine's decisions, as plain functions: no database, no Celery."""
+
+from executions.engine import (
+    GRAPH_TRANSITIONS,
+    NODE_TRANSITIONS,
+    LinkSpec,
+    NodeSpec,
+    Pending,
+    Plan,
+    Status,
+    collect_outputs,
+    deliver,
+    extract_output,
+    fill_static,
+    final_status,
+    group_for_fan_in,
+    is_ready,
+    merge_dynamic_pins,
+    node_input,
+    route_outputs,
+    sources_for,
+    split_pin,
+    starting_input,
+    _MISSING,
+)
+
+
+def plan(nodes, links, static_blocks=()):
+    return Plan.build([NodeSpec(*n) for n in nodes], [LinkSpec(*l) for l in links], set(static_blocks))
+
+
+def test_split_pin():
+    assert split_pin("values_#_name") == ("values", "#", "name")
+    assert split_pin("items_$_3") == ("items", "$", "3")
+    assert split_pin("value") == ("value", None, None)
+
+
+def test_merge_dynamic_pins_builds_dicts_and_lists():
+    merged = merge_dynamic_pins({"values_#_a": 1, "values_#_b": 2, "items_$_1": "y",
+                                 "items_$_0": "x", "format": "f"})
+    assert merged == {"values": {"a": 1, "b": 2}, "items": ["x", "y"], "format": "f"}
+
+
+def test_merge_dynamic_pins_lays_entries_over_a_default_and_pads_lists():
+    assert merge_dynamic_pins({"values": {"a": 0, "c": 3}, "values_#_a": 1}) == {
+        "values": {"a": 1, "c": 3}}
+    assert merge_dynamic_pins({"items_$_2": "z"}) == {"items": [None, None, "z"]}
+
+
+def test_extract_output_whole_entry_and_missing():
+    assert extract_output("result", "result", {"a": 1}) == {"a": 1}
+    assert extract_output("result_#_a", "result", {"a": 1}) == 1
+    assert extract_output("result_#_b", "result", {"a": 1}) is _MISSING
+    assert extract_output("result_$_1", "result", [10, 20]) == 20
+    assert extract_output("result_$_5", "result", [10, 20]) is _MISSING
+    assert extract_output("other", "result", 1) is _MISSING
+    assert extract_output("result_#_a", "result", "not a dict") is _MISSING
+
+
+def test_deliver_pairs_first_in_first_out():
+    pending: list[Pending] = []
+    deliver(pending, "a", 1)
+    deliver(pending, "a", 2)   # the first lacks nothing on "a": a second waits
+    deliver(pending, "b", "x")  # pairs with the earliest lacking "b"
+    deliver(pending, "b", "y")
+    assert [p.inputs for p in pending] == [{"a": 1, "b": "x"}, {"a": 2, "b": "y"}]
+
+
+def test_static_value_fills_every_waiting_execution_and_later_ones():
+    pending = [Pending(1, {"b": 1}), Pending(2, {"b": 2})]
+    changed = deliver(pending, "a", "s", static=True)
+    assert {p.id for p in changed} == {1, 2}
+    assert all(p.inputs["a"] == "s" for p in pending)
+    later = Pending(None, {"b": 3})
+    fill_static(later, {"a": "s"})
+    assert later.inputs == {"b": 3, "a": "s"} and later.changed
+
+
+def test_ready_needs_every_linked_pin_not_defaults():
+    assert is_ready(frozenset({"a", "b"}), {"a": 1, "b": 2})
+    assert not is_ready(frozenset({"a", "b"}), {"a": 1})
+    assert is_ready(frozenset(), {})
+
+
+def test_node_input_lays_linked_values_over_defaults():
+    assert node_input({"format": "{{ n }}", "values": {"n": 0}}, {"values_#_n": 5}) == {
+        "format": "{{ n }}", "values": {"n": 5}}
+
+
+def test_starting_input_takes_graph_input_by_name():
+    node = NodeSpec("who", "input", {"name": "who", "value": "world"})
+    assert starting_input(node, {"who": "Ada"})["value"] == "Ada"
+    assert starting_input(node, {})["value"] == "world"
+    assert starting_input(NodeSpec("t", "text_template", {"format": "x"}), {"who": "Ada"}) == {
+        "format": "x"}
+
+
+def test_plan_starting_nodes_and_static_links():
+    p = plan(
+        [("in", "input", {}), ("a", "calculator", {}), ("b", "calculator", {}), ("c", "calculator", {})],
+        [("in", "result", "a", "a", False), ("a", "result", "b", "a", False)],
+        static_blocks={"input"},
+    )
+    assert p.starting_nodes == ["in", "c"]
+    assert p.out_links["in"][0].is_static  # leaving a static block: always static
+    assert not p.out_links["a"][0].is_static
+    assert p.linked_pins("b") == {"a"} and p.static_pins("a") == {"a"}
+
+
+def test_route_outputs_follows_each_link_of_the_pin():
+    p = plan(
+        [("s", "x", {}), ("t1", "x", {}), ("t2", "x", {})],
+        [("s", "result", "t1", "v", False), ("s", "result_#_k", "t2", "v", False)],
+    )
+    routed = list(route_outputs(p, "s", [("result", {"k": 1}), ("result", {"j": 2})]))
+    assert [(link.sink_id, value) for link, value in routed] == [
+        ("t1", {"k": 1}), ("t2", 1), ("t1", {"j": 2})]
+
+
+def test_error_handling_is_a_link_from_the_error_pin():
+    p = plan([("a", "x", {}), ("b", "x", {})], [("a", "error", "b", "v", False)])
+    assert p.handles_errors("a") and not p.handles_errors("b")
+
+
+def test_fan_in_groups_only_executions_sharing_a_downstream_node():
+    p = plan(
+        [("a", "x", {}), ("b", "x", {}), ("c", "x", {}), ("j", "x", {}), ("k", "x", {})],
+        [("a", "o", "j", "x", False), ("b", "o", "j", "y", False), ("c", "o", "k", "x", False)],
+    )
+    groups = group_for_fan_in(p, [(1, "a"), (2, "c"), (3, "b")])
+    assert sorted(map(sorted, groups)) == [[1, 3], [2]]
+    # many executions of one node that feed the same sink form one group
+    assert group_for_fan_in(p, [(i, "a") for i in range(5)]) == [[0, 1, 2, 3, 4]]
+    assert group_for_fan_in(p, []) == []
+
+
+def test_transitions_are_enforced_as_compare_and_set_sources():
+    assert sources_for(NODE_TRANSITIONS, Status.RUNNING) == [Status.QUEUED]
+    assert Status.COMPLETED not in sources_for(NODE_TRANSITIONS, Status.QUEUED)
+    assert sources_for(GRAPH_TRANSITIONS, Status.QUEUED) == [Status.CANCELLED, Status.FAILED]
+    assert NODE_TRANSITIONS[Status.COMPLETED] == frozenset()
+
+
+def test_final_status_and_outputs():
+    assert final_status(0) == Status.COMPLETED
+    assert final_status(2) == Status.FAILED
+    assert collect_outputs([("a", [1]), ("b", [2]), ("a", [3])]) == {"a": [1, 3], "b": [2]}
