@@ -7,7 +7,7 @@ does no harm (see executions/services.py).
 
 import os
 
-from celery import Celery
+from celery import Celery, signals
 from django.conf import settings
 from kombu import Exchange, Queue
 
@@ -41,4 +41,15 @@ app.conf.update(
     task_routes={"executions.run_node": {"queue": NODE_QUEUE, "routing_key": NODE_QUEUE}},
     worker_hijack_root_logger=False,
 )
+# Celery's Django fixup closes every database connection before and after each task unless
+# told to reuse them; reconnecting costs more than a whole node. Reuse them, and let Django
+# drop only the connections that broke or passed CONN_MAX_AGE, before each task.
+app.conf["CELERY_DB_REUSE_MAX"] = 1_000_000
 app.autodiscover_tasks()
+
+
+@signals.task_prerun.connect
+def _drop_stale_connections(**kwargs):
+    from django.db import close_old_connections
+
+    close_old_connections()

@@ -1,0 +1,171 @@
+"""make bench: the engine against raw Celery, measured in the same run on the same broker.
+
+Starts its own worker (2 prefork processes, the production task settings) on bench-only
+queues, then measures:
+  (a) a chain of 100 trivial nodes: ms per node, vs raw Celery's chain hop;
+  (b) step_through_items of 1,000 items into a trivial node: node executions/s, vs raw
+      Celery's group throughput;
+  (c) per-node time of chains of 100 and 2,000 nodes (flat cost with graph size).
+Prints each figure with its ratio and writes them to bench-results/latest.json.
+"""
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+# Production workers run without DEBUG (no per-query bookkeeping); measure that.
+os.environ.setdefault("DJANGO_DEBUG", "0")
+os.environ["CELERY_NODE_QUEUE"] = "bench.nodes"
+os.environ["CELERY_ENGINE_QUEUE"] = "bench.engine"
+
+import django  # noqa: E402
+
+django.setup()
+
+from celery import chain, group  # noqa: E402
+from django.contrib.auth import get_user_model  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from bench.tasks import noop  # noqa: E402
+from config.celery import NODE_QUEUE, app  # noqa: E402
+from executions.models import GraphExecution, NodeExecution  # noqa: E402
+from executions.services import execution_create  # noqa: E402
+from graphs.services import graph_create  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+REPEAT = int(os.environ.get("BENCH_REPEAT", "3"))
+
+
+def start_worker():
+    name = f"bench-{uuid.uuid4().hex[:6]}@{os.uname().nodename}"
+    log = open(ROOT / ".local" / "bench-worker.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "-c", "2", "-n", name,
+         "-I", "bench.tasks", "--without-mingle", "--without-gossip", "-l", "warning"],
+        cwd=ROOT, env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT,
+    )
+    for _ in range(120):
+        if app.control.ping(destination=[name], timeout=0.5):
+            return proc
+    proc.terminate()
+    raise SystemExit("bench worker did not start; see .local/bench-worker.log")
+
+
+def raw_chain_hop_ms(hops=100):
+    start = time.perf_counter()
+    chain(*(noop.si(i).set(queue=NODE_QUEUE) for i in range(hops))).apply_async().get(timeout=120)
+    return (time.perf_counter() - start) * 1000 / hops
+
+
+def raw_group_rate(n=1000):
+    start = time.perf_counter()
+    group(noop.si(i).set(queue=NODE_QUEUE) for i in range(n)).apply_async().get(timeout=300)
+    return n / (time.perf_counter() - start)
+
+
+def chain_graph(length):
+    nodes = [{"id": "n0", "block": "input", "input_default": {"name": "x", "value": 1}}]
+    links = []
+    for i in range(1, length):
+        nodes.append({"id": f"n{i}", "block": "store_value"})
+        links.append({"source_id": f"n{i-1}", "source_name": "result" if i == 1 else "output",
+                      "sink_id": f"n{i}", "sink_name": "input"})
+    return {"name": f"chain {length}", "nodes": nodes, "links": links}
+
+
+def fan_out_graph(items):
+    return {
+        "name": f"fan-out {items}",
+        "nodes": [
+            {"id": "each", "block": "step_through_items", "input_default": {"items": list(range(items))}},
+            {"id": "work", "block": "store_value"},
+        ],
+        "links": [{"source_id": "each", "source_name": "item", "sink_id": "work", "sink_name": "input"}],
+    }
+
+
+def run_and_wait(user, graph, timeout=600):
+    start = time.perf_counter()
+    execution = execution_create(user=user, graph=graph, inputs={})
+    while True:
+        status = GraphExecution.objects.filter(pk=execution.pk).values_list("status", flat=True)[0]
+        if status in ("COMPLETED", "FAILED", "CANCELLED"):
+            break
+        if time.perf_counter() - start > timeout:
+            raise SystemExit(f"run {execution.pk} did not finish in {timeout}s")
+        time.sleep(0.005)
+    elapsed = time.perf_counter() - start
+    if status != "COMPLETED":
+        raise SystemExit(f"run {execution.pk} ended {status}")
+    return execution, elapsed
+
+
+def engine_chain_ms(user, length):
+    graph = graph_create(owner=user, document=chain_graph(length)).graph
+    _, elapsed = run_and_wait(user, graph)
+    return elapsed * 1000 / length
+
+
+def engine_fan_out_rate(user, items):
+    graph = graph_create(owner=user, document=fan_out_graph(items)).graph
+    execution, _ = run_and_wait(user, graph)
+    stamps = NodeExecution.objects.filter(execution=execution)
+    first = stamps.get(node_id="each").ended_at
+    last = max(stamps.filter(node_id="work").values_list("ended_at", flat=True))
+    return items / (last - first).total_seconds()
+
+
+def best(fn, *args, higher_is_better=False):
+    values = [fn(*args) for _ in range(REPEAT)]
+    return (max if higher_is_better else min)(values), values
+
+
+def main():
+    user, _ = get_user_model().objects.get_or_create(username="bench")
+    app.control.purge()
+    worker = start_worker()
+    results = {}
+    try:
+        steps = [
+            ("raw_chain_hop_ms", lambda: best(raw_chain_hop_ms)),
+            ("raw_group_tasks_per_s", lambda: best(raw_group_rate, higher_is_better=True)),
+            ("chain_100_ms_per_node", lambda: best(engine_chain_ms, user, 100)),
+            ("fan_out_1000_nodes_per_s", lambda: best(engine_fan_out_rate, user, 1000, higher_is_better=True)),
+            ("chain_2000_ms_per_node", lambda: best(engine_chain_ms, user, 2000)),
+        ]
+        engine_chain_ms(user, 10)  # warm the worker's connections and plan cache
+        for name, step in tqdm(steps, desc="benchmarks", unit="step"):
+            value, values = step()
+            results[name] = {"best": round(value, 3), "runs": [round(v, 3) for v in values]}
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+    r = {k: v["best"] for k, v in results.items()}
+    report = [
+        ("(a) chain of 100: ms per node", r["chain_100_ms_per_node"], f"raw chain hop {r['raw_chain_hop_ms']:.2f} ms",
+         r["chain_100_ms_per_node"] / r["raw_chain_hop_ms"], "x raw (target <= 2.0)"),
+        ("(b) fan-out of 1,000: node executions/s", r["fan_out_1000_nodes_per_s"],
+         f"raw group {r['raw_group_tasks_per_s']:.0f} tasks/s",
+         r["fan_out_1000_nodes_per_s"] / r["raw_group_tasks_per_s"], "x raw (target >= 0.5)"),
+        ("(c) chain of 2,000: ms per node", r["chain_2000_ms_per_node"], f"chain of 100 {r['chain_100_ms_per_node']:.2f} ms",
+         r["chain_2000_ms_per_node"] / r["chain_100_ms_per_node"], "x the 100-node chain (flat: ~1.0)"),
+    ]
+    print()
+    for label, value, baseline, ratio, unit in report:
+        print(f"{label:44} {value:9.2f}   {baseline:28} ratio {ratio:5.2f} {unit}")
+    out = ROOT / "bench-results"
+    out.mkdir(exist_ok=True)
+    (out / "latest.json").write_text(json.dumps({"results": results, "median_note": "best of "
+                                                  f"{REPEAT} runs"}, indent=2))
+    print(f"\n(best of {REPEAT} runs each; all runs in bench-results/latest.json)")
+    _ = statistics  # kept for ad-hoc analysis of the runs
+
+
+if __name__ == "__main__":
+    main()
