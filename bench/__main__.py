@@ -24,7 +24,7 @@ os.environ.setdefault("DJANGO_DEBUG", "0")
 os.environ["CELERY_NODE_QUEUE"] = "bench.nodes"
 os.environ["CELERY_ENGINE_QUEUE"] = "bench.engine"
 
-import django  # noqa: E402
+import django
 
 django.setup()
 
@@ -44,11 +44,30 @@ REPEAT = int(os.environ.get("BENCH_REPEAT", "3"))
 
 def start_worker():
     name = f"bench-{uuid.uuid4().hex[:6]}@{os.uname().nodename}"
-    log = open(ROOT / ".local" / "bench-worker.log", "w")
+    log = open(ROOT / ".local" / "bench-worker.log", "w")  # noqa: SIM115 (the worker writes it)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "-c", "2", "-n", name,
-         "-I", "bench.tasks", "--without-mingle", "--without-gossip", "-l", "warning"],
-        cwd=ROOT, env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "-c",
+            "2",
+            "-n",
+            name,
+            "-I",
+            "bench.tasks",
+            "--without-mingle",
+            "--without-gossip",
+            "-l",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=os.environ.copy(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     for _ in range(120):
         if app.control.ping(destination=[name], timeout=0.5):
@@ -74,8 +93,14 @@ def chain_graph(length):
     links = []
     for i in range(1, length):
         nodes.append({"id": f"n{i}", "block": "store_value"})
-        links.append({"source_id": f"n{i-1}", "source_name": "result" if i == 1 else "output",
-                      "sink_id": f"n{i}", "sink_name": "input"})
+        links.append(
+            {
+                "source_id": f"n{i - 1}",
+                "source_name": "result" if i == 1 else "output",
+                "sink_id": f"n{i}",
+                "sink_name": "input",
+            }
+        )
     return {"name": f"chain {length}", "nodes": nodes, "links": links}
 
 
@@ -83,10 +108,16 @@ def fan_out_graph(items):
     return {
         "name": f"fan-out {items}",
         "nodes": [
-            {"id": "each", "block": "step_through_items", "input_default": {"items": list(range(items))}},
+            {
+                "id": "each",
+                "block": "step_through_items",
+                "input_default": {"items": list(range(items))},
+            },
             {"id": "work", "block": "store_value"},
         ],
-        "links": [{"source_id": "each", "source_name": "item", "sink_id": "work", "sink_name": "input"}],
+        "links": [
+            {"source_id": "each", "source_name": "item", "sink_id": "work", "sink_name": "input"}
+        ],
     }
 
 
@@ -136,7 +167,10 @@ def main():
             ("raw_chain_hop_ms", lambda: best(raw_chain_hop_ms)),
             ("raw_group_tasks_per_s", lambda: best(raw_group_rate, higher_is_better=True)),
             ("chain_100_ms_per_node", lambda: best(engine_chain_ms, user, 100)),
-            ("fan_out_1000_nodes_per_s", lambda: best(engine_fan_out_rate, user, 1000, higher_is_better=True)),
+            (
+                "fan_out_1000_nodes_per_s",
+                lambda: best(engine_fan_out_rate, user, 1000, higher_is_better=True),
+            ),
             ("chain_2000_ms_per_node", lambda: best(engine_chain_ms, user, 2000)),
         ]
         engine_chain_ms(user, 10)  # warm the worker's connections and plan cache
@@ -148,21 +182,36 @@ def main():
         worker.wait(timeout=30)
     r = {k: v["best"] for k, v in results.items()}
     report = [
-        ("(a) chain of 100: ms per node", r["chain_100_ms_per_node"], f"raw chain hop {r['raw_chain_hop_ms']:.2f} ms",
-         r["chain_100_ms_per_node"] / r["raw_chain_hop_ms"], "x raw (target <= 2.0)"),
-        ("(b) fan-out of 1,000: node executions/s", r["fan_out_1000_nodes_per_s"],
-         f"raw group {r['raw_group_tasks_per_s']:.0f} tasks/s",
-         r["fan_out_1000_nodes_per_s"] / r["raw_group_tasks_per_s"], "x raw (target >= 0.5)"),
-        ("(c) chain of 2,000: ms per node", r["chain_2000_ms_per_node"], f"chain of 100 {r['chain_100_ms_per_node']:.2f} ms",
-         r["chain_2000_ms_per_node"] / r["chain_100_ms_per_node"], "x the 100-node chain (flat: ~1.0)"),
+        (
+            "(a) chain of 100: ms per node",
+            r["chain_100_ms_per_node"],
+            f"raw chain hop {r['raw_chain_hop_ms']:.2f} ms",
+            r["chain_100_ms_per_node"] / r["raw_chain_hop_ms"],
+            "x raw (target <= 2.0)",
+        ),
+        (
+            "(b) fan-out of 1,000: node executions/s",
+            r["fan_out_1000_nodes_per_s"],
+            f"raw group {r['raw_group_tasks_per_s']:.0f} tasks/s",
+            r["fan_out_1000_nodes_per_s"] / r["raw_group_tasks_per_s"],
+            "x raw (target >= 0.5)",
+        ),
+        (
+            "(c) chain of 2,000: ms per node",
+            r["chain_2000_ms_per_node"],
+            f"chain of 100 {r['chain_100_ms_per_node']:.2f} ms",
+            r["chain_2000_ms_per_node"] / r["chain_100_ms_per_node"],
+            "x the 100-node chain (flat: ~1.0)",
+        ),
     ]
     print()
     for label, value, baseline, ratio, unit in report:
         print(f"{label:44} {value:9.2f}   {baseline:28} ratio {ratio:5.2f} {unit}")
     out = ROOT / "bench-results"
     out.mkdir(exist_ok=True)
-    (out / "latest.json").write_text(json.dumps({"results": results, "median_note": "best of "
-                                                  f"{REPEAT} runs"}, indent=2))
+    (out / "latest.json").write_text(
+        json.dumps({"results": results, "median_note": f"best of {REPEAT} runs"}, indent=2)
+    )
     print(f"\n(best of {REPEAT} runs each; all runs in bench-results/latest.json)")
     _ = statistics  # kept for ad-hoc analysis of the runs
 

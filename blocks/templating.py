@@ -21,9 +21,9 @@ class _CappedSandbox(SandboxedEnvironment):
             raise BlockError(f"exponent {right} is too large for a template")
         if operator == "*":
             for seq, n in ((left, right), (right, left)):
-                if isinstance(seq, str | list | tuple) and isinstance(n, int):
-                    if len(seq) * n > MAX_REPEAT:
-                        raise BlockError("template repetition is too large")
+                sized = isinstance(seq, str | list | tuple) and isinstance(n, int)
+                if sized and len(seq) * n > MAX_REPEAT:
+                    raise BlockError("template repetition is too large")
         return super().call_binop(context, operator, left, right)
 
 

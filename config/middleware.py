@@ -19,8 +19,10 @@ class RequestSizeLimitMiddleware:
             return JsonResponse({"detail": "Content-Length is not a number."}, status=400)
         if size > settings.API_MAX_BODY_BYTES:
             return JsonResponse(
-                {"detail": f"Request body too large: {size} bytes, the limit is "
-                 f"{settings.API_MAX_BODY_BYTES}."},
+                {
+                    "detail": f"Request body too large: {size} bytes, the limit is "
+                    f"{settings.API_MAX_BODY_BYTES}."
+                },
                 status=413,
             )
         return self.get_response(request)

@@ -5,8 +5,21 @@ from .models import GraphExecution, NodeExecution
 
 class NodeExecutionInline(admin.TabularInline):
     model = NodeExecution
-    fields = ("id", "node_id", "block", "status", "attempts", "cost", "input_data",
-              "output_data", "error", "task_id", "queued_at", "started_at", "ended_at")
+    fields = (
+        "id",
+        "node_id",
+        "block",
+        "status",
+        "attempts",
+        "cost",
+        "input_data",
+        "output_data",
+        "error",
+        "task_id",
+        "queued_at",
+        "started_at",
+        "ended_at",
+    )
     readonly_fields = fields
     extra = 0
     can_delete = False

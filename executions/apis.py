@@ -35,18 +35,20 @@ class GraphExecuteApi(APIView):
         body.is_valid(raise_exception=True)
         try:
             execution = execution_create(
-                user=request.user, graph=graph, inputs=body.validated_data["inputs"],
+                user=request.user,
+                graph=graph,
+                inputs=body.validated_data["inputs"],
                 version=body.validated_data.get("version"),
             )
         except GraphInvalid as exc:
             return invalid_graph_response(exc)
-        return Response(execution_record(execution, with_nodes=False), status=status.HTTP_201_CREATED)
+        return Response(
+            execution_record(execution, with_nodes=False), status=status.HTTP_201_CREATED
+        )
 
 
 class ExecutionListApi(APIView):
-    @extend_schema(
-        parameters=[ExecutionFilter], responses={200: ExecutionSerializer(many=True)}
-    )
+    @extend_schema(parameters=[ExecutionFilter], responses={200: ExecutionSerializer(many=True)})
     def get(self, request):
         filtered = ExecutionFilter(request.query_params, queryset=executions_of(request.user))
         if not filtered.is_valid():

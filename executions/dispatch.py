@@ -6,10 +6,31 @@ never arrives before the row it names.
 
 from __future__ import annotations
 
+import logging
+from functools import wraps
+
 from celery import chord
 
 from .engine import Plan, group_for_fan_in
 from .propagation import Queued
+
+log = logging.getLogger(__name__)
+
+
+def _published_after_commit(fn):
+    """Publishing runs in on_commit hooks: the rows are already committed. When the broker
+    stays unreachable past kombu's own retries, the rows stay QUEUED (where a recovery sweep
+    can find them) and the failure is logged; it must not turn an accepted request into a
+    500 or fail the task that already finished its node."""
+
+    @wraps(fn)
+    def publish(execution_id, *args):
+        try:
+            fn(execution_id, *args)
+        except Exception:
+            log.exception("could not publish work of execution %s; it stays queued", execution_id)
+
+    return publish
 
 
 def plan_groups(plan: Plan, queued: list[Queued]) -> list[list[Queued]]:
@@ -17,12 +38,14 @@ def plan_groups(plan: Plan, queued: list[Queued]) -> list[list[Queued]]:
     return group_for_fan_in(plan, [(q, q.node_id) for q in queued]) if queued else []
 
 
+@_published_after_commit
 def start_execution(execution_id) -> None:
     from .tasks import start_execution as task
 
     task.apply_async(args=[str(execution_id)])
 
 
+@_published_after_commit
 def send_groups(execution_id, version_id: int, groups: list[list[Queued]]) -> None:
     from .tasks import join_nodes, run_node
 
@@ -31,14 +54,21 @@ def send_groups(execution_id, version_id: int, groups: list[list[Queued]]) -> No
         if len(group) == 1:
             q = group[0]
             run_node.apply_async(
-                args=[q.id, execution_id], kwargs={"in_chord": False}, task_id=q.task_id,
-                shadow=_task_title(q), ignore_result=True,
+                args=[q.id, execution_id],
+                kwargs={"in_chord": False},
+                task_id=q.task_id,
+                shadow=_task_title(q),
+                ignore_result=True,
             )
             continue
         header = [
             run_node.signature(
-                args=[q.id, execution_id], kwargs={"in_chord": True}, task_id=q.task_id,
-                shadow=_task_title(q), ignore_result=False, immutable=True,
+                args=[q.id, execution_id],
+                kwargs={"in_chord": True},
+                task_id=q.task_id,
+                shadow=_task_title(q),
+                ignore_result=False,
+                immutable=True,
             )
             for q in group
         ]

@@ -38,9 +38,7 @@ NODE_TRANSITIONS: dict[str, frozenset[str]] = {
 
 GRAPH_TRANSITIONS: dict[str, frozenset[str]] = {
     Status.QUEUED: frozenset({Status.RUNNING, Status.FAILED, Status.CANCELLED}),
-    Status.RUNNING: frozenset(
-        {Status.PAUSED, Status.COMPLETED, Status.FAILED, Status.CANCELLED}
-    ),
+    Status.RUNNING: frozenset({Status.PAUSED, Status.COMPLETED, Status.FAILED, Status.CANCELLED}),
     Status.PAUSED: frozenset({Status.RUNNING, Status.CANCELLED, Status.FAILED}),
     # Terminal, except that resuming a FAILED or CANCELLED run re-opens it.
     Status.COMPLETED: frozenset(),
@@ -155,7 +153,9 @@ class Plan:
         for link in links:
             # Links leaving a block with static output are always static (graphs.md).
             if not link.is_static and node_map[link.source_id].block in static_blocks:
-                link = LinkSpec(link.source_id, link.source_name, link.sink_id, link.sink_name, True)
+                link = LinkSpec(
+                    link.source_id, link.source_name, link.sink_id, link.sink_name, True
+                )
             out_links[link.source_id].append(link)
             in_links[link.sink_id].append(link)
         starting = [
@@ -173,7 +173,7 @@ class Plan:
         return frozenset(link.sink_id for link in self.out_links[node_id])
 
     def handles_errors(self, node_id: str) -> bool:
-        return any(split_pin(l.source_name)[0] == "error" for l in self.out_links[node_id])
+        return any(split_pin(link.source_name)[0] == "error" for link in self.out_links[node_id])
 
 
 def route_outputs(
@@ -200,9 +200,7 @@ class Pending:
     changed: bool = False
 
 
-def deliver(
-    pending: list[Pending], pin: str, value: Any, *, static: bool = False
-) -> list[Pending]:
+def deliver(pending: list[Pending], pin: str, value: Any, *, static: bool = False) -> list[Pending]:
     """Give `value` for `pin` to the earliest waiting execution lacking that pin, or to a new
     one appended to `pending` (first in, first out). A static value also fills every other
     waiting execution that lacks the pin. Returns the executions it changed."""

@@ -9,12 +9,26 @@ from django.db import models
 from .engine import Status
 
 NODE_STATUSES = [
-    (s, s) for s in (Status.INCOMPLETE, Status.QUEUED, Status.RUNNING, Status.COMPLETED,
-                     Status.FAILED, Status.CANCELLED)
+    (s, s)
+    for s in (
+        Status.INCOMPLETE,
+        Status.QUEUED,
+        Status.RUNNING,
+        Status.COMPLETED,
+        Status.FAILED,
+        Status.CANCELLED,
+    )
 ]
 GRAPH_STATUSES = [
-    (s, s) for s in (Status.QUEUED, Status.RUNNING, Status.PAUSED, Status.COMPLETED,
-                     Status.FAILED, Status.CANCELLED)
+    (s, s)
+    for s in (
+        Status.QUEUED,
+        Status.RUNNING,
+        Status.PAUSED,
+        Status.COMPLETED,
+        Status.FAILED,
+        Status.CANCELLED,
+    )
 ]
 
 
@@ -107,5 +121,10 @@ class StaticInput(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["execution", "node_id", "pin"], name="static_input_unique")
+            models.UniqueConstraint(
+                fields=["execution", "node_id", "pin"], name="static_input_unique"
+            )
         ]
+
+    def __str__(self):
+        return f"{self.node_id}.{self.pin} of {self.execution_id}"

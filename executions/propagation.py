@@ -63,7 +63,10 @@ def propagate(
 
 
 def _deliver_to_sink(
-    execution_id, plan: Plan, sink_id: str, deliveries: list[tuple[LinkSpec, Any]],
+    execution_id,
+    plan: Plan,
+    sink_id: str,
+    deliveries: list[tuple[LinkSpec, Any]],
     result: Propagation,
 ) -> None:
     linked = plan.linked_pins(sink_id)
@@ -85,11 +88,14 @@ def _deliver_to_sink(
         ]
         if static_pins:
             static_values = dict(
-                StaticInput.objects.filter(execution_id=execution_id, node_id=sink_id)
-                .values_list("pin", "value")
+                StaticInput.objects.filter(execution_id=execution_id, node_id=sink_id).values_list(
+                    "pin", "value"
+                )
             )
     if not must_wait:
-        pending = [Pending(None, {link.sink_name: value}, changed=True) for link, value in deliveries]
+        pending = [
+            Pending(None, {link.sink_name: value}, changed=True) for link, value in deliveries
+        ]
         deliveries = []
     new_static: dict[str, Any] = {}
     for link, value in deliveries:
@@ -100,8 +106,10 @@ def _deliver_to_sink(
     _store(execution_id, plan, sink_id, linked, pending, result)
     if new_static:
         StaticInput.objects.bulk_create(
-            [StaticInput(execution_id=execution_id, node_id=sink_id, pin=pin, value=value)
-             for pin, value in new_static.items()],
+            [
+                StaticInput(execution_id=execution_id, node_id=sink_id, pin=pin, value=value)
+                for pin, value in new_static.items()
+            ],
             update_conflicts=True,
             unique_fields=["execution", "node_id", "pin"],
             update_fields=["value"],
@@ -109,7 +117,11 @@ def _deliver_to_sink(
 
 
 def _store(
-    execution_id, plan: Plan, sink_id: str, linked: frozenset[str], pending: list[Pending],
+    execution_id,
+    plan: Plan,
+    sink_id: str,
+    linked: frozenset[str],
+    pending: list[Pending],
     result: Propagation,
 ) -> None:
     node = plan.nodes[sink_id]
@@ -121,7 +133,9 @@ def _store(
         ready = is_ready(linked, p.inputs)
         if p.id is None:
             row = NodeExecution(
-                execution_id=execution_id, node_id=sink_id, block=node.block,
+                execution_id=execution_id,
+                node_id=sink_id,
+                block=node.block,
                 status=Status.QUEUED if ready else Status.INCOMPLETE,
                 input_data=node_input(node.input_default, p.inputs) if ready else p.inputs,
                 task_id=str(uuid.uuid4()) if ready else None,
@@ -131,8 +145,10 @@ def _store(
         elif ready:
             task_id = str(uuid.uuid4())
             moved = NodeExecution.objects.filter(id=p.id, status=Status.INCOMPLETE).update(
-                status=Status.QUEUED, input_data=node_input(node.input_default, p.inputs),
-                task_id=task_id, queued_at=now,
+                status=Status.QUEUED,
+                input_data=node_input(node.input_default, p.inputs),
+                task_id=task_id,
+                queued_at=now,
             )
             if moved:
                 result.queued.append(Queued(p.id, sink_id, node.block, task_id))

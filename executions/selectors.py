@@ -15,7 +15,9 @@ def executions_of(user):
 
 def execution_get(*, user, execution_id) -> GraphExecution:
     try:
-        return GraphExecution.objects.select_related("graph_version").get(pk=execution_id, user=user)
+        return GraphExecution.objects.select_related("graph_version").get(
+            pk=execution_id, user=user
+        )
     except GraphExecution.DoesNotExist as exc:
         raise Http404("execution not found") from exc
 

@@ -37,7 +37,9 @@ log = logging.getLogger(__name__)
 # --- creating and starting ------------------------------------------------------------------
 
 
-def execution_create(*, user, graph: Graph, inputs: Any, version: int | None = None) -> GraphExecution:
+def execution_create(
+    *, user, graph: Graph, inputs: Any, version: int | None = None
+) -> GraphExecution:
     """Validates the run's inputs and records a QUEUED execution; its start is published
     once the record is committed. Raises GraphInvalid (nothing stored) on bad input."""
     graph_version = version_get(graph=graph, version=version)
@@ -45,14 +47,24 @@ def execution_create(*, user, graph: Graph, inputs: Any, version: int | None = N
     missing = [n.id for n in plan.nodes.values() if get_block_class(n.block) is None]
     if missing:
         raise GraphInvalid(
-            [{"node_id": nid, "message": "block no longer exists in the catalogue"} for nid in missing]
+            [
+                {"node_id": nid, "message": "block no longer exists in the catalogue"}
+                for nid in missing
+            ]
         )
-    nodes = [{"id": n.id, "block": n.block, "input_default": n.input_default} for n in plan.nodes.values()]
+    nodes = [
+        {"id": n.id, "block": n.block, "input_default": n.input_default}
+        for n in plan.nodes.values()
+    ]
     inputs = validate_graph_inputs(nodes, inputs)
     with transaction.atomic():
         execution = GraphExecution.objects.create(
-            graph=graph, graph_version=graph_version, user=user, inputs=inputs,
-            status=Status.QUEUED, node_limit=settings.ENGINE_MAX_NODE_EXECUTIONS,
+            graph=graph,
+            graph_version=graph_version,
+            user=user,
+            inputs=inputs,
+            status=Status.QUEUED,
+            node_limit=settings.ENGINE_MAX_NODE_EXECUTIONS,
         )
         transaction.on_commit(lambda: dispatch.start_execution(execution.pk))
     return execution
@@ -71,15 +83,25 @@ def execution_start(execution_id) -> None:
         now = timezone.now()
         rows = NodeExecution.objects.bulk_create(
             NodeExecution(
-                execution_id=execution_id, node_id=node_id, block=plan.nodes[node_id].block,
-                status=Status.QUEUED, task_id=str(uuid.uuid4()), queued_at=now,
+                execution_id=execution_id,
+                node_id=node_id,
+                block=plan.nodes[node_id].block,
+                status=Status.QUEUED,
+                task_id=str(uuid.uuid4()),
+                queued_at=now,
                 input_data=starting_input(plan.nodes[node_id], execution.inputs),
             )
             for node_id in plan.starting_nodes
         )
         queued = [Queued(r.id, r.node_id, r.block, r.task_id) for r in rows]
-        _settle(execution_id, plan, execution.graph_version_id, done=0,
-                result=Propagation(queued, len(rows)), unhandled=0)
+        _settle(
+            execution_id,
+            plan,
+            execution.graph_version_id,
+            done=0,
+            result=Propagation(queued, len(rows)),
+            unhandled=0,
+        )
 
 
 # --- running one node -----------------------------------------------------------------------
@@ -119,7 +141,9 @@ def node_claim(node_execution_id: int, *, take_over: bool = False) -> ClaimedNod
     execution_id, node_id, block, input_data, version_id, user_id = row
     if isinstance(input_data, str):
         input_data = json.loads(input_data)
-    return ClaimedNode(node_execution_id, execution_id, node_id, block, input_data, version_id, user_id)
+    return ClaimedNode(
+        node_execution_id, execution_id, node_id, block, input_data, version_id, user_id
+    )
 
 
 def node_run(claimed: ClaimedNode) -> tuple[list[tuple[str, Any]], str | None]:
@@ -153,7 +177,9 @@ def node_complete(
     with transaction.atomic():
         moved = NodeExecution.objects.filter(id=claimed.id, status=Status.RUNNING).update(
             status=Status.FAILED if error is not None else Status.COMPLETED,
-            output_data=output_data, error=error, ended_at=timezone.now(),
+            output_data=output_data,
+            error=error,
+            ended_at=timezone.now(),
             propagated=not in_chord,
         )
         if not moved or in_chord:
@@ -161,8 +187,14 @@ def node_complete(
         plan = plan_for_version(claimed.graph_version_id)
         result = propagate(claimed.execution_id, plan, [(claimed.node_id, outputs)])
         unhandled = int(error is not None and not plan.handles_errors(claimed.node_id))
-        _settle(claimed.execution_id, plan, claimed.graph_version_id, done=1, result=result,
-                unhandled=unhandled)
+        _settle(
+            claimed.execution_id,
+            plan,
+            claimed.graph_version_id,
+            done=1,
+            result=result,
+            unhandled=unhandled,
+        )
 
 
 class JoinNotReady(Exception):
@@ -202,13 +234,20 @@ def chord_join(execution_id, version_id: int, member_ids: list[int]) -> None:
         ]
         result = propagate(execution_id, plan, sources)
         unhandled = sum(
-            1 for r in members
+            1
+            for r in members
             if r["status"] == Status.FAILED and not plan.handles_errors(r["node_id"])
         )
         # The join held one unit of the run's active count for itself, and its members
         # theirs: all are released here.
-        _settle(execution_id, plan, version_id, done=len(claimed) + 1, result=result,
-                unhandled=unhandled)
+        _settle(
+            execution_id,
+            plan,
+            version_id,
+            done=len(claimed) + 1,
+            result=result,
+            unhandled=unhandled,
+        )
 
 
 # --- counters and the end of a run ----------------------------------------------------------
@@ -238,12 +277,18 @@ def _settle(
         return
     if node_count > cap:
         _cancel_queued([q.id for q in result.queued])
-        execution_finish(execution_id, Status.FAILED,
-                         error=f"node execution limit reached: a run may create at most {cap}")
+        execution_finish(
+            execution_id,
+            Status.FAILED,
+            error=f"node execution limit reached: a run may create at most {cap}",
+        )
         return
     if active <= 0:
-        execution_finish(execution_id, final_status(unhandled_total),
-                         error=_unhandled_message(execution_id) if unhandled_total else None)
+        execution_finish(
+            execution_id,
+            final_status(unhandled_total),
+            error=_unhandled_message(execution_id) if unhandled_total else None,
+        )
         return
     transaction.on_commit(lambda: dispatch.send_groups(execution_id, version_id, groups))
 
@@ -276,21 +321,31 @@ def execution_stats(execution: GraphExecution) -> dict[str, Any]:
     )
     end = execution.ended_at or timezone.now()
     duration = (end - execution.started_at).total_seconds() if execution.started_at else 0.0
-    return {"node_count": agg["ran"], "node_error_count": agg["failed"],
-            "cost": agg["cost"] or 0, "duration": round(duration, 3)}
+    return {
+        "node_count": agg["ran"],
+        "node_error_count": agg["failed"],
+        "cost": agg["cost"] or 0,
+        "duration": round(duration, 3),
+    }
 
 
 def _outputs_of(execution_id) -> dict[str, list[Any]]:
-    runs = NodeExecution.objects.filter(
-        execution_id=execution_id, block="output", status=Status.COMPLETED
-    ).order_by("id").values_list("input_data", "output_data")
+    runs = (
+        NodeExecution.objects.filter(
+            execution_id=execution_id, block="output", status=Status.COMPLETED
+        )
+        .order_by("id")
+        .values_list("input_data", "output_data")
+    )
     return collect_outputs((data.get("name"), out.get("output", [])) for data, out in runs)
 
 
 def _unhandled_message(execution_id) -> str:
     failed = (
         NodeExecution.objects.filter(execution_id=execution_id, status=Status.FAILED)
-        .order_by("id").values_list("node_id", "error").first()
+        .order_by("id")
+        .values_list("node_id", "error")
+        .first()
     )
     return f"node {failed[0]!r} failed: {failed[1]}" if failed else "a node failed"
 
@@ -305,6 +360,7 @@ def _cancel_queued(ids: list[int]) -> None:
 def _cancel_if_run_ended(node_execution_id: int) -> None:
     """A task for a node of a run that already ended: the node will never run."""
     NodeExecution.objects.filter(
-        id=node_execution_id, status=Status.QUEUED,
+        id=node_execution_id,
+        status=Status.QUEUED,
         execution__status__in=[Status.COMPLETED, Status.FAILED, Status.CANCELLED],
     ).update(status=Status.CANCELLED, ended_at=timezone.now())

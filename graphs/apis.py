@@ -16,7 +16,9 @@ from .validation import GraphInvalid
 
 def invalid_graph_response(exc: GraphInvalid) -> Response:
     first = exc.problems[0]
-    where = ", ".join(f"{k} {first[k]}" for k in ("node_id", "pin", "link_index", "field", "input") if k in first)
+    where = ", ".join(
+        f"{k} {first[k]}" for k in ("node_id", "pin", "link_index", "field", "input") if k in first
+    )
     detail = f"{first['message']} ({where})" if where else first["message"]
     if len(exc.problems) > 1:
         detail += f"; and {len(exc.problems) - 1} more problem(s)"
@@ -40,7 +42,8 @@ class GraphListApi(APIView):
         versions = {
             (v.graph_id, v.version): v
             for v in GraphVersion.objects.filter(graph__in=graphs)
-            .select_related("graph").prefetch_related("nodes", "links")
+            .select_related("graph")
+            .prefetch_related("nodes", "links")
             if v.version == v.graph.latest_version
         }
         return paginator.get_paginated_response(
@@ -58,7 +61,9 @@ class GraphListApi(APIView):
 
 class GraphDetailApi(APIView):
     @extend_schema(
-        parameters=[OpenApiParameter("version", int, description="a version other than the latest")],
+        parameters=[
+            OpenApiParameter("version", int, description="a version other than the latest")
+        ],
         responses={200: GraphSerializer},
     )
     def get(self, request, graph_id):
@@ -85,7 +90,10 @@ class GraphVersionListApi(APIView):
         graph = graph_get(user=request.user, graph_id=graph_id)
         paginator = LimitOffsetPagination()
         page = paginator.paginate_queryset(
-            graph.versions.order_by("-version").values("version", "name", "description", "created_at"),
-            request, view=self,
+            graph.versions.order_by("-version").values(
+                "version", "name", "description", "created_at"
+            ),
+            request,
+            view=self,
         )
         return paginator.get_paginated_response(page)

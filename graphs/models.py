@@ -10,7 +10,9 @@ from django.db import models
 
 class Graph(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="graphs")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="graphs"
+    )
     latest_version = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -50,7 +52,9 @@ class Node(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["graph_version", "node_id"], name="node_id_unique_in_version")
+            models.UniqueConstraint(
+                fields=["graph_version", "node_id"], name="node_id_unique_in_version"
+            )
         ]
         ordering = ["graph_version", "position"]
 

@@ -32,14 +32,23 @@ def version_document(version: GraphVersion) -> dict[str, Any]:
         "name": version.name,
         "description": version.description,
         "nodes": [
-            {"id": n.node_id, "block": n.block, "input_default": n.input_default,
-             "metadata": n.metadata}
+            {
+                "id": n.node_id,
+                "block": n.block,
+                "input_default": n.input_default,
+                "metadata": n.metadata,
+            }
             for n in version.nodes.all()
         ],
         "links": [
-            {"source_id": l.source_id, "source_name": l.source_name, "sink_id": l.sink_id,
-             "sink_name": l.sink_name, "is_static": l.is_static}
-            for l in version.links.all()
+            {
+                "source_id": link.source_id,
+                "source_name": link.source_name,
+                "sink_id": link.sink_id,
+                "sink_name": link.sink_name,
+                "is_static": link.is_static,
+            }
+            for link in version.links.all()
         ],
     }
 

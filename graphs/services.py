@@ -39,8 +39,14 @@ def _store_version(graph: Graph, number: int, doc: dict[str, Any]) -> GraphVersi
         graph=graph, version=number, name=doc["name"], description=doc["description"]
     )
     Node.objects.bulk_create(
-        Node(graph_version=version, node_id=n["id"], block=n["block"],
-             input_default=n["input_default"], metadata=n["metadata"], position=i)
+        Node(
+            graph_version=version,
+            node_id=n["id"],
+            block=n["block"],
+            input_default=n["input_default"],
+            metadata=n["metadata"],
+            position=i,
+        )
         for i, n in enumerate(doc["nodes"])
     )
     Link.objects.bulk_create(

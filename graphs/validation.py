@@ -58,13 +58,17 @@ def validate_document(doc: Any) -> dict[str, Any]:
         problems.add("nodes must be a non-empty list", field="nodes")
         raw_nodes = []
     elif len(raw_nodes) > settings.ENGINE_MAX_GRAPH_NODES:
-        problems.add(f"too many nodes: the limit is {settings.ENGINE_MAX_GRAPH_NODES}", field="nodes")
+        problems.add(
+            f"too many nodes: the limit is {settings.ENGINE_MAX_GRAPH_NODES}", field="nodes"
+        )
         raw_nodes = []
     if not isinstance(raw_links, list):
         problems.add("links must be a list", field="links")
         raw_links = []
     elif len(raw_links) > settings.ENGINE_MAX_GRAPH_LINKS:
-        problems.add(f"too many links: the limit is {settings.ENGINE_MAX_GRAPH_LINKS}", field="links")
+        problems.add(
+            f"too many links: the limit is {settings.ENGINE_MAX_GRAPH_LINKS}", field="links"
+        )
         raw_links = []
 
     nodes = _check_nodes(raw_nodes, problems)
@@ -110,9 +114,15 @@ def _check_nodes(raw_nodes: list[Any], problems: _Problems) -> dict[str, dict[st
         for pin in defaults:
             base, kind, _ = split_pin(pin)
             if kind is None and pin not in block.input_pins():
-                problems.add(f"unknown input pin {pin!r} of block {block.name!r}", node_id=node_id, pin=pin)
+                problems.add(
+                    f"unknown input pin {pin!r} of block {block.name!r}", node_id=node_id, pin=pin
+                )
             elif kind is not None and not block.pin_accepts(base, kind):
-                problems.add(f"{pin!r} is not a dynamic entry of a dict or list pin", node_id=node_id, pin=pin)
+                problems.add(
+                    f"{pin!r} is not a dynamic entry of a dict or list pin",
+                    node_id=node_id,
+                    pin=pin,
+                )
         for pin, value in merge_dynamic_pins(defaults).items():
             if pin in block.input_pins():
                 reason = block.check_pin_value(pin, value)
@@ -138,9 +148,13 @@ def _check_links(
             problems.add("a link must be a JSON object", link_index=index)
             continue
         fields = {k: raw.get(k) for k in ("source_id", "source_name", "sink_id", "sink_name")}
-        bad = [k for k, v in fields.items() if not isinstance(v, str) or not v or len(v) > MAX_PIN_NAME]
+        bad = [
+            k for k, v in fields.items() if not isinstance(v, str) or not v or len(v) > MAX_PIN_NAME
+        ]
         if bad:
-            problems.add(f"link fields {', '.join(bad)} must be non-empty strings", link_index=index)
+            problems.add(
+                f"link fields {', '.join(bad)} must be non-empty strings", link_index=index
+            )
             continue
         is_static = raw.get("is_static", False)
         if not isinstance(is_static, bool):
@@ -148,19 +162,29 @@ def _check_links(
             continue
         src, sink = nodes.get(fields["source_id"]), nodes.get(fields["sink_id"])
         if src is None:
-            problems.add(f"link from missing node {fields['source_id']!r}", link_index=index,
-                         node_id=fields["source_id"])
+            problems.add(
+                f"link from missing node {fields['source_id']!r}",
+                link_index=index,
+                node_id=fields["source_id"],
+            )
         else:
             _check_source_pin(src, fields["source_name"], index, problems)
         if sink is None:
-            problems.add(f"link to missing node {fields['sink_id']!r}", link_index=index,
-                         node_id=fields["sink_id"])
+            problems.add(
+                f"link to missing node {fields['sink_id']!r}",
+                link_index=index,
+                node_id=fields["sink_id"],
+            )
         else:
             _check_sink_pin(sink, fields["sink_name"], index, problems)
         key = (fields["source_id"], fields["source_name"], fields["sink_id"], fields["sink_name"])
         if key in seen:
-            problems.add("duplicate link", link_index=index, node_id=fields["sink_id"],
-                         pin=fields["sink_name"])
+            problems.add(
+                "duplicate link",
+                link_index=index,
+                node_id=fields["sink_id"],
+                pin=fields["sink_name"],
+            )
         seen.add(key)
         links.append({**fields, "is_static": is_static})
     return links
@@ -171,8 +195,12 @@ def _check_source_pin(node: dict[str, Any], pin: str, index: int, problems: _Pro
     base = split_pin(pin)[0]
     if block.dynamic_outputs() or base == ERROR_PIN or base in block.output_pins():
         return
-    problems.add(f"unknown output pin {pin!r} of block {block.name!r}", link_index=index,
-                 node_id=node["id"], pin=pin)
+    problems.add(
+        f"unknown output pin {pin!r} of block {block.name!r}",
+        link_index=index,
+        node_id=node["id"],
+        pin=pin,
+    )
 
 
 def _check_sink_pin(node: dict[str, Any], pin: str, index: int, problems: _Problems) -> None:
@@ -180,10 +208,19 @@ def _check_sink_pin(node: dict[str, Any], pin: str, index: int, problems: _Probl
     base, kind, key = split_pin(pin)
     if kind is None and pin in block.input_pins():
         return
-    if kind is not None and key and block.pin_accepts(base, kind) and (kind == "#" or key.isdigit()):
+    if (
+        kind is not None
+        and key
+        and block.pin_accepts(base, kind)
+        and (kind == "#" or key.isdigit())
+    ):
         return
-    problems.add(f"unknown input pin {pin!r} of block {block.name!r}", link_index=index,
-                 node_id=node["id"], pin=pin)
+    problems.add(
+        f"unknown input pin {pin!r} of block {block.name!r}",
+        link_index=index,
+        node_id=node["id"],
+        pin=pin,
+    )
 
 
 def _check_required_inputs(
@@ -196,8 +233,9 @@ def _check_required_inputs(
         block = get_block_class(node["block"])
         given = set(merge_dynamic_pins(node["input_default"])) | linked.get(node["id"], set())
         for pin in sorted(block.required_inputs() - given):
-            problems.add(f"required input {pin!r} has no default and no link",
-                         node_id=node["id"], pin=pin)
+            problems.add(
+                f"required input {pin!r} has no default and no link", node_id=node["id"], pin=pin
+            )
 
 
 def validate_graph_inputs(nodes: list[dict[str, Any]], inputs: Any) -> dict[str, Any]:

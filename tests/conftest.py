@@ -22,12 +22,16 @@ TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
 
 @pytest.fixture
 def user(db):
-    return get_user_model().objects.create_user(f"user-{uuid.uuid4().hex[:8]}", password="pw-123456")
+    return get_user_model().objects.create_user(
+        f"user-{uuid.uuid4().hex[:8]}", password="pw-123456"
+    )
 
 
 @pytest.fixture
 def other_user(db):
-    return get_user_model().objects.create_user(f"other-{uuid.uuid4().hex[:8]}", password="pw-123456")
+    return get_user_model().objects.create_user(
+        f"other-{uuid.uuid4().hex[:8]}", password="pw-123456"
+    )
 
 
 @pytest.fixture
@@ -60,11 +64,28 @@ def celery_worker_process(django_db_setup, django_db_blocker):
     with django_db_blocker.unblock():
         app.control.purge()
     name = f"test-{uuid.uuid4().hex[:6]}@%h"
-    log = open(ROOT / ".local" / "test-worker.log", "w")
+    log = open(ROOT / ".local" / "test-worker.log", "w")  # noqa: SIM115 (closed at teardown)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "-c", "2", "-n", name,
-         "--without-mingle", "--without-gossip", "-l", "warning"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "-c",
+            "2",
+            "-n",
+            name,
+            "--without-mingle",
+            "--without-gossip",
+            "-l",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 60
     hostname = name.replace("%h", os.uname().nodename)
@@ -111,7 +132,9 @@ def create_graph(api, document):
 
 def run_graph(api, document, inputs=None, timeout=60.0):
     graph = create_graph(api, document)
-    response = api.post(f"/api/graphs/{graph['id']}/execute/", {"inputs": inputs or {}}, format="json")
+    response = api.post(
+        f"/api/graphs/{graph['id']}/execute/", {"inputs": inputs or {}}, format="json"
+    )
     assert response.status_code == 201, response.json()
     return wait_for_run(api, response.json()["id"], timeout)
 

@@ -18,10 +18,17 @@ pytestmark = pytest.mark.django_db
 def test_token_auth_round_trip(user):
     client = APIClient()
     assert client.get("/api/graphs/").status_code == 401
-    bad = client.post("/api/auth/token/", {"username": user.username, "password": "nope"}, format="json")
+    bad = client.post(
+        "/api/auth/token/", {"username": user.username, "password": "nope"}, format="json"
+    )
     assert bad.status_code == 401 and "password" in bad.json()["detail"]
-    assert client.post("/api/auth/token/", {"username": user.username}, format="json").status_code == 400
-    ok = client.post("/api/auth/token/", {"username": user.username, "password": "pw-123456"}, format="json")
+    assert (
+        client.post("/api/auth/token/", {"username": user.username}, format="json").status_code
+        == 400
+    )
+    ok = client.post(
+        "/api/auth/token/", {"username": user.username, "password": "pw-123456"}, format="json"
+    )
     assert ok.status_code == 200
     client.credentials(HTTP_AUTHORIZATION=f"Token {ok.json()['token']}")
     assert client.get("/api/graphs/").status_code == 200
@@ -31,8 +38,17 @@ def test_token_auth_round_trip(user):
 
 def test_blocks_catalogue_lists_every_block_with_schemas(api):
     blocks = {b["name"]: b for b in api.get("/api/blocks/").json()}
-    assert {"input", "output", "store_value", "text_template", "condition", "step_through_items",
-            "calculator", "sleep", "http_request"} <= set(blocks)
+    assert {
+        "input",
+        "output",
+        "store_value",
+        "text_template",
+        "condition",
+        "step_through_items",
+        "calculator",
+        "sleep",
+        "http_request",
+    } <= set(blocks)
     calc = blocks["calculator"]
     assert set(calc["input_schema"]["properties"]) == {"operation", "a", "b", "round_result"}
     assert "error" in calc["output_schema"]["properties"]
@@ -48,7 +64,10 @@ def test_create_read_update_versions_delete(api):
     changed = greeting()
     changed["nodes"][1]["input_default"]["format"] = "Hi {{ name }}"
     assert api.put(f"/api/graphs/{gid}/", changed, format="json").json()["version"] == 2
-    assert api.get(f"/api/graphs/{gid}/").json()["nodes"][1]["input_default"]["format"] == "Hi {{ name }}"
+    assert (
+        api.get(f"/api/graphs/{gid}/").json()["nodes"][1]["input_default"]["format"]
+        == "Hi {{ name }}"
+    )
     v1 = api.get(f"/api/graphs/{gid}/?version=1").json()
     assert v1["version"] == 1 and v1["nodes"][1]["input_default"]["format"] == "Hello {{ name }}!"
     versions = api.get(f"/api/graphs/{gid}/versions/").json()
@@ -74,23 +93,53 @@ def problems_of(response):
     [
         (lambda d: d["nodes"].append(node("x", "no_such_block")), {"node_id": "x"}),
         (lambda d: d["nodes"].append(node("greet", "output", name="n")), {"node_id": "greet"}),
-        (lambda d: d["links"].append(link("ghost", "result", "out", "value")), {"node_id": "ghost"}),
-        (lambda d: d["links"].append(link("who", "result", "ghost", "value")), {"node_id": "ghost"}),
-        (lambda d: d["links"].append(link("who", "nope", "out", "value")), {"node_id": "who", "pin": "nope"}),
-        (lambda d: d["links"].append(link("who", "result", "out", "nope")), {"node_id": "out", "pin": "nope"}),
-        (lambda d: d["nodes"].append(node("c", "calculator", a="abc", b=1)), {"node_id": "c", "pin": "a"}),
+        (
+            lambda d: d["links"].append(link("ghost", "result", "out", "value")),
+            {"node_id": "ghost"},
+        ),
+        (
+            lambda d: d["links"].append(link("who", "result", "ghost", "value")),
+            {"node_id": "ghost"},
+        ),
+        (
+            lambda d: d["links"].append(link("who", "nope", "out", "value")),
+            {"node_id": "who", "pin": "nope"},
+        ),
+        (
+            lambda d: d["links"].append(link("who", "result", "out", "nope")),
+            {"node_id": "out", "pin": "nope"},
+        ),
+        (
+            lambda d: d["nodes"].append(node("c", "calculator", a="abc", b=1)),
+            {"node_id": "c", "pin": "a"},
+        ),
         (lambda d: d["nodes"].append(node("c", "calculator", a=1)), {"node_id": "c", "pin": "b"}),
         (lambda d: d["nodes"].append(node("o", "output")), {"node_id": "o", "pin": "name"}),
-        (lambda d: d["nodes"][1]["input_default"].update(nope=1), {"node_id": "greet", "pin": "nope"}),
+        (
+            lambda d: d["nodes"][1]["input_default"].update(nope=1),
+            {"node_id": "greet", "pin": "nope"},
+        ),
         (lambda d: d["nodes"].append({"id": "bad id!", "block": "output"}), {"node_index": 3}),
         (lambda d: d["links"].append(dict(d["links"][0])), {"node_id": "greet"}),
         (lambda d: d.update(nodes=[]), {"field": "nodes"}),
         (lambda d: d.update(name=""), {"field": "name"}),
     ],
-    ids=["unknown-block", "duplicate-node", "link-from-missing", "link-to-missing",
-         "unknown-source-pin", "unknown-sink-pin", "wrong-type", "missing-required",
-         "missing-required-name", "unknown-default-pin", "bad-node-id", "duplicate-link",
-         "no-nodes", "no-name"],
+    ids=[
+        "unknown-block",
+        "duplicate-node",
+        "link-from-missing",
+        "link-to-missing",
+        "unknown-source-pin",
+        "unknown-sink-pin",
+        "wrong-type",
+        "missing-required",
+        "missing-required-name",
+        "unknown-default-pin",
+        "bad-node-id",
+        "duplicate-link",
+        "no-nodes",
+        "no-name",
+    ],
 )
 def test_every_validation_problem_is_a_400_naming_where(api, mutate, expected):
     document = greeting()
@@ -114,11 +163,23 @@ def test_execute_validates_inputs_and_creates_nothing_on_error(api):
     gid = api.post("/api/graphs/", document, format="json").json()["id"]
     missing = problems_of(api.post(f"/api/graphs/{gid}/execute/", {}, format="json"))
     assert missing[0]["input"] == "who"
-    unknown = problems_of(api.post(f"/api/graphs/{gid}/execute/", {"inputs": {"who": "a", "x": 1}}, format="json"))
+    unknown = problems_of(
+        api.post(f"/api/graphs/{gid}/execute/", {"inputs": {"who": "a", "x": 1}}, format="json")
+    )
     assert unknown[0]["input"] == "x"
-    assert api.post(f"/api/graphs/{gid}/execute/", {"inputs": "nope"}, format="json").status_code == 400
-    assert api.post(f"/api/graphs/{gid}/execute/", {"inputs": {}, "version": 7}, format="json").status_code == 404
-    assert api.post(f"/api/graphs/{gid}/execute/", {"version": "x"}, format="json").status_code == 400
+    assert (
+        api.post(f"/api/graphs/{gid}/execute/", {"inputs": "nope"}, format="json").status_code
+        == 400
+    )
+    assert (
+        api.post(
+            f"/api/graphs/{gid}/execute/", {"inputs": {}, "version": 7}, format="json"
+        ).status_code
+        == 404
+    )
+    assert (
+        api.post(f"/api/graphs/{gid}/execute/", {"version": "x"}, format="json").status_code == 400
+    )
     assert not GraphExecution.objects.exists()
 
 
@@ -144,8 +205,16 @@ def test_malformed_bodies_and_ids_are_4xx(api):
         assert response.status_code == 400, body
     assert api.post("/api/graphs/", [1, 2], format="json").status_code == 400
     assert api.post("/api/graphs/", {"name": "x", "nodes": "abc"}, format="json").status_code == 400
-    assert api.post("/api/graphs/", {"name": "x", "nodes": [1, "a", None]}, format="json").status_code == 400
-    assert api.post("/api/graphs/", {"name": "x", "nodes": [{"id": 5, "block": []}]}, format="json").status_code == 400
+    assert (
+        api.post("/api/graphs/", {"name": "x", "nodes": [1, "a", None]}, format="json").status_code
+        == 400
+    )
+    assert (
+        api.post(
+            "/api/graphs/", {"name": "x", "nodes": [{"id": 5, "block": []}]}, format="json"
+        ).status_code
+        == 400
+    )
     bad_links = {"name": "x", "nodes": [node("a", "output", name="n")], "links": [{"source_id": 1}]}
     assert api.post("/api/graphs/", bad_links, format="json").status_code == 400
     assert api.get("/api/graphs/not-a-uuid/").status_code == 404
@@ -169,7 +238,10 @@ def test_oversized_body_is_413(api):
 def test_too_many_nodes_is_400(api):
     document = greeting()
     document["nodes"].append(node("x", "output", name="x", value=1))
-    assert any("too many nodes" in p["message"] for p in problems_of(api.post("/api/graphs/", document, format="json")))
+    assert any(
+        "too many nodes" in p["message"]
+        for p in problems_of(api.post("/api/graphs/", document, format="json"))
+    )
 
 
 def test_openapi_schema_and_docs(api):
@@ -183,3 +255,21 @@ def test_openapi_schema_and_docs(api):
 def test_health_and_unknown_paths_are_json(client):
     assert client.get("/health").json() == {"status": "ok"}
     assert client.get("/nowhere").status_code == 404
+
+
+def test_execute_is_accepted_even_when_the_broker_is_unreachable(
+    api, monkeypatch, django_capture_on_commit_callbacks
+):
+    from kombu.exceptions import OperationalError
+
+    from executions import tasks
+
+    def broker_down(*args, **kwargs):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(tasks.start_execution, "apply_async", broker_down)
+    gid = api.post("/api/graphs/", greeting(), format="json").json()["id"]
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api.post(f"/api/graphs/{gid}/execute/", {}, format="json")
+    assert response.status_code == 201
+    assert GraphExecution.objects.get().status == "QUEUED"  # kept, for recovery to pick up

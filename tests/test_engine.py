@@ -1,6 +1,7 @@
 """The engine's decisions, as plain functions: no database, no Celery."""
 
 from executions.engine import (
+    _MISSING,
     GRAPH_TRANSITIONS,
     NODE_TRANSITIONS,
     LinkSpec,
@@ -21,12 +22,13 @@ from executions.engine import (
     sources_for,
     split_pin,
     starting_input,
-    _MISSING,
 )
 
 
 def plan(nodes, links, static_blocks=()):
-    return Plan.build([NodeSpec(*n) for n in nodes], [LinkSpec(*l) for l in links], set(static_blocks))
+    return Plan.build(
+        [NodeSpec(*n) for n in nodes], [LinkSpec(*spec) for spec in links], set(static_blocks)
+    )
 
 
 def test_split_pin():
@@ -36,14 +38,16 @@ def test_split_pin():
 
 
 def test_merge_dynamic_pins_builds_dicts_and_lists():
-    merged = merge_dynamic_pins({"values_#_a": 1, "values_#_b": 2, "items_$_1": "y",
-                                 "items_$_0": "x", "format": "f"})
+    merged = merge_dynamic_pins(
+        {"values_#_a": 1, "values_#_b": 2, "items_$_1": "y", "items_$_0": "x", "format": "f"}
+    )
     assert merged == {"values": {"a": 1, "b": 2}, "items": ["x", "y"], "format": "f"}
 
 
 def test_merge_dynamic_pins_lays_entries_over_a_default_and_pads_lists():
     assert merge_dynamic_pins({"values": {"a": 0, "c": 3}, "values_#_a": 1}) == {
-        "values": {"a": 1, "c": 3}}
+        "values": {"a": 1, "c": 3}
+    }
     assert merge_dynamic_pins({"items_$_2": "z"}) == {"items": [None, None, "z"]}
 
 
@@ -60,7 +64,7 @@ def test_extract_output_whole_entry_and_missing():
 def test_deliver_pairs_first_in_first_out():
     pending: list[Pending] = []
     deliver(pending, "a", 1)
-    deliver(pending, "a", 2)   # the first lacks nothing on "a": a second waits
+    deliver(pending, "a", 2)  # the first lacks nothing on "a": a second waits
     deliver(pending, "b", "x")  # pairs with the earliest lacking "b"
     deliver(pending, "b", "y")
     assert [p.inputs for p in pending] == [{"a": 1, "b": "x"}, {"a": 2, "b": "y"}]
@@ -84,7 +88,9 @@ def test_ready_needs_every_linked_pin_not_defaults():
 
 def test_node_input_lays_linked_values_over_defaults():
     assert node_input({"format": "{{ n }}", "values": {"n": 0}}, {"values_#_n": 5}) == {
-        "format": "{{ n }}", "values": {"n": 5}}
+        "format": "{{ n }}",
+        "values": {"n": 5},
+    }
 
 
 def test_starting_input_takes_graph_input_by_name():
@@ -92,12 +98,18 @@ def test_starting_input_takes_graph_input_by_name():
     assert starting_input(node, {"who": "Ada"})["value"] == "Ada"
     assert starting_input(node, {})["value"] == "world"
     assert starting_input(NodeSpec("t", "text_template", {"format": "x"}), {"who": "Ada"}) == {
-        "format": "x"}
+        "format": "x"
+    }
 
 
 def test_plan_starting_nodes_and_static_links():
     p = plan(
-        [("in", "input", {}), ("a", "calculator", {}), ("b", "calculator", {}), ("c", "calculator", {})],
+        [
+            ("in", "input", {}),
+            ("a", "calculator", {}),
+            ("b", "calculator", {}),
+            ("c", "calculator", {}),
+        ],
         [("in", "result", "a", "a", False), ("a", "result", "b", "a", False)],
         static_blocks={"input"},
     )
@@ -114,7 +126,10 @@ def test_route_outputs_follows_each_link_of_the_pin():
     )
     routed = list(route_outputs(p, "s", [("result", {"k": 1}), ("result", {"j": 2})]))
     assert [(link.sink_id, value) for link, value in routed] == [
-        ("t1", {"k": 1}), ("t2", 1), ("t1", {"j": 2})]
+        ("t1", {"k": 1}),
+        ("t2", 1),
+        ("t1", {"j": 2}),
+    ]
 
 
 def test_error_handling_is_a_link_from_the_error_pin():

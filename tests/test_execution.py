@@ -1,5 +1,10 @@
 """Runs graphs end to end: a real Celery worker, RabbitMQ, Redis and PostgreSQL."""
 
+import os
+import signal
+import subprocess
+import time
+
 import pytest
 from django.test import override_settings
 
@@ -47,7 +52,9 @@ def test_diamond_fan_in_joins_both_branches_once(api, worker):
     assert record["outputs"] == {"joined": ["6.0 and 9.0"]}
     assert len(nodes_of(record, "join")) == 1
     # the two branches became ready together and feed `join`: one chord, joined by its callback
-    assert NodeExecution.objects.filter(node_id__in=["double", "square"], propagated=True).count() == 2
+    assert (
+        NodeExecution.objects.filter(node_id__in=["double", "square"], propagated=True).count() == 2
+    )
 
 
 def test_fan_out_of_1000_items(api, worker):
@@ -163,7 +170,9 @@ def test_condition_runs_only_the_taken_branch(api, worker):
     graph = create_graph(api, document)
     runs = {}
     for n in (50, 5):
-        eid = api.post(f"/api/graphs/{graph['id']}/execute/", {"inputs": {"n": n}}, format="json").json()["id"]
+        eid = api.post(
+            f"/api/graphs/{graph['id']}/execute/", {"inputs": {"n": n}}, format="json"
+        ).json()["id"]
         runs[n] = wait_for_run(api, eid)
     assert runs[50]["outputs"] == {"verdict": ["big 50"]} and nodes_of(runs[50], "small") == []
     assert runs[5]["outputs"] == {"verdict": ["small 5"]} and nodes_of(runs[5], "big") == []
@@ -179,7 +188,10 @@ def test_unhandled_error_fails_the_run_with_the_reason(api, worker):
             node("other", "calculator", operation="add", a=1, b=2),
             node("other_out", "output", name="other"),
         ],
-        "links": [link("div", "result", "out", "value"), link("other", "result", "other_out", "value")],
+        "links": [
+            link("div", "result", "out", "value"),
+            link("other", "result", "other_out", "value"),
+        ],
     }
     record = run_graph(api, document)
     assert record["status"] == "FAILED"
@@ -210,8 +222,10 @@ def test_handled_error_completes_the_run(api, worker):
 def test_invalid_runtime_input_fails_the_node(api, worker):
     document = {
         "name": "Bad runtime input",
-        "nodes": [node("t", "input", name="t", value="not a number"),
-                  node("calc", "calculator", b=1)],
+        "nodes": [
+            node("t", "input", name="t", value="not a number"),
+            node("calc", "calculator", b=1),
+        ],
         "links": [link("t", "result", "calc", "a")],
     }
     record = run_graph(api, document)
@@ -272,27 +286,65 @@ def test_an_old_version_stays_executable(api, worker):
     old = api.post(f"/api/graphs/{graph['id']}/execute/", {"version": 1}, format="json").json()
     assert wait_for_run(api, latest["id"])["outputs"] == {"greeting": ["Goodbye world!"]}
     old_record = wait_for_run(api, old["id"])
-    assert old_record["outputs"] == {"greeting": ["Hello world!"]} and old_record["graph_version"] == 1
+    assert (
+        old_record["outputs"] == {"greeting": ["Hello world!"]} and old_record["graph_version"] == 1
+    )
 
 
 def test_a_repeated_task_changes_nothing(api, worker):
     record = run_graph(api, greeting())
     greet = NodeExecution.objects.get(node_id="greet")
     # Deliver the node's task again, as a broker would after a lost ack.
-    run_node.apply_async(args=[greet.pk, record["id"]], kwargs={"in_chord": False}).get
-    again = run_node.apply_async(args=[greet.pk, record["id"]], kwargs={"in_chord": False}, ignore_result=False)
+    again = run_node.apply_async(
+        args=[greet.pk, record["id"]], kwargs={"in_chord": False}, ignore_result=False
+    )
     again.get(timeout=30)
     greet.refresh_from_db()
     assert greet.attempts == 1 and greet.status == "COMPLETED"
     assert NodeExecution.objects.count() == 3
-    assert api.get(f"/api/executions/{record['id']}/").json()["outputs"] == {"greeting": ["Hello world!"]}
+    assert api.get(f"/api/executions/{record['id']}/").json()["outputs"] == {
+        "greeting": ["Hello world!"]
+    }
 
 
 def test_executions_list_filters_newest_first(api, worker):
     graph = create_graph(api, greeting())
-    ids = [api.post(f"/api/graphs/{graph['id']}/execute/", {}, format="json").json()["id"] for _ in range(3)]
+    ids = [
+        api.post(f"/api/graphs/{graph['id']}/execute/", {}, format="json").json()["id"]
+        for _ in range(3)
+    ]
     for eid in ids:
         wait_for_run(api, eid)
     listed = api.get(f"/api/executions/?graph={graph['id']}&status=COMPLETED").json()
     assert listed["count"] == 3 and [r["id"] for r in listed["results"]] == ids[::-1]
     assert api.get("/api/executions/?status=FAILED").json()["count"] == 0
+
+
+def test_a_worker_killed_mid_node_loses_nothing(api, worker):
+    """SIGKILL the pool process running a node: the broker redelivers the task (acks_late,
+    reject_on_worker_lost), the redelivered task takes the node over, the run completes."""
+    document = {
+        "name": "Slow",
+        "nodes": [
+            node("wait", "sleep", seconds=3, value="done"),
+            node("out", "output", name="result"),
+        ],
+        "links": [link("wait", "output", "out", "value")],
+    }
+    graph = create_graph(api, document)
+    eid = api.post(f"/api/graphs/{graph['id']}/execute/", {}, format="json").json()["id"]
+    deadline = time.monotonic() + 30
+    while not NodeExecution.objects.filter(node_id="wait", status="RUNNING").exists():
+        assert time.monotonic() < deadline, "the node never started"
+        time.sleep(0.05)
+    children = subprocess.run(
+        ["pgrep", "-P", str(worker.pid)], capture_output=True, text=True, check=True
+    ).stdout.split()
+    for pid in children:
+        os.kill(int(pid), signal.SIGKILL)
+    record = wait_for_run(api, eid, timeout=60)
+    assert record["status"] == "COMPLETED", record
+    assert record["outputs"] == {"result": ["done"]}
+    wait = nodes_of(record, "wait")[0]
+    assert wait["attempts"] == 2 and wait["status"] == "COMPLETED"
+    assert len(nodes_of(record, "out")) == 1

@@ -16,7 +16,9 @@ MAX_REDIRECTS = 5
 
 class HttpRequestBlock(Block):
     name = "http_request"
-    description = "Sends an HTTP request; 2xx on `response`, 4xx on `client_error`, 5xx on `server_error`."
+    description = (
+        "Sends an HTTP request; 2xx on `response`, 4xx on `client_error`, 5xx on `server_error`."
+    )
     category = "io"
 
     class Input(BlockSchema):
@@ -39,7 +41,9 @@ class HttpRequestBlock(Block):
             if data.json_format:
                 content["json"] = data.body
             else:
-                content["content"] = data.body if isinstance(data.body, str) else json.dumps(data.body)
+                content["content"] = (
+                    data.body if isinstance(data.body, str) else json.dumps(data.body)
+                )
         url, method = data.url, data.method
         with httpx.Client(timeout=timeout, follow_redirects=False) as client:
             for _ in range(MAX_REDIRECTS + 1):

@@ -6,7 +6,9 @@ from django.core.management.base import BaseCommand, CommandError
 
 
 class Command(BaseCommand):
-    help = "Create the local superuser 'admin' (password $ADMIN_PASSWORD, default 'admin') if absent."
+    help = (
+        "Create the local superuser 'admin' (password $ADMIN_PASSWORD, default 'admin') if absent."
+    )
 
     def handle(self, *args, **options):
         password = os.environ.get("ADMIN_PASSWORD")

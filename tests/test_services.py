@@ -1,0 +1,136 @@
+"""Service-level races and repeats, on the real database (no worker: dispatch is recorded)."""
+
+import threading
+
+import pytest
+from django.db import connection, transaction
+
+from executions import dispatch, services
+from executions.engine import Status
+from executions.models import GraphExecution, NodeExecution
+from executions.plans import plan_for_version
+from executions.propagation import propagate
+from graphs.services import graph_create
+
+from .documents import link, node
+
+JOIN = {
+    "name": "Join",
+    "nodes": [
+        node("a", "store_value", input=1),
+        node("b", "store_value", input=2),
+        node("j", "text_template", format="{{ x }}{{ y }}"),
+    ],
+    "links": [link("a", "output", "j", "values_#_x"), link("b", "output", "j", "values_#_y")],
+}
+
+
+@pytest.fixture
+def sent(monkeypatch):
+    """Records what would be published instead of publishing it."""
+    groups = []
+    monkeypatch.setattr(dispatch, "send_groups", lambda eid, vid, g: groups.extend(g))
+    monkeypatch.setattr(dispatch, "start_execution", lambda eid: None)
+    return groups
+
+
+def running_execution(user, document):
+    version = graph_create(owner=user, document=document)
+    execution = GraphExecution.objects.create(
+        graph=version.graph, graph_version=version, user=user, status=Status.RUNNING
+    )
+    return execution, version
+
+
+@pytest.mark.django_db
+def test_a_node_is_claimed_once(user, sent):
+    execution, _ = running_execution(user, JOIN)
+    ne = NodeExecution.objects.create(
+        execution=execution, node_id="a", block="store_value", status=Status.QUEUED
+    )
+    assert services.node_claim(ne.pk) is not None
+    assert services.node_claim(ne.pk) is None  # a duplicate delivery finds it RUNNING
+    assert services.node_claim(ne.pk, take_over=True) is not None  # a redelivery takes over
+    ne.refresh_from_db()
+    assert ne.attempts == 2 and ne.status == Status.RUNNING
+
+
+@pytest.mark.django_db
+def test_a_node_of_an_ended_run_never_starts(user, sent):
+    execution, _ = running_execution(user, JOIN)
+    ne = NodeExecution.objects.create(
+        execution=execution, node_id="a", block="store_value", status=Status.QUEUED
+    )
+    GraphExecution.objects.filter(pk=execution.pk).update(status=Status.FAILED)
+    assert services.node_claim(ne.pk) is None
+    ne.refresh_from_db()
+    assert ne.status == Status.CANCELLED and ne.attempts == 0
+
+
+@pytest.mark.django_db
+def test_a_repeated_chord_join_changes_nothing(user, sent):
+    execution, version = running_execution(user, JOIN)
+    members = [
+        NodeExecution.objects.create(
+            execution=execution,
+            node_id=nid,
+            block="store_value",
+            status=Status.COMPLETED,
+            output_data={"output": [value]},
+        )
+        for nid, value in (("a", "x"), ("b", "y"))
+    ]
+    GraphExecution.objects.filter(pk=execution.pk).update(active_count=3)
+    ids = [m.pk for m in members]
+    services.chord_join(execution.pk, version.pk, ids)
+    services.chord_join(execution.pk, version.pk, ids)
+    joined = NodeExecution.objects.get(node_id="j")
+    assert joined.status == Status.QUEUED
+    assert joined.input_data["values"] == {"x": "x", "y": "y"}
+    execution.refresh_from_db()
+    assert execution.active_count == 1  # the two members and the join released, j added
+
+
+@pytest.mark.django_db
+def test_a_join_waits_for_members_still_running(user, sent):
+    execution, version = running_execution(user, JOIN)
+    running = NodeExecution.objects.create(
+        execution=execution, node_id="a", block="store_value", status=Status.RUNNING
+    )
+    with pytest.raises(services.JoinNotReady):
+        services.chord_join(execution.pk, version.pk, [running.pk])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_delivering_to_one_join_node_make_one_execution(user, sent):
+    """Each round, two threads (two connections) deliver the two inputs of `j` at once.
+    The per-sink lock must leave exactly one execution of `j`, holding both values."""
+    for _ in range(15):
+        execution, version = running_execution(user, JOIN)
+        plan = plan_for_version(version.pk)
+        barrier = threading.Barrier(2)
+        errors = []
+
+        def deliver(node_id, value, execution_id=execution.pk, plan=plan, barrier=barrier):
+            try:
+                with transaction.atomic():
+                    barrier.wait(timeout=10)
+                    propagate(execution_id, plan, [(node_id, [("output", value)])])
+            except Exception as exc:  # surfaced below
+                errors.append(exc)
+            finally:
+                connection.close()
+
+        threads = [
+            threading.Thread(target=deliver, args=("a", "x")),
+            threading.Thread(target=deliver, args=("b", "y")),
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors
+        runs = list(NodeExecution.objects.filter(execution=execution, node_id="j"))
+        assert len(runs) == 1, [r.input_data for r in runs]
+        assert runs[0].status == Status.QUEUED
+        assert runs[0].input_data["values"] == {"x": "x", "y": "y"}
