@@ -1,5 +1,4 @@
 from django.contrib import admin
-from django.http import JsonResponse
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
@@ -8,6 +7,7 @@ from executions.apis import ExecutionDetailApi, ExecutionListApi, GraphExecuteAp
 from graphs.apis import GraphDetailApi, GraphListApi, GraphVersionListApi
 
 from .auth_apis import TokenApi
+from .health import health, ready
 
 api = [
     path("auth/token/", TokenApi.as_view(), name="token"),
@@ -23,14 +23,11 @@ api = [
 ]
 
 
-def health(request):
-    return JsonResponse({"status": "ok"})
-
-
 urlpatterns = [
     path("api/", include(api)),
     path("admin/", admin.site.urls),
     path("health", health, name="health"),
+    path("ready", ready, name="ready"),
 ]
 
 # Unknown paths and server errors answer JSON too, never an HTML page.

@@ -12,7 +12,7 @@ from graphs.selectors import graph_get
 from graphs.validation import GraphInvalid
 
 from .models import GRAPH_STATUSES, GraphExecution
-from .selectors import execution_get, execution_record, executions_of
+from .selectors import execution_detail, execution_record, executions_of
 from .services import execution_create
 
 
@@ -65,5 +65,4 @@ class ExecutionListApi(APIView):
 class ExecutionDetailApi(APIView):
     @extend_schema(responses={200: ExecutionSerializer})
     def get(self, request, execution_id):
-        execution = execution_get(user=request.user, execution_id=execution_id)
-        return Response(execution_record(execution))
+        return Response(execution_detail(user=request.user, execution_id=execution_id))

@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from django.db import connection, transaction
 from django.http import Http404
 
 from .engine import TERMINAL
@@ -20,6 +21,20 @@ def execution_get(*, user, execution_id) -> GraphExecution:
         )
     except GraphExecution.DoesNotExist as exc:
         raise Http404("execution not found") from exc
+
+
+def execution_detail(*, user, execution_id) -> dict[str, Any]:
+    """The whole record from one snapshot: the run's status and its node executions as they
+    stood at the same instant (a run that ends between two reads would otherwise show
+    RUNNING with every node COMPLETED)."""
+    # The isolation level can only be set by a transaction's first statement, so not when
+    # this is nested in an outer transaction (as tests are).
+    outermost = not connection.in_atomic_block
+    with transaction.atomic():
+        if outermost:
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        return execution_record(execution_get(user=user, execution_id=execution_id))
 
 
 def execution_record(execution: GraphExecution, *, with_nodes: bool = True) -> dict[str, Any]:

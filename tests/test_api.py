@@ -252,8 +252,14 @@ def test_openapi_schema_and_docs(api):
     assert api.get("/api/docs/").status_code == 200
 
 
-def test_health_and_unknown_paths_are_json(client):
+def test_health_ready_and_unknown_paths_are_json(client, settings):
     assert client.get("/health").json() == {"status": "ok"}
+    ready = client.get("/ready")
+    assert ready.status_code == 200, ready.json()
+    assert ready.json()["checks"] == {"database": "ok", "redis": "ok", "rabbitmq": "ok"}
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
+    down = client.get("/ready")
+    assert down.status_code == 503 and down.json()["checks"]["redis"].startswith("unreachable")
     assert client.get("/nowhere").status_code == 404
 
 

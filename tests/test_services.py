@@ -111,7 +111,9 @@ def test_two_workers_delivering_to_one_join_node_make_one_execution(user, sent):
         barrier = threading.Barrier(2)
         errors = []
 
-        def deliver(node_id, value, execution_id=execution.pk, plan=plan, barrier=barrier):
+        def deliver(
+            node_id, value, execution_id=execution.pk, plan=plan, barrier=barrier, errors=errors
+        ):
             try:
                 with transaction.atomic():
                     barrier.wait(timeout=10)
