@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from functools import cache
 from types import UnionType
-from typing import Any, ClassVar, Union, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic_core import to_jsonable_python
@@ -115,7 +115,7 @@ class Block:
         if field is None:
             return f"unknown input pin {pin!r}"
         try:
-            _pin_adapter(cls, pin).validate_python(value)
+            _pin_adapter(cls.name, pin).validate_python(value)
         except ValidationError as exc:
             return _first_error(exc)
         return None
@@ -128,10 +128,11 @@ class Block:
         except ValidationError as exc:
             raise BlockInputError(f"invalid input: {_first_error(exc)}") from exc
         produced = self.run(data, ctx)
-        if inspect.isasyncgen(produced):
-            produced = _drain_async(produced)
+        pairs: Iterator[tuple[str, Any]] = (
+            _drain_async(produced) if inspect.isasyncgen(produced) else produced  # type: ignore[assignment]
+        )
         outputs = self.output_pins()
-        for pin, value in produced:
+        for pin, value in pairs:
             if pin not in outputs and not self.dynamic_outputs():
                 raise BlockError(f"block {self.name!r} yielded unknown pin {pin!r}")
             yield pin, json_safe(value)
@@ -150,8 +151,10 @@ def _union_members(annotation: Any) -> tuple[Any, ...]:
 
 
 @cache
-def _pin_adapter(block_cls: type[Block], pin: str) -> TypeAdapter:
-    return TypeAdapter(block_cls.Input.model_fields[pin].annotation)
+def _pin_adapter(block_name: str, pin: str) -> TypeAdapter:
+    # Annotated with the field itself, so constraints (ge, min_length...) are checked too.
+    field = Block.registry[block_name].Input.model_fields[pin]
+    return TypeAdapter(Annotated[field.annotation, field])  # type: ignore[arg-type]
 
 
 def _first_error(exc: ValidationError) -> str:
@@ -181,7 +184,7 @@ def _refuse_non_finite(value: Any) -> None:
 _loop: asyncio.AbstractEventLoop | None = None
 
 
-def _drain_async(agen: AsyncIterator[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
+def _drain_async(agen: Any) -> Iterator[tuple[str, Any]]:
     """Run an async generator block on this process's event loop, one item at a time."""
     global _loop
     if _loop is None or _loop.is_closed():

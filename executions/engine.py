@@ -47,6 +47,16 @@ GRAPH_TRANSITIONS: dict[str, frozenset[str]] = {
 }
 
 
+class InvalidTransition(ValueError):
+    pass
+
+
+def check_transition(transitions: dict[str, frozenset[str]], old: str, new: str) -> None:
+    """Raise InvalidTransition unless the table allows `old` -> `new`."""
+    if new not in transitions.get(old, frozenset()):
+        raise InvalidTransition(f"{old} -> {new} is not an allowed transition")
+
+
 def sources_for(transitions: dict[str, frozenset[str]], new: str) -> list[str]:
     """The states from which `new` may be reached: the `status__in` of a compare-and-set."""
     return sorted(old for old, targets in transitions.items() if new in targets)
@@ -83,13 +93,13 @@ def merge_dynamic_pins(data: dict[str, Any]) -> dict[str, Any]:
     for base, entries in dict_parts.items():
         existing = merged.get(base)
         merged[base] = {**existing, **entries} if isinstance(existing, dict) else entries
-    for base, entries in list_parts.items():
+    for base, positions in list_parts.items():
         existing = merged.get(base)
         items = list(existing) if isinstance(existing, list) else []
-        for index in sorted(entries):
+        for index in sorted(positions):
             while len(items) <= index:
                 items.append(None)
-            items[index] = entries[index]
+            items[index] = positions[index]
         merged[base] = items
     return merged
 

@@ -28,6 +28,7 @@ from .engine import (
     route_outputs,
 )
 from .models import NodeExecution, StaticInput
+from .transitions import move
 
 
 @dataclass(frozen=True)
@@ -127,25 +128,31 @@ def _store(
     node = plan.nodes[sink_id]
     now = timezone.now()
     new_rows: list[NodeExecution] = []
+    new_ready: list[tuple[NodeExecution, str]] = []  # with their task ids
     for p in pending:
         if not p.changed:
             continue
         ready = is_ready(linked, p.inputs)
         if p.id is None:
+            task_id = str(uuid.uuid4())
             row = NodeExecution(
                 execution_id=execution_id,
                 node_id=sink_id,
                 block=node.block,
                 status=Status.QUEUED if ready else Status.INCOMPLETE,
                 input_data=node_input(node.input_default, p.inputs) if ready else p.inputs,
-                task_id=str(uuid.uuid4()) if ready else None,
+                task_id=task_id if ready else None,
                 queued_at=now if ready else None,
             )
             new_rows.append(row)
+            if ready:
+                new_ready.append((row, task_id))
         elif ready:
             task_id = str(uuid.uuid4())
-            moved = NodeExecution.objects.filter(id=p.id, status=Status.INCOMPLETE).update(
-                status=Status.QUEUED,
+            moved = move(
+                NodeExecution.objects.filter(id=p.id),
+                Status.INCOMPLETE,
+                Status.QUEUED,
                 input_data=node_input(node.input_default, p.inputs),
                 task_id=task_id,
                 queued_at=now,
@@ -159,11 +166,7 @@ def _store(
     if new_rows:
         NodeExecution.objects.bulk_create(new_rows)
         result.created += len(new_rows)
-        result.queued.extend(
-            Queued(row.id, sink_id, node.block, row.task_id)
-            for row in new_rows
-            if row.status == Status.QUEUED
-        )
+        result.queued.extend(Queued(row.id, sink_id, node.block, tid) for row, tid in new_ready)
 
 
 def _lock_sink(execution_id, sink_id: str) -> None:

@@ -26,10 +26,20 @@ from graphs.selectors import version_get
 from graphs.validation import GraphInvalid, validate_graph_inputs
 
 from . import dispatch
-from .engine import Plan, Status, collect_outputs, final_status, starting_input
+from .engine import (
+    GRAPH_TRANSITIONS,
+    TERMINAL,
+    Plan,
+    Status,
+    collect_outputs,
+    final_status,
+    sources_for,
+    starting_input,
+)
 from .models import GraphExecution, NodeExecution
 from .plans import plan_for_version
 from .propagation import Propagation, Queued, propagate
+from .transitions import move
 
 log = logging.getLogger(__name__)
 
@@ -73,27 +83,31 @@ def execution_create(
 def execution_start(execution_id) -> None:
     """QUEUED -> RUNNING, then queue the starting nodes. A second call finds nothing to do."""
     with transaction.atomic():
-        moved = GraphExecution.objects.filter(id=execution_id, status=Status.QUEUED).update(
-            status=Status.RUNNING, started_at=timezone.now()
+        moved = move(
+            GraphExecution.objects.filter(id=execution_id),
+            Status.QUEUED,
+            Status.RUNNING,
+            started_at=timezone.now(),
         )
         if not moved:
             return
         execution = GraphExecution.objects.only("graph_version_id", "inputs").get(id=execution_id)
         plan = plan_for_version(execution.graph_version_id)
         now = timezone.now()
+        task_ids = [str(uuid.uuid4()) for _ in plan.starting_nodes]
         rows = NodeExecution.objects.bulk_create(
             NodeExecution(
                 execution_id=execution_id,
                 node_id=node_id,
                 block=plan.nodes[node_id].block,
                 status=Status.QUEUED,
-                task_id=str(uuid.uuid4()),
+                task_id=task_id,
                 queued_at=now,
                 input_data=starting_input(plan.nodes[node_id], execution.inputs),
             )
-            for node_id in plan.starting_nodes
+            for node_id, task_id in zip(plan.starting_nodes, task_ids, strict=True)
         )
-        queued = [Queued(r.id, r.node_id, r.block, r.task_id) for r in rows]
+        queued = [Queued(r.id, r.node_id, r.block, t) for r, t in zip(rows, task_ids, strict=True)]
         _settle(
             execution_id,
             plan,
@@ -175,8 +189,10 @@ def node_complete(
     for pin, value in outputs:
         output_data.setdefault(pin, []).append(value)
     with transaction.atomic():
-        moved = NodeExecution.objects.filter(id=claimed.id, status=Status.RUNNING).update(
-            status=Status.FAILED if error is not None else Status.COMPLETED,
+        moved = move(
+            NodeExecution.objects.filter(id=claimed.id),
+            Status.RUNNING,
+            Status.FAILED if error is not None else Status.COMPLETED,
             output_data=output_data,
             error=error,
             ended_at=timezone.now(),
@@ -206,7 +222,7 @@ def chord_join(execution_id, version_id: int, member_ids: list[int]) -> None:
     order, and queues what became ready. Claims members with compare-and-set, so a repeated
     join does nothing."""
     status = GraphExecution.objects.filter(id=execution_id).values_list("status", flat=True).first()
-    if status is None or status in (Status.COMPLETED, Status.FAILED, Status.CANCELLED):
+    if status is None or status in TERMINAL:
         return
     rows = {
         r["id"]: r
@@ -298,13 +314,20 @@ def execution_finish(execution_id, status: str, *, error: str | None = None) -> 
     Queued node executions that never started are cancelled; waiting ones stay INCOMPLETE."""
     now = timezone.now()
     with transaction.atomic():
-        moved = GraphExecution.objects.filter(
-            id=execution_id, status__in=[Status.QUEUED, Status.RUNNING, Status.PAUSED]
-        ).update(status=status, ended_at=now, error=error)
+        moved = move(
+            GraphExecution.objects.filter(id=execution_id),
+            [s for s in sources_for(GRAPH_TRANSITIONS, status) if s not in TERMINAL],
+            status,
+            ended_at=now,
+            error=error,
+        )
         if not moved:
             return False
-        NodeExecution.objects.filter(execution_id=execution_id, status=Status.QUEUED).update(
-            status=Status.CANCELLED, ended_at=now
+        move(
+            NodeExecution.objects.filter(execution_id=execution_id),
+            Status.QUEUED,
+            Status.CANCELLED,
+            ended_at=now,
         )
         execution = GraphExecution.objects.get(id=execution_id)
         execution.outputs = _outputs_of(execution_id)
@@ -352,15 +375,19 @@ def _unhandled_message(execution_id) -> str:
 
 def _cancel_queued(ids: list[int]) -> None:
     if ids:
-        NodeExecution.objects.filter(id__in=ids, status=Status.QUEUED).update(
-            status=Status.CANCELLED, ended_at=timezone.now()
+        move(
+            NodeExecution.objects.filter(id__in=ids),
+            Status.QUEUED,
+            Status.CANCELLED,
+            ended_at=timezone.now(),
         )
 
 
 def _cancel_if_run_ended(node_execution_id: int) -> None:
     """A task for a node of a run that already ended: the node will never run."""
-    NodeExecution.objects.filter(
-        id=node_execution_id,
-        status=Status.QUEUED,
-        execution__status__in=[Status.COMPLETED, Status.FAILED, Status.CANCELLED],
-    ).update(status=Status.CANCELLED, ended_at=timezone.now())
+    move(
+        NodeExecution.objects.filter(id=node_execution_id, execution__status__in=TERMINAL),
+        Status.QUEUED,
+        Status.CANCELLED,
+        ended_at=timezone.now(),
+    )

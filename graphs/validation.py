@@ -12,7 +12,7 @@ from typing import Any
 
 from django.conf import settings
 
-from blocks.base import ERROR_PIN
+from blocks.base import ERROR_PIN, Block
 from blocks.registry import get_block_class
 from executions.engine import merge_dynamic_pins, split_pin
 
@@ -78,7 +78,7 @@ def validate_document(doc: Any) -> dict[str, Any]:
     if problems.items:
         raise GraphInvalid(problems.items)
     return {
-        "name": name.strip(),
+        "name": str(name).strip(),
         "description": description,
         "nodes": list(nodes.values()),
         "links": links,
@@ -88,7 +88,7 @@ def validate_document(doc: Any) -> dict[str, Any]:
 def _check_nodes(raw_nodes: list[Any], problems: _Problems) -> dict[str, dict[str, Any]]:
     nodes: dict[str, dict[str, Any]] = {}
     for index, raw in enumerate(raw_nodes):
-        where = {"node_index": index}
+        where: dict[str, Any] = {"node_index": index}
         if not isinstance(raw, dict):
             problems.add("a node must be a JSON object", **where)
             continue
@@ -147,9 +147,11 @@ def _check_links(
         if not isinstance(raw, dict):
             problems.add("a link must be a JSON object", link_index=index)
             continue
-        fields = {k: raw.get(k) for k in ("source_id", "source_name", "sink_id", "sink_name")}
+        raw_fields = {k: raw.get(k) for k in ("source_id", "source_name", "sink_id", "sink_name")}
         bad = [
-            k for k, v in fields.items() if not isinstance(v, str) or not v or len(v) > MAX_PIN_NAME
+            k
+            for k, v in raw_fields.items()
+            if not isinstance(v, str) or not v or len(v) > MAX_PIN_NAME
         ]
         if bad:
             problems.add(
@@ -160,6 +162,7 @@ def _check_links(
         if not isinstance(is_static, bool):
             problems.add("is_static must be true or false", link_index=index)
             continue
+        fields: dict[str, str] = {k: str(v) for k, v in raw_fields.items()}
         src, sink = nodes.get(fields["source_id"]), nodes.get(fields["sink_id"])
         if src is None:
             problems.add(
@@ -190,8 +193,13 @@ def _check_links(
     return links
 
 
+def _block_of(node: dict[str, Any]) -> type[Block]:
+    """The block of a node that passed _check_nodes (so it exists)."""
+    return Block.registry[node["block"]]
+
+
 def _check_source_pin(node: dict[str, Any], pin: str, index: int, problems: _Problems) -> None:
-    block = get_block_class(node["block"])
+    block = _block_of(node)
     base = split_pin(pin)[0]
     if block.dynamic_outputs() or base == ERROR_PIN or base in block.output_pins():
         return
@@ -204,7 +212,7 @@ def _check_source_pin(node: dict[str, Any], pin: str, index: int, problems: _Pro
 
 
 def _check_sink_pin(node: dict[str, Any], pin: str, index: int, problems: _Problems) -> None:
-    block = get_block_class(node["block"])
+    block = _block_of(node)
     base, kind, key = split_pin(pin)
     if kind is None and pin in block.input_pins():
         return
@@ -230,7 +238,7 @@ def _check_required_inputs(
     for link in links:
         linked.setdefault(link["sink_id"], set()).add(split_pin(link["sink_name"])[0])
     for node in nodes.values():
-        block = get_block_class(node["block"])
+        block = _block_of(node)
         given = set(merge_dynamic_pins(node["input_default"])) | linked.get(node["id"], set())
         for pin in sorted(block.required_inputs() - given):
             problems.add(

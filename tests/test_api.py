@@ -114,6 +114,10 @@ def problems_of(response):
             {"node_id": "c", "pin": "a"},
         ),
         (lambda d: d["nodes"].append(node("c", "calculator", a=1)), {"node_id": "c", "pin": "b"}),
+        (
+            lambda d: d["nodes"].append(node("s", "sleep", seconds=-1)),
+            {"node_id": "s", "pin": "seconds"},
+        ),
         (lambda d: d["nodes"].append(node("o", "output")), {"node_id": "o", "pin": "name"}),
         (
             lambda d: d["nodes"][1]["input_default"].update(nope=1),
@@ -133,6 +137,7 @@ def problems_of(response):
         "unknown-sink-pin",
         "wrong-type",
         "missing-required",
+        "constraint",
         "missing-required-name",
         "unknown-default-pin",
         "bad-node-id",

@@ -160,3 +160,20 @@ def test_final_status_and_outputs():
     assert final_status(0) == Status.COMPLETED
     assert final_status(2) == Status.FAILED
     assert collect_outputs([("a", [1]), ("b", [2]), ("a", [3])]) == {"a": [1, 3], "b": [2]}
+
+
+def test_check_transition_refuses_moves_outside_the_table():
+    import pytest
+
+    from executions.engine import InvalidTransition, check_transition
+
+    check_transition(NODE_TRANSITIONS, Status.QUEUED, Status.RUNNING)
+    check_transition(GRAPH_TRANSITIONS, Status.FAILED, Status.QUEUED)  # resume re-opens
+    for table, old, new in [
+        (NODE_TRANSITIONS, Status.COMPLETED, Status.RUNNING),
+        (NODE_TRANSITIONS, Status.INCOMPLETE, Status.COMPLETED),
+        (GRAPH_TRANSITIONS, Status.COMPLETED, Status.QUEUED),
+        (GRAPH_TRANSITIONS, Status.QUEUED, Status.COMPLETED),
+    ]:
+        with pytest.raises(InvalidTransition):
+            check_transition(table, old, new)

@@ -107,7 +107,7 @@ def check_destination(url: str) -> None:
     except (socket.gaierror, UnicodeError) as exc:
         raise BlockError(f"cannot resolve {parts.hostname}: {exc}") from exc
     for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%")[0])
+        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
         reason = _refusal(address)
         if reason:
             raise BlockError(f"requests to {reason} addresses are not allowed ({address})")
