@@ -71,33 +71,31 @@ def _deliver_to_sink(
     result: Propagation,
 ) -> None:
     linked = plan.linked_pins(sink_id)
-    static_pins = plan.static_pins(sink_id)
-    # With one plain linked pin every value completes a new execution at once: nothing can
-    # be waiting, so there is nothing to read or lock.
-    must_wait = len(linked) > 1 or bool(static_pins)
-    pending: list[Pending] = []
-    static_values: dict[str, Any] = {}
-    if must_wait:
-        _lock_sink(execution_id, sink_id)
-        pending = [
-            Pending(pk, data)
-            for pk, data in NodeExecution.objects.filter(
-                execution_id=execution_id, node_id=sink_id, status=Status.INCOMPLETE
-            )
-            .order_by("id")
-            .values_list("id", "input_data")
-        ]
-        if static_pins:
-            static_values = dict(
-                StaticInput.objects.filter(execution_id=execution_id, node_id=sink_id).values_list(
-                    "pin", "value"
-                )
-            )
-    if not must_wait:
+    if len(linked) == 1:
+        # One linked pin: every value completes a new execution at once. Nothing ever waits,
+        # so there is nothing to lock, read or remember (a static value only fills the other
+        # pins of later executions, and there are none).
         pending = [
             Pending(None, {link.sink_name: value}, changed=True) for link, value in deliveries
         ]
-        deliveries = []
+        _store(execution_id, plan, sink_id, linked, pending, result)
+        return
+    _lock_sink(execution_id, sink_id)
+    pending = [
+        Pending(pk, data)
+        for pk, data in NodeExecution.objects.filter(
+            execution_id=execution_id, node_id=sink_id, status=Status.INCOMPLETE
+        )
+        .order_by("id")
+        .values_list("id", "input_data")
+    ]
+    static_values: dict[str, Any] = {}
+    if plan.static_pins(sink_id):
+        static_values = dict(
+            StaticInput.objects.filter(execution_id=execution_id, node_id=sink_id).values_list(
+                "pin", "value"
+            )
+        )
     new_static: dict[str, Any] = {}
     for link, value in deliveries:
         if link.is_static:
