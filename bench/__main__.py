@@ -12,10 +12,7 @@ Prints each figure with its ratio and writes them to bench-results/latest.json.
 import json
 import os
 import statistics
-import subprocess
-import sys
 import time
-import uuid
 from pathlib import Path
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -34,46 +31,13 @@ from tqdm import tqdm  # noqa: E402
 
 from bench.tasks import noop  # noqa: E402
 from config.celery import NODE_QUEUE, app  # noqa: E402
+from config.worker_process import start_worker, stop_worker  # noqa: E402
 from executions.models import GraphExecution, NodeExecution  # noqa: E402
 from executions.services import execution_create  # noqa: E402
 from graphs.services import graph_create  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 REPEAT = int(os.environ.get("BENCH_REPEAT", "3"))
-
-
-def start_worker():
-    name = f"bench-{uuid.uuid4().hex[:6]}@{os.uname().nodename}"
-    log = open(ROOT / ".local" / "bench-worker.log", "w")  # noqa: SIM115 (the worker writes it)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "-c",
-            "2",
-            "-n",
-            name,
-            "-I",
-            "bench.tasks",
-            "--without-mingle",
-            "--without-gossip",
-            "-l",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=os.environ.copy(),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    for _ in range(120):
-        if app.control.ping(destination=[name], timeout=0.5):
-            return proc
-    proc.terminate()
-    raise SystemExit("bench worker did not start; see .local/bench-worker.log")
 
 
 def raw_chain_hop_ms(hops=100):
@@ -160,7 +124,9 @@ def best(fn, *args, higher_is_better=False):
 def main():
     user, _ = get_user_model().objects.get_or_create(username="bench")
     app.control.purge()
-    worker = start_worker()
+    worker = start_worker(
+        "bench", ROOT / ".local" / "bench-worker.log", os.environ.copy(), "-I", "bench.tasks"
+    )
     results = {}
     try:
         steps = [
@@ -178,8 +144,7 @@ def main():
             value, values = step()
             results[name] = {"best": round(value, 3), "runs": [round(v, 3) for v in values]}
     finally:
-        worker.terminate()
-        worker.wait(timeout=30)
+        stop_worker(worker)
     r = {k: v["best"] for k, v in results.items()}
     report = [
         (

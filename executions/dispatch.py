@@ -52,27 +52,23 @@ def send_groups(execution_id, version_id: int, groups: list[list[Queued]]) -> No
     execution_id = str(execution_id)
     for group in groups:
         if len(group) == 1:
-            q = group[0]
-            run_node.apply_async(
-                args=[q.id, execution_id],
-                kwargs={"in_chord": False},
-                task_id=q.task_id,
-                shadow=_task_title(q),
-                ignore_result=True,
-            )
+            run_node.signature(**_node_task(group[0], execution_id, in_chord=False)).apply_async()
             continue
-        header = [
-            run_node.signature(
-                args=[q.id, execution_id],
-                kwargs={"in_chord": True},
-                task_id=q.task_id,
-                shadow=_task_title(q),
-                ignore_result=False,
-                immutable=True,
-            )
-            for q in group
-        ]
+        # Chord members keep their results: the Redis backend counts them to fire the join.
+        header = [run_node.signature(**_node_task(q, execution_id, in_chord=True)) for q in group]
         chord(header)(join_nodes.si(execution_id, version_id, [q.id for q in group]))
+
+
+def _node_task(q: Queued, execution_id: str, *, in_chord: bool) -> dict:
+    """The node task of one node execution, under the task id stored on it."""
+    return {
+        "args": [q.id, execution_id],
+        "kwargs": {"in_chord": in_chord},
+        "task_id": q.task_id,
+        "shadow": _task_title(q),
+        "ignore_result": not in_chord,
+        "immutable": True,
+    }
 
 
 def _task_title(q: Queued) -> str:

@@ -6,8 +6,6 @@ the real Redis. Integration tests use transactional tests so the worker sees com
 """
 
 import os
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -54,6 +52,7 @@ def celery_worker_process(django_db_setup, django_db_blocker):
     from django.db import connection
 
     from config.celery import app
+    from config.worker_process import start_worker, stop_worker
 
     db = connection.settings_dict
     env = {
@@ -63,47 +62,9 @@ def celery_worker_process(django_db_setup, django_db_blocker):
     }
     with django_db_blocker.unblock():
         app.control.purge()
-    name = f"test-{uuid.uuid4().hex[:6]}@%h"
-    log = open(ROOT / ".local" / "test-worker.log", "w")  # noqa: SIM115 (closed at teardown)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "-c",
-            "2",
-            "-n",
-            name,
-            "--without-mingle",
-            "--without-gossip",
-            "-l",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 60
-    hostname = name.replace("%h", os.uname().nodename)
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"test worker exited: see {log.name}")
-        if app.control.ping(destination=[hostname], timeout=0.5):
-            break
-    else:
-        proc.terminate()
-        raise RuntimeError("test worker did not answer within 60 s")
+    proc = start_worker("test", ROOT / ".local" / "test-worker.log", env)
     yield proc
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    stop_worker(proc)
 
 
 @pytest.fixture
