@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import math
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -18,6 +17,8 @@ from typing import Annotated, Any, ClassVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic_core import to_jsonable_python
+
+from config.json_values import UnstorableValue, make_storable
 
 ERROR_PIN = "error"
 
@@ -164,21 +165,12 @@ def _first_error(exc: ValidationError) -> str:
 
 
 def json_safe(value: Any) -> Any:
-    """Values travel as JSON (PostgreSQL jsonb): convert what pydantic can, refuse NaN/inf."""
-    value = to_jsonable_python(value, fallback=str)
-    _refuse_non_finite(value)
-    return value
-
-
-def _refuse_non_finite(value: Any) -> None:
-    if isinstance(value, float) and not math.isfinite(value):
-        raise BlockError(f"output {value} is not a finite number")
-    if isinstance(value, dict):
-        for item in value.values():
-            _refuse_non_finite(item)
-    elif isinstance(value, list):
-        for item in value:
-            _refuse_non_finite(item)
+    """Values travel as JSON (PostgreSQL jsonb): convert what pydantic can, clean text that
+    jsonb cannot hold, refuse NaN, infinities and absurd nesting."""
+    try:
+        return make_storable(to_jsonable_python(value, fallback=str))
+    except UnstorableValue as exc:
+        raise BlockError(f"output cannot be stored: {exc}") from exc
 
 
 _loop: asyncio.AbstractEventLoop | None = None

@@ -9,6 +9,8 @@ from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from .json_values import storable_problem
+
 
 class PayloadTooLarge(exceptions.APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
@@ -28,9 +30,15 @@ class LimitedJSONParser(JSONParser):
         if not raw:
             return {}
         try:
-            return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+            data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
         except (ValueError, UnicodeDecodeError) as exc:
             raise exceptions.ParseError(f"Malformed JSON: {exc}") from exc
+        except RecursionError as exc:
+            raise exceptions.ParseError("Malformed JSON: nested too deeply") from exc
+        problem = storable_problem(data)
+        if problem:
+            raise exceptions.ParseError(f"Unsupported JSON: {problem}")
+        return data
 
 
 def _reject_constant(name):

@@ -2,10 +2,10 @@ import django_filters
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.pagination import Pagination
 from config.serializers import ExecuteRequestSerializer, ExecutionSerializer
 from graphs.apis import invalid_graph_response
 from graphs.selectors import graph_get
@@ -53,7 +53,7 @@ class ExecutionListApi(APIView):
         filtered = ExecutionFilter(request.query_params, queryset=executions_of(request.user))
         if not filtered.is_valid():
             raise ValidationError(filtered.errors)
-        paginator = LimitOffsetPagination()
+        paginator = Pagination()
         page = paginator.paginate_queryset(
             filtered.qs.select_related("graph_version"), request, view=self
         )

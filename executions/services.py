@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from blocks.base import ERROR_PIN, BlockError, RunContext
 from blocks.registry import get_block, get_block_class
+from config.json_values import clean_text
 from graphs.models import Graph
 from graphs.selectors import version_get
 from graphs.validation import GraphInvalid, validate_graph_inputs
@@ -184,6 +185,7 @@ def node_complete(
     """RUNNING -> COMPLETED/FAILED with its outputs. A node dispatched alone then carries its
     outputs downstream in the same transaction; a chord member leaves that to the join."""
     if error is not None:
+        error = clean_text(error)
         outputs = [*outputs, (ERROR_PIN, error)]
     output_data: dict[str, list[Any]] = {}
     for pin, value in outputs:

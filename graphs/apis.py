@@ -1,11 +1,11 @@
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.api import error_response
+from config.pagination import Pagination
 from config.serializers import GraphDocumentSerializer, GraphSerializer, GraphVersionSerializer
 
 from .models import GraphVersion
@@ -37,7 +37,7 @@ def version_param(request) -> int | None:
 class GraphListApi(APIView):
     @extend_schema(responses={200: GraphSerializer(many=True)})
     def get(self, request):
-        paginator = LimitOffsetPagination()
+        paginator = Pagination()
         graphs = paginator.paginate_queryset(graphs_of(request.user), request, view=self)
         versions = {
             (v.graph_id, v.version): v
@@ -88,7 +88,7 @@ class GraphVersionListApi(APIView):
     @extend_schema(responses={200: GraphVersionSerializer(many=True)})
     def get(self, request, graph_id):
         graph = graph_get(user=request.user, graph_id=graph_id)
-        paginator = LimitOffsetPagination()
+        paginator = Pagination()
         page = paginator.paginate_queryset(
             graph.versions.order_by("-version").values(
                 "version", "name", "description", "created_at"

@@ -284,3 +284,44 @@ def test_execute_is_accepted_even_when_the_broker_is_unreachable(
         response = api.post(f"/api/graphs/{gid}/execute/", {}, format="json")
     assert response.status_code == 201
     assert GraphExecution.objects.get().status == "QUEUED"  # kept, for recovery to pick up
+
+
+def test_hostile_headers_and_query_strings_are_4xx(api, user):
+    from rest_framework.authtoken.models import Token
+
+    raw = APIClient()
+    for header in ("Token ab\x00cd", "Token " + "a" * 5000, "Token zz"):
+        raw.credentials(HTTP_AUTHORIZATION=header)
+        assert raw.get("/api/graphs/").status_code == 401
+    raw.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    gid = raw.post("/api/graphs/", greeting(), format="json").json()["id"]
+    raw.post(f"/api/graphs/{gid}/execute/", {}, format="json")
+    for query in ("status=%00", "graph=%00"):
+        assert raw.get(f"/api/executions/?{query}").status_code == 400
+    huge = raw.get("/api/executions/?limit=99999999999999999999&offset=-5")
+    assert huge.status_code == 200 and len(huge.json()["results"]) == 1
+    assert raw.get(f"/api/graphs/{gid}/?version=%00").status_code == 400
+
+
+@pytest.mark.parametrize(
+    "value, reason",
+    [
+        ("1e400", "finite"),
+        ('"a\\u0000b"', "NUL"),
+        ('"\\ud800"', "surrogates"),
+        ("[" * 990 + "]" * 990, "nested"),
+        ('{"a":' * 150 + "1" + "}" * 150, "nested"),
+        ("9" * 5000, "digits"),
+    ],
+    ids=["infinite", "nul", "surrogate", "deep-array", "deep-object", "huge-int"],
+)
+def test_json_postgres_cannot_store_is_refused_with_400(api, value, reason):
+    raw = APIClient()
+    raw.force_authenticate(api.handler._force_user)
+    prefix = (
+        '{"name": "x", "nodes": [{"id": "o", "block": "output", "input_default": {"name": "n", '
+    )
+    body = prefix + '"value": ' + value + "}}]}"
+    response = raw.post("/api/graphs/", data=body, content_type="application/json")
+    assert response.status_code == 400 and reason in response.json()["detail"]
+    assert not Graph.objects.exists()

@@ -225,3 +225,10 @@ def test_outputs_must_be_json_numbers():
     assert json_safe({"a": [1, 2.5]}) == {"a": [1, 2.5]}
     with pytest.raises(BlockError, match="finite"):
         json_safe({"a": [float("nan")]})
+    # text jsonb cannot hold is cleaned, not lost
+    assert json_safe({"k\x00": "a\x00b\ud800"}) == {"k\ufffd": "a\ufffdb\ufffd"}
+    deep: list = []
+    for _ in range(200):
+        deep = [deep]
+    with pytest.raises(BlockError, match="nested"):
+        json_safe(deep)
