@@ -42,6 +42,7 @@ format: deps
 
 test: setup lint
 	$(PY) manage.py makemigrations --check --dry-run
+	$(PY) manage.py spectacular --validate --fail-on-warn --file /dev/null
 	$(VENV)/bin/pytest
 
 bench: migrate

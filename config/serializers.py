@@ -96,3 +96,17 @@ class TokenRequestSerializer(serializers.Serializer):
 
 class TokenSerializer(serializers.Serializer):
     token = serializers.CharField()
+
+
+def paginated(item: type[serializers.Serializer]) -> type[serializers.Serializer]:
+    """The {count, next, previous, results} page of `item`, for the schema."""
+    return type(
+        f"Paginated{item.__name__.removesuffix('Serializer')}List",
+        (serializers.Serializer,),
+        {
+            "count": serializers.IntegerField(),
+            "next": serializers.URLField(allow_null=True),
+            "previous": serializers.URLField(allow_null=True),
+            "results": item(many=True),
+        },
+    )

@@ -1,12 +1,13 @@
 import django_filters
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.pagination import Pagination
-from config.serializers import ExecuteRequestSerializer, ExecutionSerializer
+from config.serializers import ExecuteRequestSerializer, ExecutionSerializer, paginated
 from graphs.apis import invalid_graph_response
 from graphs.selectors import graph_get
 from graphs.validation import GraphInvalid
@@ -48,7 +49,14 @@ class GraphExecuteApi(APIView):
 
 
 class ExecutionListApi(APIView):
-    @extend_schema(parameters=[ExecutionFilter], responses={200: ExecutionSerializer(many=True)})
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("graph", OpenApiTypes.UUID, description="only runs of this graph"),
+            OpenApiParameter("status", str, enum=[s for s, _ in GRAPH_STATUSES]),
+        ],
+        responses={200: paginated(ExecutionSerializer)},
+        operation_id="executions_list",
+    )
     def get(self, request):
         filtered = ExecutionFilter(request.query_params, queryset=executions_of(request.user))
         if not filtered.is_valid():

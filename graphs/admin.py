@@ -30,10 +30,10 @@ class GraphVersionInline(admin.TabularInline):
 
 @admin.register(Graph)
 class GraphAdmin(admin.ModelAdmin):
-    list_display = ("id", "owner", "latest_version", "updated_at")
+    list_display = ("name", "id", "owner", "latest_version", "updated_at")
     list_filter = ("owner",)
-    search_fields = ("id", "versions__name")
-    readonly_fields = ("id", "owner", "latest_version", "created_at", "updated_at")
+    search_fields = ("=id", "name", "owner__username")
+    readonly_fields = ("id", "name", "owner", "latest_version", "created_at", "updated_at")
     inlines = [GraphVersionInline]
 
 

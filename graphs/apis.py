@@ -6,7 +6,12 @@ from rest_framework.views import APIView
 
 from config.api import error_response
 from config.pagination import Pagination
-from config.serializers import GraphDocumentSerializer, GraphSerializer, GraphVersionSerializer
+from config.serializers import (
+    GraphDocumentSerializer,
+    GraphSerializer,
+    GraphVersionSerializer,
+    paginated,
+)
 
 from .models import GraphVersion
 from .selectors import graph_get, graph_record, graphs_of, version_get
@@ -35,7 +40,7 @@ def version_param(request) -> int | None:
 
 
 class GraphListApi(APIView):
-    @extend_schema(responses={200: GraphSerializer(many=True)})
+    @extend_schema(responses={200: paginated(GraphSerializer)}, operation_id="graphs_list")
     def get(self, request):
         paginator = Pagination()
         graphs = paginator.paginate_queryset(graphs_of(request.user), request, view=self)
@@ -79,13 +84,14 @@ class GraphDetailApi(APIView):
             return invalid_graph_response(exc)
         return Response(graph_record(version))
 
+    @extend_schema(responses={204: None})
     def delete(self, request, graph_id):
         graph_delete(graph=graph_get(user=request.user, graph_id=graph_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class GraphVersionListApi(APIView):
-    @extend_schema(responses={200: GraphVersionSerializer(many=True)})
+    @extend_schema(responses={200: paginated(GraphVersionSerializer)})
     def get(self, request, graph_id):
         graph = graph_get(user=request.user, graph_id=graph_id)
         paginator = Pagination()

@@ -14,6 +14,8 @@ class Graph(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="graphs"
     )
     latest_version = models.PositiveIntegerField(default=1)
+    # The latest version's name, kept with it for lists and search.
+    name = models.CharField(max_length=200, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -21,7 +23,7 @@ class Graph(models.Model):
         indexes = [models.Index(fields=["owner", "-updated_at"])]
 
     def __str__(self):
-        return f"graph {self.id} v{self.latest_version}"
+        return f"{self.name} (v{self.latest_version})"
 
 
 class GraphVersion(models.Model):

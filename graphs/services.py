@@ -12,7 +12,7 @@ from .validation import validate_document
 @transaction.atomic
 def graph_create(*, owner, document: Any) -> GraphVersion:
     doc = validate_document(document)
-    graph = Graph.objects.create(owner=owner, latest_version=1)
+    graph = Graph.objects.create(owner=owner, latest_version=1, name=doc["name"])
     return _store_version(graph, 1, doc)
 
 
@@ -26,7 +26,8 @@ def graph_update(*, graph: Graph, document: Any) -> GraphVersion:
     if _comparable(version_document(latest)) == _comparable(doc):
         return latest
     graph.latest_version += 1
-    graph.save(update_fields=["latest_version", "updated_at"])
+    graph.name = doc["name"]
+    graph.save(update_fields=["latest_version", "name", "updated_at"])
     return _store_version(graph, graph.latest_version, doc)
 
 

@@ -1,0 +1,67 @@
+"""The admin console: staff see graphs (versions, nodes, links) and executions (node
+executions inline, read-only); other users are sent to the login page."""
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from executions.engine import Status
+from executions.models import GraphExecution, NodeExecution
+from graphs.services import graph_create
+
+from .documents import greeting
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff_client(client):
+    admin = get_user_model().objects.create_superuser("boss", "boss@example.com", "pw-123456")
+    client.force_login(admin)
+    return client
+
+
+@pytest.fixture
+def execution(user):
+    version = graph_create(owner=user, document=greeting())
+    run = GraphExecution.objects.create(
+        graph=version.graph, graph_version=version, user=user, status=Status.COMPLETED
+    )
+    NodeExecution.objects.create(
+        execution=run, node_id="greet", block="text_template", status=Status.COMPLETED,
+        input_data={"format": "Hi"}, output_data={"output": ["Hi"]}, task_id="t-1",
+    )  # fmt: skip
+    return run
+
+
+def test_staff_see_graphs_versions_and_executions(staff_client, execution):
+    version = execution.graph_version
+    pages = {
+        "/admin/graphs/graph/": "Greeting",
+        f"/admin/graphs/graph/{execution.graph_id}/change/": "Greeting",
+        "/admin/graphs/graphversion/": "Greeting",
+        f"/admin/graphs/graphversion/{version.pk}/change/": "values_#_name",
+        "/admin/executions/graphexecution/": str(execution.pk),
+        f"/admin/executions/graphexecution/{execution.pk}/change/": "t-1",
+        "/admin/executions/graphexecution/?status__exact=COMPLETED": str(execution.pk),
+        f"/admin/executions/graphexecution/?q={execution.pk}": str(execution.pk),
+    }
+    for path, expected in pages.items():
+        response = staff_client.get(path)
+        assert response.status_code == 200, path
+        assert expected in response.content.decode(), path
+
+
+def test_executions_cannot_be_edited_or_added_in_the_admin(staff_client, execution):
+    assert staff_client.get("/admin/executions/graphexecution/add/").status_code == 403
+    response = staff_client.post(
+        f"/admin/executions/graphexecution/{execution.pk}/change/", {"status": "FAILED"}
+    )
+    assert response.status_code == 403
+    execution.refresh_from_db()
+    assert execution.status == Status.COMPLETED
+
+
+def test_non_staff_cannot_reach_the_admin(client, user, execution):
+    client.force_login(user)
+    response = client.get("/admin/executions/graphexecution/")
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]
