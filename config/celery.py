@@ -29,9 +29,12 @@ app.conf.update(
     task_track_started=False,
     task_ignore_result=True,
     result_expires=3600,
-    # Task events let Flower show every node task as it runs.
+    # Worker task events let Flower show every node task as it runs, named by its shadow
+    # ("node <block>:<node id>"). No task-sent events: they carry the plain task name and,
+    # arriving after the worker's events, would rename the task in Flower; they would also
+    # cost one more publish per node.
     worker_send_task_events=True,
-    task_send_sent_event=True,
+    task_send_sent_event=False,
     broker_connection_retry_on_startup=True,
     task_default_queue=ENGINE_QUEUE,
     task_queues=(

@@ -8,6 +8,8 @@ PORT="${PORT:-8000}"
 FLOWER_PORT="${FLOWER_PORT:-5555}"
 WORKER_CONCURRENCY="${WORKER_CONCURRENCY:-$(nproc)}"
 LOGS=.local/logs
+# Flower can revoke and terminate tasks: never run it open, even locally.
+FLOWER_BASIC_AUTH="${FLOWER_BASIC_AUTH:-admin:${ADMIN_PASSWORD:-admin}}"
 mkdir -p "$LOGS"
 
 $BIN/python manage.py ensure_admin
@@ -32,7 +34,7 @@ $BIN/celery -A config beat -l info --scheduler django_celery_beat.schedulers:Dat
   --pidfile= &
 pids+=($!)
 $BIN/celery -A config flower --port="$FLOWER_PORT" --address=127.0.0.1 --persistent=True \
-  --db=.local/flower.db ${FLOWER_BASIC_AUTH:+--basic-auth="$FLOWER_BASIC_AUTH"} >"$LOGS/flower.log" 2>&1 &
+  --db=.local/flower.db --basic-auth="$FLOWER_BASIC_AUTH" >"$LOGS/flower.log" 2>&1 &
 pids+=($!)
 
 cat <<MSG
@@ -40,7 +42,7 @@ cat <<MSG
   agentgraph is running
     API        http://127.0.0.1:$PORT/api/        (docs: /api/docs/)
     Admin      http://127.0.0.1:$PORT/admin/      (user admin, password \$ADMIN_PASSWORD or 'admin')
-    Flower     http://127.0.0.1:$FLOWER_PORT/
+    Flower     http://127.0.0.1:$FLOWER_PORT/         (basic auth \$FLOWER_BASIC_AUTH, default admin:admin)
   Ctrl-C stops everything.
 
 MSG
