@@ -58,8 +58,12 @@ class Block:
     Input: ClassVar[type[BlockSchema]]
     Output: ClassVar[type[BlockSchema]]
     static_output: ClassVar[bool] = False
-    # Credits charged per run (see the credits app for overrides by an administrator).
+    # Prices in credits (an administrator can override them: credits.BlockCost): per run,
+    # charged before the block runs; per second of run time and per MiB of output, settled
+    # after it.
     cost: ClassVar[int] = 0
+    cost_per_second: ClassVar[float] = 0.0
+    cost_per_mib: ClassVar[float] = 0.0
 
     registry: ClassVar[dict[str, type[Block]]] = {}
 

@@ -1,9 +1,14 @@
 from typing import Any
 
+from credits.costs import price_list
+
 from .registry import all_blocks
 
 
 def block_catalogue() -> list[dict[str, Any]]:
+    """Every block with its pins and the prices in force (an administrator's override, if
+    any, else the block's own)."""
+    prices = price_list()
     return [
         {
             "name": cls.name,
@@ -12,7 +17,9 @@ def block_catalogue() -> list[dict[str, Any]]:
             "input_schema": cls.input_schema(),
             "output_schema": cls.output_schema(),
             "static_output": cls.static_output,
-            "cost": cls.cost,
+            "cost": prices[cls.name].per_run,
+            "cost_per_second": prices[cls.name].per_second,
+            "cost_per_mib": prices[cls.name].per_mib,
         }
         for cls in all_blocks()
     ]

@@ -86,7 +86,9 @@ class BlockSerializer(serializers.Serializer):
     input_schema = serializers.JSONField()
     output_schema = serializers.JSONField()
     static_output = serializers.BooleanField()
-    cost = serializers.IntegerField()
+    cost = serializers.IntegerField(help_text="Credits per run, charged before it runs.")
+    cost_per_second = serializers.FloatField(help_text="Credits per second, settled after.")
+    cost_per_mib = serializers.FloatField(help_text="Credits per MiB of output, settled after.")
 
 
 class TokenRequestSerializer(serializers.Serializer):

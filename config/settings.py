@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "graphs",
     "executions",
     "credits",
+    "notifications",
 ]
 
 MIDDLEWARE = [
@@ -166,6 +167,13 @@ HTTP_BLOCK_ALLOW_LOOPBACK = env.bool("HTTP_BLOCK_ALLOW_LOOPBACK", default=False)
 HTTP_BLOCK_ALLOW_PRIVATE = env.bool("HTTP_BLOCK_ALLOW_PRIVATE", default=False)
 HTTP_BLOCK_MAX_TIMEOUT = env.float("HTTP_BLOCK_MAX_TIMEOUT", default=120.0)
 HTTP_BLOCK_MAX_RESPONSE_BYTES = env.int("HTTP_BLOCK_MAX_RESPONSE_BYTES", default=10 * 1024 * 1024)
+
+# --- Credits ------------------------------------------------------------------------------
+CREDITS_STARTING_GRANT = env.int("CREDITS_STARTING_GRANT", default=100)
+# A notification is recorded when a balance drops below this (and when it reaches zero).
+CREDITS_LOW_BALANCE_THRESHOLD = env.int("CREDITS_LOW_BALANCE_THRESHOLD", default=10)
+# How long a process keeps administrators' price overrides before reading them again.
+CREDITS_PRICE_CACHE_SECONDS = env.float("CREDITS_PRICE_CACHE_SECONDS", default=5.0)
 
 LOGGING = {
     "version": 1,

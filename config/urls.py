@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from blocks.apis import BlockListApi
+from credits.apis import BalanceApi, GrantApi, TransactionListApi
 from executions.apis import ExecutionDetailApi, ExecutionListApi, GraphExecuteApi
 from graphs.apis import GraphDetailApi, GraphListApi, GraphVersionListApi
 
@@ -18,6 +19,9 @@ api = [
     path("graphs/<uuid:graph_id>/execute/", GraphExecuteApi.as_view(), name="graph-execute"),
     path("executions/", ExecutionListApi.as_view(), name="executions"),
     path("executions/<uuid:execution_id>/", ExecutionDetailApi.as_view(), name="execution"),
+    path("credits/", BalanceApi.as_view(), name="credits"),
+    path("credits/transactions/", TransactionListApi.as_view(), name="credit-transactions"),
+    path("credits/grant/", GrantApi.as_view(), name="credit-grant"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]

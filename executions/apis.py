@@ -8,6 +8,7 @@ from rest_framework.views import APIView
 
 from config.pagination import Pagination
 from config.serializers import ExecuteRequestSerializer, ExecutionSerializer, paginated
+from credits.services import InsufficientCredits
 from graphs.apis import invalid_graph_response
 from graphs.selectors import graph_get
 from graphs.validation import GraphInvalid
@@ -43,6 +44,11 @@ class GraphExecuteApi(APIView):
             )
         except GraphInvalid as exc:
             return invalid_graph_response(exc)
+        except InsufficientCredits as exc:
+            return Response(
+                {"detail": str(exc), "balance": exc.balance, "cost": exc.cost},
+                status=status.HTTP_402_PAYMENT_REQUIRED,
+            )
         return Response(
             execution_record(execution, with_nodes=False), status=status.HTTP_201_CREATED
         )

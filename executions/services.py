@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,13 @@ from django.utils import timezone
 from blocks.base import ERROR_PIN, BlockError, RunContext
 from blocks.registry import get_block, get_block_class
 from config.json_values import clean_text
+from credits.services import (
+    InsufficientCredits,
+    NodeCharge,
+    charge_node_run,
+    ensure_can_start,
+    settle_node_run,
+)
 from graphs.models import Graph
 from graphs.selectors import version_get
 from graphs.validation import GraphInvalid, validate_graph_inputs
@@ -52,7 +60,8 @@ def execution_create(
     *, user, graph: Graph, inputs: Any, version: int | None = None
 ) -> GraphExecution:
     """Validates the run's inputs and records a QUEUED execution; its start is published
-    once the record is committed. Raises GraphInvalid (nothing stored) on bad input."""
+    once the record is committed. Raises GraphInvalid on bad input and InsufficientCredits
+    when the balance cannot pay the first paid node (nothing is stored either way)."""
     graph_version = version_get(graph=graph, version=version)
     plan = plan_for_version(graph_version.pk)
     missing = [n.id for n in plan.nodes.values() if get_block_class(n.block) is None]
@@ -68,6 +77,7 @@ def execution_create(
         for n in plan.nodes.values()
     ]
     inputs = validate_graph_inputs(nodes, inputs)
+    ensure_can_start(user_id=user.pk, plan=plan)
     with transaction.atomic():
         execution = GraphExecution.objects.create(
             graph=graph,
@@ -131,6 +141,13 @@ class ClaimedNode:
     input_data: dict[str, Any]
     graph_version_id: int
     user_id: int
+    graph_id: Any
+
+    @property
+    def payer(self) -> NodeCharge:
+        return NodeCharge(
+            self.user_id, self.graph_id, self.execution_id, self.id, self.node_id, self.block
+        )
 
 
 _CLAIM_SQL = """
@@ -139,7 +156,8 @@ UPDATE executions_nodeexecution AS ne
   FROM executions_graphexecution AS ge
  WHERE ne.id = %s AND ge.id = ne.execution_id AND ge.status = 'RUNNING'
    AND (ne.status = 'QUEUED' OR (ne.status = 'RUNNING' AND %s))
-RETURNING ne.execution_id, ne.node_id, ne.block, ne.input_data, ge.graph_version_id, ge.user_id
+RETURNING ne.execution_id, ne.node_id, ne.block, ne.input_data, ge.graph_version_id,
+          ge.user_id, ge.graph_id
 """
 
 
@@ -153,12 +171,42 @@ def node_claim(node_execution_id: int, *, take_over: bool = False) -> ClaimedNod
     if row is None:
         _cancel_if_run_ended(node_execution_id)
         return None
-    execution_id, node_id, block, input_data, version_id, user_id = row
+    execution_id, node_id, block, input_data, version_id, user_id, graph_id = row
     if isinstance(input_data, str):
         input_data = json.loads(input_data)
     return ClaimedNode(
-        node_execution_id, execution_id, node_id, block, input_data, version_id, user_id
+        node_execution_id, execution_id, node_id, block, input_data, version_id, user_id, graph_id
     )
+
+
+def node_process(node_execution_id: int, *, take_over: bool, in_chord: bool) -> None:
+    """One node task: claim the node, charge its run, run its block, record the result."""
+    claimed = node_claim(node_execution_id, take_over=take_over)
+    if claimed is None:
+        return
+    try:
+        charge_node_run(claimed.payer)
+    except InsufficientCredits as exc:
+        node_fail_unpaid(claimed, str(exc))
+        return
+    started = time.monotonic()
+    outputs, error = node_run(claimed)
+    node_complete(claimed, outputs, error, in_chord=in_chord, seconds=time.monotonic() - started)
+
+
+def node_fail_unpaid(claimed: ClaimedNode, reason: str) -> None:
+    """A node the balance cannot pay fails without running, and so does its run: nothing
+    more starts (nodes already running finish; queued ones are cancelled)."""
+    with transaction.atomic():
+        moved = move(
+            NodeExecution.objects.filter(id=claimed.id), Status.RUNNING, Status.FAILED,
+            error=reason, output_data={ERROR_PIN: [reason]}, ended_at=timezone.now(),
+        )  # fmt: skip
+        if moved:
+            execution_finish(
+                claimed.execution_id, Status.FAILED,
+                error=f"node {claimed.node_id!r} could not run: {reason}",
+            )  # fmt: skip
 
 
 def node_run(claimed: ClaimedNode) -> tuple[list[tuple[str, Any]], str | None]:
@@ -180,7 +228,12 @@ def node_run(claimed: ClaimedNode) -> tuple[list[tuple[str, Any]], str | None]:
 
 
 def node_complete(
-    claimed: ClaimedNode, outputs: list[tuple[str, Any]], error: str | None, *, in_chord: bool
+    claimed: ClaimedNode,
+    outputs: list[tuple[str, Any]],
+    error: str | None,
+    *,
+    in_chord: bool,
+    seconds: float = 0.0,
 ) -> None:
     """RUNNING -> COMPLETED/FAILED with its outputs. A node dispatched alone then carries its
     outputs downstream in the same transaction; a chord member leaves that to the join."""
@@ -200,7 +253,10 @@ def node_complete(
             ended_at=timezone.now(),
             propagated=not in_chord,
         )
-        if not moved or in_chord:
+        if not moved:
+            return
+        settle_node_run(claimed.payer, seconds=seconds, output_data=output_data)
+        if in_chord:
             return
         plan = plan_for_version(claimed.graph_version_id)
         result = propagate(claimed.execution_id, plan, [(claimed.node_id, outputs)])

@@ -29,11 +29,7 @@ def run_node(self, node_execution_id: int, execution_id: str, in_chord: bool = F
     take_over = (
         bool((self.request.delivery_info or {}).get("redelivered")) or self.request.retries > 0
     )
-    claimed = services.node_claim(node_execution_id, take_over=take_over)
-    if claimed is None:
-        return
-    outputs, error = services.node_run(claimed)
-    services.node_complete(claimed, outputs, error, in_chord=in_chord)
+    services.node_process(node_execution_id, take_over=take_over, in_chord=in_chord)
 
 
 @shared_task(

@@ -8,6 +8,7 @@ import time
 import pytest
 from django.test import override_settings
 
+from credits.models import CreditTransaction
 from executions.models import GraphExecution, NodeExecution
 from executions.tasks import run_node
 
@@ -348,3 +349,15 @@ def test_a_worker_killed_mid_node_loses_nothing(api, worker):
     wait = nodes_of(record, "wait")[0]
     assert wait["attempts"] == 2 and wait["status"] == "COMPLETED"
     assert len(nodes_of(record, "out")) == 1
+    # Ran twice, paid once: the node execution is the charge's idempotency key.
+    references = list(
+        CreditTransaction.objects.filter(node_execution_id=wait["id"]).values_list(
+            "reference", flat=True
+        )
+    )
+    assert references.count(f"usage:{wait['id']}") == 1
+    assert wait["cost"] == -sum(
+        CreditTransaction.objects.filter(node_execution_id=wait["id"]).values_list(
+            "amount", flat=True
+        )
+    )

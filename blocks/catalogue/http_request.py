@@ -20,6 +20,9 @@ class HttpRequestBlock(Block):
         "Sends an HTTP request; 2xx on `response`, 4xx on `client_error`, 5xx on `server_error`."
     )
     category = "io"
+    # Paid: 2 per request, plus 1 per MiB of response.
+    cost = 2
+    cost_per_mib = 1.0
 
     class Input(BlockSchema):
         url: str = Field(min_length=1, max_length=8192, description="http(s) URL")

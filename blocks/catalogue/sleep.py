@@ -10,6 +10,9 @@ class SleepBlock(Block):
     name = "sleep"
     description = "Waits the given seconds, then passes `value` on."
     category = "logic"
+    # Paid, so demos and tests see charging: 1 per run, plus 1 per 10 s of waiting.
+    cost = 1
+    cost_per_second = 0.1
 
     class Input(BlockSchema):
         seconds: float = Field(default=1.0, ge=0, description="Seconds to wait")

@@ -1,0 +1,105 @@
+import django_filters
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import ValidationError
+from rest_framework.permissions import IsAdminUser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.pagination import Pagination
+from config.serializers import paginated
+
+from .models import CreditTransaction
+from .selectors import transaction_record, transactions_of
+from .services import (
+    MAX_AMOUNT,
+    STAFF_TYPES,
+    CreditError,
+    InsufficientCredits,
+    balance_of,
+    credits_grant,
+)
+
+
+class BalanceSerializer(serializers.Serializer):
+    balance = serializers.IntegerField()
+
+
+class TransactionSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    amount = serializers.IntegerField()
+    type = serializers.ChoiceField(choices=CreditTransaction.Type.choices)
+    balance_after = serializers.IntegerField()
+    reference = serializers.CharField()
+    metadata = serializers.JSONField()
+    created_at = serializers.DateTimeField()
+
+
+class GrantSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    amount = serializers.IntegerField(min_value=-MAX_AMOUNT, max_value=MAX_AMOUNT)
+    type = serializers.ChoiceField(choices=STAFF_TYPES, default=CreditTransaction.Type.GRANT)
+    note = serializers.CharField(max_length=1000, required=False, default="", allow_blank=True)
+    reference = serializers.CharField(
+        max_length=150, required=False, help_text="Idempotency key: a repeat applies nothing."
+    )
+
+
+class TransactionFilter(django_filters.FilterSet):
+    type = django_filters.ChoiceFilter(choices=CreditTransaction.Type.choices)
+    execution = django_filters.UUIDFilter(field_name="execution_id")
+
+    class Meta:
+        model = CreditTransaction
+        fields = ["type", "execution"]
+
+
+class BalanceApi(APIView):
+    @extend_schema(responses={200: BalanceSerializer})
+    def get(self, request):
+        return Response({"balance": balance_of(request.user.pk)})
+
+
+class TransactionListApi(APIView):
+    """Your ledger, newest first."""
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("type", str, enum=[t for t, _ in CreditTransaction.Type.choices]),
+            OpenApiParameter("execution", OpenApiTypes.UUID, description="rows of one run"),
+        ],
+        responses={200: paginated(TransactionSerializer)},
+        operation_id="credits_transactions_list",
+    )
+    def get(self, request):
+        filtered = TransactionFilter(request.query_params, queryset=transactions_of(request.user))
+        if not filtered.is_valid():
+            raise ValidationError(filtered.errors)
+        paginator = Pagination()
+        page = paginator.paginate_queryset(filtered.qs, request, view=self)
+        return paginator.get_paginated_response([transaction_record(t) for t in page])
+
+
+class GrantApi(APIView):
+    """Staff only: add credits to a user, or remove them with a negative ADJUSTMENT."""
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(request=GrantSerializer, responses={201: TransactionSerializer})
+    def post(self, request):
+        body = GrantSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            applied = credits_grant(by=request.user, **body.validated_data)
+        except CreditError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        except InsufficientCredits as exc:
+            return Response(
+                {"detail": f"a balance never goes below zero: {exc}", "balance": exc.balance},
+                status=status.HTTP_409_CONFLICT,
+            )
+        return Response(
+            transaction_record(applied.transaction),
+            status=status.HTTP_201_CREATED if applied.created else status.HTTP_200_OK,
+        )

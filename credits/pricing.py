@@ -1,0 +1,62 @@
+"""Prices as plain data: what a run of a block costs, and which node a run pays first.
+
+Pure functions, no database: costs.py supplies the prices in force.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from executions.engine import Plan
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Price:
+    per_run: int = 0
+    per_second: float = 0.0
+    per_mib: float = 0.0
+
+    @property
+    def is_free(self) -> bool:
+        return not (self.per_run or self.per_second or self.per_mib)
+
+    @property
+    def has_usage_part(self) -> bool:
+        return bool(self.per_second or self.per_mib)
+
+
+def usage_amount(price: Price, seconds: float, output_bytes: int) -> int:
+    """The part settled after a run: run time and output size, to the nearest whole credit
+    (half up), so microseconds of run time cost nothing."""
+    if not price.has_usage_part:
+        return 0
+    raw = price.per_second * max(seconds, 0.0) + price.per_mib * max(output_bytes, 0) / MIB
+    return math.floor(raw + 0.5)
+
+
+def first_paid_node(plan: Plan, price_of: Callable[[str], Price]) -> tuple[str, Price] | None:
+    """The paid node a run reaches first: breadth-first from the starting nodes, in document
+    order within a level. None when every reachable node is free."""
+    order = {node_id: i for i, node_id in enumerate(plan.nodes)}
+    seen = set(plan.starting_nodes)
+    level = sorted(plan.starting_nodes, key=order.__getitem__)
+    queue: deque[list[str]] = deque([level])
+    while queue:
+        level = queue.popleft()
+        for node_id in level:
+            price = price_of(plan.nodes[node_id].block)
+            if price.per_run > 0:
+                return node_id, price
+        following = sorted(
+            {sink for node_id in level for sink in plan.downstream(node_id)} - seen,
+            key=order.__getitem__,
+        )
+        seen.update(following)
+        if following:
+            queue.append(following)
+    return None
