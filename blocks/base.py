@@ -39,6 +39,11 @@ class BlockInputError(BlockError):
     """The merged input of a node does not fit the block's Input model."""
 
 
+class TransientBlockError(BlockError):
+    """A failure of the far side that may pass (5xx, connection error, its timeout): the
+    engine retries the node up to the block's `max_retries`, with backoff."""
+
+
 @dataclass(frozen=True)
 class RunContext:
     """What a running block may know about where it runs."""
@@ -47,6 +52,9 @@ class RunContext:
     graph_execution_id: str
     node_id: str
     node_execution_id: int
+    attempt: int = 1  # 1 for the first run of the node, 2 for its first retry...
+    retries_left: int = 0  # retries the engine still allows after this attempt
+    depth: int = 0  # how deep in sub-graphs this run is (0: started by a user)
 
 
 class Block:
@@ -64,6 +72,10 @@ class Block:
     cost: ClassVar[int] = 0
     cost_per_second: ClassVar[float] = 0.0
     cost_per_mib: ClassVar[float] = 0.0
+    # Seconds a run may take (a node's `timeout` in the document overrides it; capped by
+    # ENGINE_NODE_TIMEOUT_CAP), and how often a TransientBlockError is retried.
+    timeout: ClassVar[int] = 300
+    max_retries: ClassVar[int] = 0
 
     registry: ClassVar[dict[str, type[Block]]] = {}
 
@@ -192,4 +204,12 @@ def _drain_async(agen: Any) -> Iterator[tuple[str, Any]]:
             return
 
 
-__all__ = ["ERROR_PIN", "Block", "BlockError", "BlockSchema", "Field", "RunContext"]
+__all__ = [
+    "ERROR_PIN",
+    "Block",
+    "BlockError",
+    "BlockSchema",
+    "Field",
+    "RunContext",
+    "TransientBlockError",
+]

@@ -8,6 +8,7 @@ does no harm (see executions/services.py).
 import os
 
 from celery import Celery, signals
+from celery.schedules import crontab
 from django.conf import settings
 from kombu import Exchange, Queue
 
@@ -48,6 +49,20 @@ app.conf.update(
 # told to reuse them; reconnecting costs more than a whole node. Reuse them, and let Django
 # drop only the connections that broke or passed CONN_MAX_AGE, before each task.
 app.conf["CELERY_DB_REUSE_MAX"] = 1_000_000
+
+# Beat (django-celery-beat's database scheduler picks these up): the watchdog re-drives
+# stalled runs; retention deletes old finished runs.
+app.conf.beat_schedule = {
+    "executions-watchdog": {
+        "task": "executions.watchdog",
+        "schedule": float(settings.ENGINE_WATCHDOG_INTERVAL),
+        "options": {"expires": settings.ENGINE_WATCHDOG_INTERVAL},
+    },
+    "executions-retention": {
+        "task": "executions.retention",
+        "schedule": crontab(hour=3, minute=17),
+    },
+}
 app.autodiscover_tasks()
 
 

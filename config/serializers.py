@@ -11,6 +11,9 @@ class NodeSerializer(serializers.Serializer):
     block = serializers.CharField()
     input_default = serializers.DictField(required=False)
     metadata = serializers.JSONField(required=False)
+    timeout = serializers.IntegerField(
+        required=False, allow_null=True, help_text="Seconds; default: the block's own limit."
+    )
 
 
 class LinkSerializer(serializers.Serializer):

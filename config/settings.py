@@ -159,6 +159,27 @@ ENGINE_MAX_NODE_EXECUTIONS = env.int("ENGINE_MAX_NODE_EXECUTIONS", default=10_00
 # Largest graph document accepted, in nodes and in links.
 ENGINE_MAX_GRAPH_NODES = env.int("ENGINE_MAX_GRAPH_NODES", default=20_000)
 ENGINE_MAX_GRAPH_LINKS = env.int("ENGINE_MAX_GRAPH_LINKS", default=40_000)
+# Time limits: a node's own (block default, or `timeout` in the graph document) is capped by
+# ENGINE_NODE_TIMEOUT_CAP; a whole run by ENGINE_MAX_EXECUTION_SECONDS (pinned on the run).
+ENGINE_NODE_TIMEOUT_CAP = env.int("ENGINE_NODE_TIMEOUT_CAP", default=3600)
+ENGINE_MAX_EXECUTION_SECONDS = env.int("ENGINE_MAX_EXECUTION_SECONDS", default=6 * 3600)
+# Transient block errors are retried with exponential backoff and jitter: base * 2^(n-1),
+# at most ENGINE_RETRY_MAX_SECONDS; ENGINE_RETRY_LIMITS overrides a block's own retry limit,
+# e.g. ENGINE_RETRY_LIMITS=http_request=5,llm_text=3.
+ENGINE_RETRY_BASE_SECONDS = env.float("ENGINE_RETRY_BASE_SECONDS", default=1.0)
+ENGINE_RETRY_MAX_SECONDS = env.float("ENGINE_RETRY_MAX_SECONDS", default=60.0)
+ENGINE_RETRY_LIMITS = {k: int(v) for k, v in env.dict("ENGINE_RETRY_LIMITS", default={}).items()}
+# Sub-graphs (agent_executor) may nest this deep; a graph that runs itself stops here.
+ENGINE_MAX_DEPTH = env.int("ENGINE_MAX_DEPTH", default=5)
+# A worker holds a lease on each node it runs, renewed while it runs; a redelivered task
+# starts the node again only once the lease has lapsed (its worker is gone).
+ENGINE_NODE_LEASE_SECONDS = env.int("ENGINE_NODE_LEASE_SECONDS", default=30)
+# The watchdog re-drives runs that made no progress for this long; it runs every
+# ENGINE_WATCHDOG_INTERVAL seconds (beat).
+ENGINE_STALL_SECONDS = env.int("ENGINE_STALL_SECONDS", default=60)
+ENGINE_WATCHDOG_INTERVAL = env.int("ENGINE_WATCHDOG_INTERVAL", default=15)
+# Finished runs older than this are deleted with their node executions (daily, beat).
+EXECUTION_RETENTION_DAYS = env.int("EXECUTION_RETENTION_DAYS", default=30)
 # Longest wait the `sleep` block accepts, in seconds.
 BLOCK_SLEEP_MAX_SECONDS = env.float("BLOCK_SLEEP_MAX_SECONDS", default=3600.0)
 # `http_request` refuses private, loopback and link-local addresses unless allowed here

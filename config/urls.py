@@ -4,7 +4,12 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from blocks.apis import BlockListApi
 from credits.apis import BalanceApi, GrantApi, TransactionListApi
-from executions.apis import ExecutionDetailApi, ExecutionListApi, GraphExecuteApi
+from executions.apis import (
+    ExecutionControlApi,
+    ExecutionDetailApi,
+    ExecutionListApi,
+    GraphExecuteApi,
+)
 from graphs.apis import GraphDetailApi, GraphListApi, GraphVersionListApi
 
 from .auth_apis import TokenApi
@@ -19,6 +24,14 @@ api = [
     path("graphs/<uuid:graph_id>/execute/", GraphExecuteApi.as_view(), name="graph-execute"),
     path("executions/", ExecutionListApi.as_view(), name="executions"),
     path("executions/<uuid:execution_id>/", ExecutionDetailApi.as_view(), name="execution"),
+    *(
+        path(
+            f"executions/<uuid:execution_id>/{action}/",
+            ExecutionControlApi.as_view(action=action),
+            name=f"execution-{action}",
+        )
+        for action in ExecutionControlApi.actions
+    ),
     path("credits/", BalanceApi.as_view(), name="credits"),
     path("credits/transactions/", TransactionListApi.as_view(), name="credit-transactions"),
     path("credits/grant/", GrantApi.as_view(), name="credit-grant"),

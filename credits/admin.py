@@ -48,14 +48,20 @@ class CreditBalanceAdmin(admin.ModelAdmin):
         if request.method == "POST" and form.is_valid():
             for balance in balances:
                 try:
-                    credits_grant(by=request.user, username=balance.user.get_username(),
-                                  **form.cleaned_data)  # fmt: skip
+                    credits_grant(
+                        by=request.user, username=balance.user.get_username(), **form.cleaned_data
+                    )
                     self.message_user(request, f"{balance.user}: done.")
                 except (CreditError, InsufficientCredits) as exc:
                     self.message_user(request, f"{balance.user}: {exc}", messages.ERROR)
             return HttpResponseRedirect(reverse("admin:credits_creditbalance_changelist"))
-        context = {**self.admin_site.each_context(request), "title": "Grant credits",
-                   "form": form, "balances": balances, "opts": self.model._meta}  # fmt: skip
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Grant credits",
+            "form": form,
+            "balances": balances,
+            "opts": self.model._meta,
+        }
         return TemplateResponse(request, "admin/credits/grant.html", context)
 
 

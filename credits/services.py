@@ -88,10 +88,15 @@ def ledger_apply(
                 if after - before != amount:  # a partial charge: say what was asked
                     details["requested"] = amount
                 row = CreditTransaction.objects.create(
-                    user_id=user_id, amount=after - before, type=type, balance_after=after,
-                    reference=reference, metadata=details,
-                    execution_id=execution_id, node_execution_id=node_execution_id,
-                )  # fmt: skip
+                    user_id=user_id,
+                    amount=after - before,
+                    type=type,
+                    balance_after=after,
+                    reference=reference,
+                    metadata=details,
+                    execution_id=execution_id,
+                    node_execution_id=node_execution_id,
+                )
         except IntegrityError:
             # A concurrent transaction applied this reference first.
             return Applied(CreditTransaction.objects.get(reference=reference), False)
@@ -122,16 +127,18 @@ def _notify_on_crossing(user_id: int, before: int, after: int) -> None:
     threshold = settings.CREDITS_LOW_BALANCE_THRESHOLD
     if before > threshold >= after > 0:
         notify(
-            user_id=user_id, kind=Notification.Kind.LOW_BALANCE,
+            user_id=user_id,
+            kind=Notification.Kind.LOW_BALANCE,
             message=f"Your balance is low: {after} credits left.",
             data={"balance": after, "threshold": threshold},
-        )  # fmt: skip
+        )
     if before > 0 and after == 0:
         notify(
-            user_id=user_id, kind=Notification.Kind.ZERO_BALANCE,
+            user_id=user_id,
+            kind=Notification.Kind.ZERO_BALANCE,
             message="Your balance is zero: runs that need credits will fail until it is topped up.",
             data={"balance": 0},
-        )  # fmt: skip
+        )
 
 
 # --- accounts -------------------------------------------------------------------------------
@@ -144,9 +151,12 @@ def account_open(user_id: int) -> None:
         grant = settings.CREDITS_STARTING_GRANT
         if grant > 0:
             ledger_apply(
-                user_id=user_id, amount=grant, type=Type.GRANT,
-                reference=f"starting-grant:{user_id}", metadata={"note": "starting grant"},
-            )  # fmt: skip
+                user_id=user_id,
+                amount=grant,
+                type=Type.GRANT,
+                reference=f"starting-grant:{user_id}",
+                metadata={"note": "starting grant"},
+            )
 
 
 def balance_of(user_id: int) -> int:
@@ -172,10 +182,14 @@ class NodeCharge:
 
     def metadata(self, part: str, **extra: Any) -> dict[str, Any]:
         return {
-            "graph_id": str(self.graph_id), "execution_id": str(self.execution_id),
-            "node_execution_id": self.node_execution_id, "node_id": self.node_id,
-            "block": self.block, "part": part, **extra,
-        }  # fmt: skip
+            "graph_id": str(self.graph_id),
+            "execution_id": str(self.execution_id),
+            "node_execution_id": self.node_execution_id,
+            "node_id": self.node_id,
+            "block": self.block,
+            "part": part,
+            **extra,
+        }
 
 
 def charge_node_run(charge: NodeCharge) -> int:
@@ -185,10 +199,14 @@ def charge_node_run(charge: NodeCharge) -> int:
     if price.per_run <= 0:
         return 0
     ledger_apply(
-        user_id=charge.user_id, amount=-price.per_run, type=Type.USAGE,
-        reference=f"usage:{charge.node_execution_id}", metadata=charge.metadata("run"),
-        execution_id=charge.execution_id, node_execution_id=charge.node_execution_id,
-    )  # fmt: skip
+        user_id=charge.user_id,
+        amount=-price.per_run,
+        type=Type.USAGE,
+        reference=f"usage:{charge.node_execution_id}",
+        metadata=charge.metadata("run"),
+        execution_id=charge.execution_id,
+        node_execution_id=charge.node_execution_id,
+    )
     return price.per_run
 
 
@@ -203,12 +221,15 @@ def settle_node_run(charge: NodeCharge, *, seconds: float, output_data: Any) -> 
     if amount <= 0:
         return 0
     applied = ledger_apply(
-        user_id=charge.user_id, amount=-amount, type=Type.USAGE,
+        user_id=charge.user_id,
+        amount=-amount,
+        type=Type.USAGE,
         reference=f"usage-settle:{charge.node_execution_id}",
         metadata=charge.metadata("usage", seconds=round(seconds, 3), output_bytes=output_bytes),
-        execution_id=charge.execution_id, node_execution_id=charge.node_execution_id,
+        execution_id=charge.execution_id,
+        node_execution_id=charge.node_execution_id,
         partial=True,
-    )  # fmt: skip
+    )
     return -applied.transaction.amount
 
 
@@ -233,9 +254,14 @@ MAX_AMOUNT = 10**12
 
 
 def credits_grant(
-    *, by, username: str, amount: int, type: str = Type.GRANT, note: str = "",
+    *,
+    by,
+    username: str,
+    amount: int,
+    type: str = Type.GRANT,
+    note: str = "",
     reference: str | None = None,
-) -> Applied:  # fmt: skip
+) -> Applied:
     """Staff add credits to a user (or remove them with a negative ADJUSTMENT), never below
     zero. `reference` makes a retried request apply once."""
     if type not in STAFF_TYPES:
@@ -248,7 +274,9 @@ def credits_grant(
     if user is None:
         raise CreditError(f"no user named {username!r}")
     return ledger_apply(
-        user_id=user.pk, amount=amount, type=type,
+        user_id=user.pk,
+        amount=amount,
+        type=type,
         reference=f"staff:{reference}" if reference else f"staff:{uuid.uuid4()}",
         metadata={"note": note, "by": by.get_username()},
-    )  # fmt: skip
+    )

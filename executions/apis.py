@@ -13,8 +13,9 @@ from graphs.apis import invalid_graph_response
 from graphs.selectors import graph_get
 from graphs.validation import GraphInvalid
 
+from . import control
 from .models import GRAPH_STATUSES, GraphExecution
-from .selectors import execution_detail, execution_record, executions_of
+from .selectors import execution_detail, execution_get, execution_record, executions_of
 from .services import execution_create
 
 
@@ -80,3 +81,25 @@ class ExecutionDetailApi(APIView):
     @extend_schema(responses={200: ExecutionSerializer})
     def get(self, request, execution_id):
         return Response(execution_detail(user=request.user, execution_id=execution_id))
+
+
+class ExecutionControlApi(APIView):
+    """POST cancel / pause / resume: answers the run as it stands after the action, or 409
+    when the run is not in a state the action applies to."""
+
+    actions = {
+        "cancel": control.execution_cancel,
+        "pause": control.execution_pause,
+        "resume": control.execution_resume,
+    }
+    action = ""
+
+    @extend_schema(request=None, responses={200: ExecutionSerializer})
+    def post(self, request, execution_id):
+        execution = execution_get(user=request.user, execution_id=execution_id)
+        try:
+            self.actions[self.action](execution.pk)
+        except control.ConflictingState as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        execution.refresh_from_db()
+        return Response(execution_record(execution, with_nodes=False))

@@ -10,25 +10,33 @@ import logging
 from functools import wraps
 
 from celery import chord
+from django.conf import settings
 
-from .engine import Plan, group_for_fan_in
+from blocks.registry import get_block_class
+
+from .engine import Plan, group_for_fan_in, node_time_limit
+from .plans import plan_for_version
 from .propagation import Queued
 
 log = logging.getLogger(__name__)
 
+# Seconds past a node's time limit before its process is killed outright (the soft limit
+# lets the block stop cleanly and the node record "timed out after N s").
+HARD_LIMIT_GRACE = 30
+
 
 def _published_after_commit(fn):
     """Publishing runs in on_commit hooks: the rows are already committed. When the broker
-    stays unreachable past kombu's own retries, the rows stay QUEUED (where a recovery sweep
-    can find them) and the failure is logged; it must not turn an accepted request into a
-    500 or fail the task that already finished its node."""
+    stays unreachable past kombu's own retries, the rows stay QUEUED (the watchdog finds
+    them) and the failure is logged; it must not turn an accepted request into a 500 or fail
+    the task that already finished its node."""
 
     @wraps(fn)
-    def publish(execution_id, *args):
+    def publish(*args):
         try:
-            fn(execution_id, *args)
+            fn(*args)
         except Exception:
-            log.exception("could not publish work of execution %s; it stays queued", execution_id)
+            log.exception("could not publish %s%r; its rows stay queued", fn.__name__, args[:1])
 
     return publish
 
@@ -50,27 +58,46 @@ def send_groups(execution_id, version_id: int, groups: list[list[Queued]]) -> No
     from .tasks import join_nodes, run_node
 
     execution_id = str(execution_id)
+    plan = plan_for_version(version_id)
     for group in groups:
         if len(group) == 1:
-            run_node.signature(**_node_task(group[0], execution_id, in_chord=False)).apply_async()
+            run_node.signature(**_node_task(plan, group[0], execution_id, False)).apply_async()
             continue
         # Chord members keep their results: the Redis backend counts them to fire the join.
-        header = [run_node.signature(**_node_task(q, execution_id, in_chord=True)) for q in group]
+        header = [run_node.signature(**_node_task(plan, q, execution_id, True)) for q in group]
         chord(header)(join_nodes.si(execution_id, version_id, [q.id for q in group]))
 
 
-def _node_task(q: Queued, execution_id: str, *, in_chord: bool) -> dict:
-    """The node task of one node execution, under the task id stored on it."""
+@_published_after_commit
+def send_join(execution_id, version_id: int, member_ids: list[int]) -> None:
+    from .tasks import join_nodes
+
+    join_nodes.apply_async(args=[str(execution_id), version_id, member_ids])
+
+
+@_published_after_commit
+def revoke(task_ids: list[str]) -> None:
+    """Stop these node tasks: queued ones are discarded, running ones terminated. Workers
+    forget revokes when they restart; the claim's check of the run's state does not."""
+    if task_ids:
+        from config.celery import app
+
+        app.control.revoke(task_ids, terminate=True, signal="SIGTERM")
+
+
+def _node_task(plan: Plan, q: Queued, execution_id: str, in_chord: bool) -> dict:
+    """The node task of one node execution, under the task id stored on it, with the node's
+    time limit."""
+    node = plan.nodes[q.node_id]
+    cls = get_block_class(q.block)
+    default = cls.timeout if cls else settings.ENGINE_NODE_TIMEOUT_CAP
+    limit = node_time_limit(default, node.timeout, settings.ENGINE_NODE_TIMEOUT_CAP)
     return {
         "args": [q.id, execution_id],
-        "kwargs": {"in_chord": in_chord},
         "task_id": q.task_id,
-        "shadow": _task_title(q),
+        "shadow": f"node {q.block}:{q.node_id}",
         "ignore_result": not in_chord,
         "immutable": True,
+        "soft_time_limit": limit,
+        "time_limit": limit + HARD_LIMIT_GRACE,
     }
-
-
-def _task_title(q: Queued) -> str:
-    """What Flower and the worker log show for a node task: the block and the node."""
-    return f"node {q.block}:{q.node_id}"

@@ -140,6 +140,7 @@ class NodeSpec:
     id: str
     block: str
     input_default: dict[str, Any] = field(default_factory=dict)
+    timeout: int | None = None  # seconds; None: the block's own
 
 
 @dataclass
@@ -285,6 +286,24 @@ def group_for_fan_in(plan: Plan, ready: list[tuple[Any, str]]) -> list[list[Any]
     for i, (key, _) in enumerate(ready):
         groups.setdefault(find(i), []).append(key)
     return list(groups.values())
+
+
+# --- limits and retries ---------------------------------------------------------------------
+
+
+def node_time_limit(block_default: int, node_timeout: int | None, cap: int) -> int:
+    """Seconds a node may run: its own `timeout`, else its block's, never above the cap."""
+    return max(1, min(node_timeout or block_default, cap))
+
+
+def retry_limit(block_name: str, block_default: int, overrides: dict[str, int]) -> int:
+    return max(0, overrides.get(block_name, block_default))
+
+
+def retry_delay(attempt: int, base: float, cap: float, jitter: float) -> float:
+    """Exponential backoff with jitter before retry number `attempt` (1, 2, ...): a delay in
+    [0.5, 1.5) x base x 2^(attempt-1), at most `cap`. `jitter` is uniform in [0, 1)."""
+    return min(cap, base * 2 ** (attempt - 1) * (0.5 + jitter))
 
 
 # --- end of a run ---------------------------------------------------------------------------

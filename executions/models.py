@@ -52,6 +52,22 @@ class GraphExecution(models.Model):
     node_count = models.PositiveIntegerField(default=0)
     # The cap on node executions in force when the run was created (ENGINE_MAX_NODE_EXECUTIONS).
     node_limit = models.PositiveIntegerField(default=10_000)
+    # The wall-clock limit in force when the run was created (ENGINE_MAX_EXECUTION_SECONDS),
+    # and when it runs out: set at start, moved on by the time spent paused.
+    time_limit = models.PositiveIntegerField(default=6 * 3600)
+    deadline = models.DateTimeField(null=True, blank=True)
+    paused_at = models.DateTimeField(null=True, blank=True)
+    # Last time a node of this run finished or was queued: the watchdog's sign of life.
+    progressed_at = models.DateTimeField(null=True, blank=True)
+    # A sub-graph run: the agent_executor node execution waiting for it, and its depth.
+    parent_node_execution = models.ForeignKey(
+        "NodeExecution",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="child_executions",
+    )
+    depth = models.PositiveSmallIntegerField(default=0)
     active_count = models.IntegerField(default=0)
     unhandled_error_count = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -62,7 +78,9 @@ class GraphExecution(models.Model):
         indexes = [
             models.Index(fields=["user", "-created_at"]),
             models.Index(fields=["graph", "-created_at"]),
-            models.Index(fields=["status"]),
+            models.Index(fields=["status", "progressed_at"]),
+            models.Index(fields=["status", "deadline"]),
+            models.Index(fields=["status", "ended_at"]),
         ]
         ordering = ["-created_at"]
 
@@ -88,6 +106,8 @@ class NodeExecution(models.Model):
     # Set once this execution's outputs have travelled its links (a chord join does it for
     # its members); claiming it with compare-and-set makes a repeated join harmless.
     propagated = models.BooleanField(default=False)
+    # The chord this execution was dispatched in, if any: lets a lost join be re-driven.
+    join_id = models.UUIDField(null=True, blank=True, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
     queued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -128,3 +148,18 @@ class StaticInput(models.Model):
 
     def __str__(self):
         return f"{self.node_id}.{self.pin} of {self.execution_id}"
+
+
+class Recovery(models.Model):
+    """A step the watchdog took to get a stalled run going again (kept for operators)."""
+
+    execution = models.ForeignKey(GraphExecution, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=32)
+    detail = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["-created_at"])]
+
+    def __str__(self):
+        return f"{self.kind} of {self.execution_id}"

@@ -11,10 +11,10 @@ from .engine import LinkSpec, NodeSpec, Plan
 @lru_cache(maxsize=256)
 def plan_for_version(version_id: int) -> Plan:
     nodes = [
-        NodeSpec(node_id, block, defaults)
-        for node_id, block, defaults in Node.objects.filter(graph_version_id=version_id)
+        NodeSpec(node_id, block, defaults, timeout)
+        for node_id, block, defaults, timeout in Node.objects.filter(graph_version_id=version_id)
         .order_by("position")
-        .values_list("node_id", "block", "input_default")
+        .values_list("node_id", "block", "input_default", "timeout")
     ]
     links = [
         LinkSpec(*row)

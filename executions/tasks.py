@@ -1,48 +1,61 @@
 """Celery tasks: each loads by id and calls one service function.
 
 Delivery is at-least-once (acks_late, reject_on_worker_lost); the services make a second
-delivery harmless. A redelivered message (its first worker died) may take over a node left
-RUNNING.
+delivery harmless. A redelivered or retried message may take over a node left RUNNING once
+its lease shows the owner is gone.
 """
 
 from celery import shared_task
+from django.conf import settings
 from django.db import DatabaseError
 
-from . import services
+from . import node_runs, recovery, services
 
-# Database hiccups are retried with backoff; the retried task may take its node back.
-_RETRY = {
+# Database hiccups are retried with backoff (the retried task may take its node back).
+_DB_RETRY = {
     "autoretry_for": (DatabaseError,),
     "retry_backoff": 0.5,
     "retry_backoff_max": 30,
-    "max_retries": 20,
+    "retry_kwargs": {"max_retries": 20},
 }
 
 
-@shared_task(name="executions.start_execution", **_RETRY)
+@shared_task(name="executions.start_execution", max_retries=20, **_DB_RETRY)
 def start_execution(execution_id: str) -> None:
     services.execution_start(execution_id)
 
 
-@shared_task(name="executions.run_node", bind=True, **_RETRY)
-def run_node(self, node_execution_id: int, execution_id: str, in_chord: bool = False) -> None:
-    take_over = (
-        bool((self.request.delivery_info or {}).get("redelivered")) or self.request.retries > 0
-    )
-    services.node_process(node_execution_id, take_over=take_over, in_chord=in_chord)
+@shared_task(name="executions.run_node", bind=True, max_retries=None, **_DB_RETRY)
+def run_node(self, node_execution_id: int, execution_id: str, take_over: bool = False) -> None:
+    # A redelivered or retried message, or the watchdog's, may take over a RUNNING node.
+    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
+    take_over = take_over or redelivered or self.request.retries > 0
+    try:
+        node_runs.node_process(node_execution_id, take_over=take_over)
+    except node_runs.LeaseHeld as exc:
+        # Its owner may be alive (the broker redelivered after a dropped connection): look
+        # again once the lease could have lapsed.
+        raise self.retry(exc=exc, countdown=settings.ENGINE_NODE_LEASE_SECONDS) from exc
+    except node_runs.RetryNode as exc:
+        raise self.retry(exc=exc, countdown=exc.delay) from exc
 
 
-@shared_task(
-    name="executions.join_nodes",
-    bind=True,
-    max_retries=None,
-    **{k: v for k, v in _RETRY.items() if k != "max_retries"},
-)
+@shared_task(name="executions.join_nodes", bind=True, max_retries=None, **_DB_RETRY)
 def join_nodes(self, execution_id: str, version_id: int, member_ids: list[int]) -> None:
     try:
         services.chord_join(execution_id, version_id, member_ids)
     except services.JoinNotReady as exc:
-        # The chord counted a redelivered member twice and fired early: wait for the rest.
-        raise self.retry(
-            exc=exc, countdown=min(0.2 * 2 ** min(self.request.retries, 4), 3.0)
-        ) from exc
+        # The chord fired early (a member counted twice after a redelivery, or still waiting
+        # for a sub-graph): wait for the rest.
+        delay = min(0.2 * 2 ** min(self.request.retries, 5), 5.0)
+        raise self.retry(exc=exc, countdown=delay) from exc
+
+
+@shared_task(name="executions.watchdog")
+def watchdog() -> None:
+    recovery.watchdog()
+
+
+@shared_task(name="executions.retention")
+def retention() -> None:
+    recovery.retention()

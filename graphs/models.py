@@ -49,6 +49,8 @@ class Node(models.Model):
     block = models.CharField(max_length=100)
     input_default = models.JSONField(default=dict, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
+    # Time limit of this node's runs in seconds; None keeps the block's own.
+    timeout = models.PositiveIntegerField(null=True, blank=True)
     # Position in the document, so the document reads back in the order it was written.
     position = models.PositiveIntegerField()
 

@@ -37,6 +37,7 @@ def version_document(version: GraphVersion) -> dict[str, Any]:
                 "block": n.block,
                 "input_default": n.input_default,
                 "metadata": n.metadata,
+                "timeout": n.timeout,
             }
             for n in version.nodes.all()
         ],

@@ -46,6 +46,7 @@ def _store_version(graph: Graph, number: int, doc: dict[str, Any]) -> GraphVersi
             block=n["block"],
             input_default=n["input_default"],
             metadata=n["metadata"],
+            timeout=n["timeout"],
             position=i,
         )
         for i, n in enumerate(doc["nodes"])

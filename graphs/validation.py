@@ -129,11 +129,22 @@ def _check_nodes(raw_nodes: list[Any], problems: _Problems) -> dict[str, dict[st
                 if reason:
                     problems.add(f"wrong value for pin {pin!r}: {reason}", node_id=node_id, pin=pin)
         metadata = raw.get("metadata", {})
+        timeout = raw.get("timeout")
+        cap = settings.ENGINE_NODE_TIMEOUT_CAP
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int) or not 0 < timeout <= cap
+        ):
+            problems.add(
+                f"timeout must be a whole number of seconds from 1 to {cap}",
+                node_id=node_id,
+                field="timeout",
+            )
         nodes[node_id] = {
             "id": node_id,
             "block": block.name,
             "input_default": defaults,
             "metadata": {} if metadata is None else metadata,
+            "timeout": timeout,
         }
     return nodes
 

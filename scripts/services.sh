@@ -148,8 +148,10 @@ start_rabbitmq() {
   local dir; dir="$(rabbit_dir)"
   if rabbit_ready; then log "rabbitmq already answers on :$AMQP_PORT"; return; fi
   mkdir -p "$dir/log" "$dir/mnesia"
-  # No delivery-ack timeout: node tasks use acks_late and may run for a long time.
-  printf 'consumer_timeout = 86400000\n' >"$dir/rabbitmq.conf"
+  # Node tasks are acknowledged when they end (acks_late): the delivery-ack timeout must
+  # outlast the longest node time limit, plus its grace and the longest retry wait.
+  local longest=$(( ${ENGINE_NODE_TIMEOUT_CAP:-3600} + 30 + 300 ))
+  printf 'consumer_timeout = %s\n' "$(( longest * 1000 ))" >"$dir/rabbitmq.conf"
   echo '[].' >"$dir/advanced.config"
   echo '[].' >"$dir/enabled_plugins"
   [ -f "$dir/.erlang.cookie" ] || head -c 32 /dev/urandom | md5sum | cut -c1-20 >"$dir/.erlang.cookie"

@@ -27,9 +27,14 @@ def execution(user):
         graph=version.graph, graph_version=version, user=user, status=Status.COMPLETED
     )
     NodeExecution.objects.create(
-        execution=run, node_id="greet", block="text_template", status=Status.COMPLETED,
-        input_data={"format": "Hi"}, output_data={"output": ["Hi"]}, task_id="t-1",
-    )  # fmt: skip
+        execution=run,
+        node_id="greet",
+        block="text_template",
+        status=Status.COMPLETED,
+        input_data={"format": "Hi"},
+        output_data={"output": ["Hi"]},
+        task_id="t-1",
+    )
     return run
 
 

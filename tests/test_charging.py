@@ -61,7 +61,10 @@ def test_a_run_that_runs_out_of_credits_fails_and_starts_nothing_more(api, user,
     assert record["status"] == "FAILED"
     assert "insufficient credits" in record["error"] and "'s2'" in record["error"]
     assert [nodes_of(record, f"s{i}")[0]["status"] for i in range(3)] == [
-        "COMPLETED", "COMPLETED", "FAILED"]  # fmt: skip
+        "COMPLETED",
+        "COMPLETED",
+        "FAILED",
+    ]
     assert "insufficient credits: balance 0, cost 1" in nodes_of(record, "s2")[0]["error"]
     assert nodes_of(record, "s3") == [] and nodes_of(record, "out") == []
     assert balance_of(user.pk) == 0 == ledger_sum(user=user)
@@ -72,10 +75,13 @@ def test_a_fan_out_pays_for_exactly_what_the_balance_covers(api, user, worker):
     set_balance(user, 3)
     document = {
         "name": "Many paid",
-        "nodes": [node("each", "step_through_items", items=list(range(12))),
-                  node("wait", "sleep", seconds=0), node("out", "output", name="o")],
+        "nodes": [
+            node("each", "step_through_items", items=list(range(12))),
+            node("wait", "sleep", seconds=0),
+            node("out", "output", name="o"),
+        ],
         "links": [link("each", "item", "wait", "value"), link("wait", "output", "out", "value")],
-    }  # fmt: skip
+    }
     record = run_graph(api, document)
     assert record["status"] == "FAILED" and "insufficient credits" in record["error"]
     waits = nodes_of(record, "wait")
@@ -90,8 +96,7 @@ def test_a_node_task_delivered_twice_is_charged_once(api, user, worker):
     record = run_graph(api, sleeps(1))
     ne = NodeExecution.objects.get(execution_id=record["id"], node_id="s0")
     before = CreditTransaction.objects.count()
-    again = run_node.apply_async(args=[ne.pk, record["id"]], kwargs={"in_chord": False},
-                                 ignore_result=False)  # fmt: skip
+    again = run_node.apply_async(args=[ne.pk, record["id"]], ignore_result=False)
     again.get(timeout=30)
     assert CreditTransaction.objects.count() == before
     ne.refresh_from_db()

@@ -53,12 +53,21 @@ def test_usage_amount_rounds_to_the_nearest_credit():
 
 def test_first_paid_node_is_the_nearest_to_the_start():
     plan = Plan.build(
-        [NodeSpec("in", "input"), NodeSpec("a", "free"), NodeSpec("b", "paid2"),
-         NodeSpec("c", "paid5"), NodeSpec("far", "paid1")],
-        [LinkSpec("in", "result", "a", "x"), LinkSpec("in", "result", "c", "x"),
-         LinkSpec("a", "out", "b", "x"), LinkSpec("b", "out", "far", "x")],
+        [
+            NodeSpec("in", "input"),
+            NodeSpec("a", "free"),
+            NodeSpec("b", "paid2"),
+            NodeSpec("c", "paid5"),
+            NodeSpec("far", "paid1"),
+        ],
+        [
+            LinkSpec("in", "result", "a", "x"),
+            LinkSpec("in", "result", "c", "x"),
+            LinkSpec("a", "out", "b", "x"),
+            LinkSpec("b", "out", "far", "x"),
+        ],
         {"input"},
-    )  # fmt: skip
+    )
     prices = {"paid1": Price(1), "paid2": Price(2), "paid5": Price(5)}
     price_of = lambda block: prices.get(block, Price())  # noqa: E731
     assert first_paid_node(plan, price_of) == ("c", Price(5))  # depth 1 beats depth 2
@@ -187,9 +196,12 @@ def test_property_balance_equals_ledger_and_never_goes_negative(ops):
             amount = -size
         try:
             result = ledger_apply(
-                user_id=user.pk, amount=amount, reference=reference, partial=kind == "PARTIAL",
+                user_id=user.pk,
+                amount=amount,
+                reference=reference,
+                partial=kind == "PARTIAL",
                 type=USAGE if kind == "PARTIAL" else kind,
-            )  # fmt: skip
+            )
         except InsufficientCredits:
             assert expected + amount < 0 and reference not in applied_refs
             continue
@@ -219,7 +231,9 @@ def test_balance_and_ledger_endpoints(api, user, other_api):
     page = api.get("/api/credits/transactions/").json()
     assert page["count"] == 2
     assert [(r["type"], r["amount"], r["balance_after"]) for r in page["results"]] == [
-        (USAGE, -4, 96), (GRANT, 100, 100)]  # fmt: skip
+        (USAGE, -4, 96),
+        (GRANT, 100, 100),
+    ]
     assert set(page["results"][0]) == {
         "id",
         "amount",
@@ -261,8 +275,11 @@ def test_ledger_rows_cannot_be_changed_through_the_api(api, user):
 
 @pytest.mark.django_db
 def test_staff_grant_top_up_and_adjust(staff_api, api, user):
-    grant = staff_api.post("/api/credits/grant/", {"username": user.username, "amount": 50,
-                                                   "note": "welcome"}, format="json")  # fmt: skip
+    grant = staff_api.post(
+        "/api/credits/grant/",
+        {"username": user.username, "amount": 50, "note": "welcome"},
+        format="json",
+    )
     assert grant.status_code == 201 and grant.json()["type"] == GRANT
     assert grant.json()["metadata"] == {"note": "welcome", "by": "staffer"}
     top_up = {"username": user.username, "amount": 5, "type": "TOP_UP", "reference": "pay-42"}
@@ -311,10 +328,13 @@ def test_only_staff_may_grant(api, user):
 def test_execute_without_credits_for_the_first_paid_node_is_402(api, user):
     paid = {
         "name": "Paid",
-        "nodes": [node("start", "input", name="x", value=1), node("wait", "sleep", seconds=0),
-                  node("out", "output", name="o")],
+        "nodes": [
+            node("start", "input", name="x", value=1),
+            node("wait", "sleep", seconds=0),
+            node("out", "output", name="o"),
+        ],
         "links": [link("start", "result", "wait", "value"), link("wait", "output", "out", "value")],
-    }  # fmt: skip
+    }
     gid = api.post("/api/graphs/", paid, format="json").json()["id"]
     set_balance(user, 0)
     response = api.post(f"/api/graphs/{gid}/execute/", {}, format="json")

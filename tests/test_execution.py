@@ -296,9 +296,7 @@ def test_a_repeated_task_changes_nothing(api, worker):
     record = run_graph(api, greeting())
     greet = NodeExecution.objects.get(node_id="greet")
     # Deliver the node's task again, as a broker would after a lost ack.
-    again = run_node.apply_async(
-        args=[greet.pk, record["id"]], kwargs={"in_chord": False}, ignore_result=False
-    )
+    again = run_node.apply_async(args=[greet.pk, record["id"]], ignore_result=False)
     again.get(timeout=30)
     greet.refresh_from_db()
     assert greet.attempts == 1 and greet.status == "COMPLETED"

@@ -5,7 +5,7 @@ import threading
 import pytest
 from django.db import connection, transaction
 
-from executions import dispatch, services
+from executions import dispatch, node_runs, services
 from executions.engine import Status
 from executions.models import GraphExecution, NodeExecution
 from executions.plans import plan_for_version
@@ -48,9 +48,9 @@ def test_a_node_is_claimed_once(user, sent):
     ne = NodeExecution.objects.create(
         execution=execution, node_id="a", block="store_value", status=Status.QUEUED
     )
-    assert services.node_claim(ne.pk) is not None
-    assert services.node_claim(ne.pk) is None  # a duplicate delivery finds it RUNNING
-    assert services.node_claim(ne.pk, take_over=True) is not None  # a redelivery takes over
+    assert node_runs.node_claim(ne.pk) is not None
+    assert node_runs.node_claim(ne.pk) is None  # a duplicate delivery finds it RUNNING
+    assert node_runs.node_claim(ne.pk, take_over=True) is not None  # a redelivery takes over
     ne.refresh_from_db()
     assert ne.attempts == 2 and ne.status == Status.RUNNING
 
@@ -62,7 +62,7 @@ def test_a_node_of_an_ended_run_never_starts(user, sent):
         execution=execution, node_id="a", block="store_value", status=Status.QUEUED
     )
     GraphExecution.objects.filter(pk=execution.pk).update(status=Status.FAILED)
-    assert services.node_claim(ne.pk) is None
+    assert node_runs.node_claim(ne.pk) is None
     ne.refresh_from_db()
     assert ne.status == Status.CANCELLED and ne.attempts == 0
 

@@ -9,7 +9,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 from django.conf import settings
 
-from blocks.base import Block, BlockError, BlockSchema, Field
+from blocks.base import Block, BlockError, BlockSchema, Field, TransientBlockError
 
 MAX_REDIRECTS = 5
 
@@ -23,6 +23,9 @@ class HttpRequestBlock(Block):
     # Paid: 2 per request, plus 1 per MiB of response.
     cost = 2
     cost_per_mib = 1.0
+    # Connection errors, timeouts and 5xx are retried (with backoff) this many times; the
+    # last attempt's 5xx goes to `server_error`.
+    max_retries = 3
 
     class Input(BlockSchema):
         url: str = Field(min_length=1, max_length=8192, description="http(s) URL")
@@ -62,6 +65,8 @@ class HttpRequestBlock(Block):
                         status = resp.status_code
                         is_json = data.json_format
                         break
+                except httpx.TransportError as exc:  # connection refused/reset, timeouts
+                    raise TransientBlockError(f"request to {url} failed: {exc!r}") from exc
                 except httpx.HTTPError as exc:
                     raise BlockError(f"request to {url} failed: {exc}") from exc
             else:
@@ -72,6 +77,8 @@ class HttpRequestBlock(Block):
         elif 400 <= status < 500:
             yield "client_error", value
         elif status >= 500:
+            if ctx.retries_left > 0:
+                raise TransientBlockError(f"{url} answered HTTP {status}")
             yield "server_error", value
         else:
             raise BlockError(f"unexpected HTTP status {status}")

@@ -1,0 +1,178 @@
+"""What users do to a run: cancel, pause, resume (including re-opening a failed or cancelled
+run). Each is one transaction of compare-and-set moves; tasks go out after commit."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from . import dispatch
+from .engine import Status
+from .models import GraphExecution, NodeExecution
+from .plans import plan_for_version
+from .propagation import Propagation, Queued, propagate
+from .services import execution_finish, outputs_of_rows, settle
+from .transitions import move
+
+
+class ConflictingState(Exception):
+    """The run is not in a state this action applies to (answered 409)."""
+
+
+def execution_cancel(execution_id, *, reason: str = "cancelled by its user") -> None:
+    """Stop the run now: running node tasks are terminated, queued ones revoked, sub-graph
+    runs cancelled; the run and its unfinished nodes end CANCELLED."""
+    if not execution_finish(execution_id, Status.CANCELLED, error=reason, stop_running=True):
+        raise ConflictingState(f"the run has already ended ({_status(execution_id)})")
+
+
+def execution_pause(execution_id) -> None:
+    """Nothing new starts; running nodes finish. The deadline stops running meanwhile."""
+    moved = move(
+        GraphExecution.objects.filter(id=execution_id),
+        Status.RUNNING,
+        Status.PAUSED,
+        paused_at=timezone.now(),
+    )
+    if not moved:
+        raise ConflictingState(
+            f"only a running run can be paused; this one is {_status(execution_id)}"
+        )
+
+
+def execution_resume(execution_id) -> None:
+    """Carry on from the persisted state: a paused run dispatches what is queued; a failed or
+    cancelled run re-runs only what had not completed (completed nodes are neither run nor
+    charged again)."""
+    with transaction.atomic():
+        execution = GraphExecution.objects.select_for_update().filter(id=execution_id).first()
+        if execution is None:
+            raise ConflictingState("no such run")
+        if execution.status == Status.PAUSED:
+            _unpause(execution)
+        elif execution.status in (Status.FAILED, Status.CANCELLED):
+            _reopen(execution)
+        else:
+            raise ConflictingState(
+                "only a paused, failed or cancelled run can be resumed; "
+                f"this one is {execution.status}"
+            )
+
+
+def _unpause(execution: GraphExecution) -> None:
+    now = timezone.now()
+    paused_for = now - (execution.paused_at or now)
+    move(
+        GraphExecution.objects.filter(id=execution.pk),
+        Status.PAUSED,
+        Status.RUNNING,
+        paused_at=None,
+        deadline=F("deadline") + paused_for,
+    )
+    redispatch_queued(execution.pk, execution.graph_version_id)
+
+
+def redispatch_queued(execution_id, version_id: int, *, older_than=None) -> int:
+    """Publish every QUEUED node execution of the run again, alone and under a new task id
+    (a revoked id would be discarded). Safe if its first message still arrives: only one
+    delivery claims the node, and it reads from the row whether it joins a chord."""
+    queued = NodeExecution.objects.filter(execution_id=execution_id, status=Status.QUEUED)
+    if older_than is not None:
+        queued = queued.filter(queued_at__lt=older_than)
+    rows = list(queued.only("id", "node_id", "block"))
+    groups = []
+    for row in rows:
+        task_id = str(uuid.uuid4())
+        row.task_id, row.join_id = task_id, None
+        groups.append([Queued(row.id, row.node_id, row.block, task_id)])
+    NodeExecution.objects.bulk_update(rows, ["task_id", "join_id"])
+    if groups:
+        transaction.on_commit(lambda: dispatch.send_groups(execution_id, version_id, groups))
+    return len(rows)
+
+
+def _reopen(execution: GraphExecution) -> None:
+    """FAILED/CANCELLED -> QUEUED -> RUNNING. Old rows stay as history; what must run again
+    gets new node executions (and so new charges)."""
+    plan = plan_for_version(execution.graph_version_id)
+    nodes = NodeExecution.objects.filter(execution_id=execution.pk)
+    # Chord members that finished but were never joined (the run stopped first), and
+    # failures some link handled: their outputs travel now.
+    unjoined = [
+        r
+        for r in nodes.filter(
+            propagated=False, status__in=[Status.COMPLETED, Status.FAILED]
+        ).values("id", "node_id", "status", "output_data")
+        if r["status"] == Status.COMPLETED or plan.handles_errors(r["node_id"])
+    ]
+    # Another go for: nodes stopped while queued or running, failures nobody handled.
+    rerun = [
+        r
+        for r in nodes.filter(
+            Q(status=Status.CANCELLED, queued_at__isnull=False) | Q(status=Status.FAILED)
+        ).values("id", "node_id", "block", "status", "input_data", "propagated")
+        if r["status"] == Status.CANCELLED or not plan.handles_errors(r["node_id"])
+    ]
+    # Waiting executions the cancel stopped go back to waiting, with what they had.
+    waiting = list(
+        nodes.filter(status=Status.CANCELLED, queued_at__isnull=True).values(
+            "id", "node_id", "block", "input_data"
+        )
+    )
+    # The old rows' pending joins must find nothing left to claim.
+    nodes.filter(id__in=[r["id"] for r in unjoined + rerun + waiting]).update(propagated=True)
+    now = timezone.now()
+    task_ids = [str(uuid.uuid4()) for _ in rerun]
+    new_queued = NodeExecution.objects.bulk_create(
+        NodeExecution(
+            execution_id=execution.pk,
+            node_id=r["node_id"],
+            block=r["block"],
+            status=Status.QUEUED,
+            input_data=r["input_data"],
+            task_id=task_id,
+            queued_at=now,
+        )
+        for r, task_id in zip(rerun, task_ids, strict=True)
+    )
+    NodeExecution.objects.bulk_create(
+        NodeExecution(
+            execution_id=execution.pk,
+            node_id=r["node_id"],
+            block=r["block"],
+            status=Status.INCOMPLETE,
+            input_data=r["input_data"],
+        )
+        for r in waiting
+    )
+    runs = GraphExecution.objects.filter(id=execution.pk)
+    move(runs, execution.status, Status.QUEUED)
+    move(
+        runs,
+        Status.QUEUED,
+        Status.RUNNING,
+        error=None,
+        ended_at=None,
+        outputs={},
+        stats={},
+        active_count=0,
+        unhandled_error_count=0,
+        paused_at=None,
+        deadline=now + timedelta(seconds=execution.time_limit),
+    )
+    result = propagate(execution.pk, plan, outputs_of_rows(unjoined))
+    result = Propagation(
+        [Queued(r.id, r.node_id, r.block, t) for r, t in zip(new_queued, task_ids, strict=True)]
+        + result.queued,
+        result.created + len(new_queued) + len(waiting),
+    )
+    settle(execution.pk, plan, execution.graph_version_id, done=0, result=result, unhandled=0)
+
+
+def _status(execution_id) -> str:
+    status = GraphExecution.objects.filter(id=execution_id).values_list("status", flat=True).first()
+    return status or "gone"

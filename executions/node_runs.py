@@ -1,0 +1,328 @@
+"""One node execution, from its task to its result: lease, claim, charge, run, record.
+
+Safe to run twice and to race: the lease tells a redelivered task whether the node's owner is
+alive, the claim is a compare-and-set, the charge is keyed by the node execution, and the
+result is recorded only by whoever moves the node out of RUNNING.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from blocks.base import ERROR_PIN, BlockError, RunContext, TransientBlockError
+from blocks.registry import get_block, get_block_class
+from config.json_values import clean_text
+from credits.costs import price_of
+from credits.services import InsufficientCredits, NodeCharge, charge_node_run, settle_node_run
+
+from .engine import Status, node_time_limit, retry_delay, retry_limit
+from .leases import NodeLease
+from .models import NodeExecution
+from .plans import plan_for_version
+from .propagation import propagate
+from .services import cancel_if_run_ended, execution_finish, settle
+from .transitions import move
+
+log = logging.getLogger(__name__)
+
+
+class LeaseHeld(Exception):
+    """A redelivered task found the node's lease held: its owner may be alive. Look again
+    once the lease could have lapsed."""
+
+
+class RetryNode(Exception):
+    """The block failed transiently and may run again after `delay` seconds."""
+
+    def __init__(self, delay: float):
+        super().__init__(f"retry in {delay:.1f} s")
+        self.delay = delay
+
+
+class SubgraphStarted(Exception):
+    """Raised by a block that started a child run: its node stays RUNNING, without holding a
+    worker, until the child ends (see node_complete_from_child)."""
+
+    def __init__(self, child_execution_id):
+        super().__init__(f"waiting for sub-graph run {child_execution_id}")
+        self.child_execution_id = child_execution_id
+
+
+@dataclass(frozen=True)
+class ClaimedNode:
+    id: int
+    execution_id: Any
+    node_id: str
+    block: str
+    input_data: dict[str, Any]
+    graph_version_id: int
+    user_id: int
+    graph_id: Any
+    attempt: int
+    depth: int
+    in_chord: bool
+
+    @property
+    def payer(self) -> NodeCharge:
+        return NodeCharge(
+            self.user_id, self.graph_id, self.execution_id, self.id, self.node_id, self.block
+        )
+
+    @property
+    def time_limit(self) -> int:
+        node = plan_for_version(self.graph_version_id).nodes[self.node_id]
+        cls = get_block_class(self.block)
+        default = cls.timeout if cls else settings.ENGINE_NODE_TIMEOUT_CAP
+        return node_time_limit(default, node.timeout, settings.ENGINE_NODE_TIMEOUT_CAP)
+
+    @property
+    def retries_left(self) -> int:
+        cls = get_block_class(self.block)
+        limit = retry_limit(self.block, cls.max_retries if cls else 0, settings.ENGINE_RETRY_LIMITS)
+        return max(0, limit - (self.attempt - 1))
+
+
+@dataclass
+class Outcome:
+    outputs: list[tuple[str, Any]] = field(default_factory=list)
+    error: str | None = None
+    transient: bool = False
+    child_execution_id: Any = None
+    seconds: float = 0.0
+
+
+# --- the node task --------------------------------------------------------------------------
+
+
+def node_process(node_execution_id: int, *, take_over: bool) -> None:
+    """One node task. Raises LeaseHeld or RetryNode for the task to try again later."""
+    lease = NodeLease(node_execution_id)
+    if not lease.acquire():
+        if take_over:
+            raise LeaseHeld(node_execution_id)
+        return  # a duplicate delivery while the node runs elsewhere: nothing to do
+    try:
+        claimed = node_claim(node_execution_id, take_over=take_over)
+        if claimed is None:
+            return
+        try:
+            if not _charge(claimed):
+                return
+        except InsufficientCredits as exc:
+            node_fail_unpaid(claimed, str(exc))
+            return
+        outcome = node_run(claimed)
+        if outcome.child_execution_id is not None:
+            return  # the child's end completes this node
+        if outcome.transient and claimed.retries_left > 0:
+            raise RetryNode(
+                retry_delay(
+                    claimed.attempt,
+                    settings.ENGINE_RETRY_BASE_SECONDS,
+                    settings.ENGINE_RETRY_MAX_SECONDS,
+                    random.random(),
+                )
+            )
+        node_complete(claimed, outcome)
+    finally:
+        lease.release()
+
+
+_CLAIM_SQL = """
+UPDATE executions_nodeexecution AS ne
+   SET status = 'RUNNING', started_at = now(), attempts = ne.attempts + 1
+  FROM executions_graphexecution AS ge
+ WHERE ne.id = %s AND ge.id = ne.execution_id AND ge.status = 'RUNNING'
+   AND (ne.status = 'QUEUED' OR (ne.status = 'RUNNING' AND %s))
+RETURNING ne.execution_id, ne.node_id, ne.block, ne.input_data, ge.graph_version_id,
+          ge.user_id, ge.graph_id, ne.attempts, ge.depth, ne.join_id IS NOT NULL
+"""
+
+
+def node_claim(node_execution_id: int, *, take_over: bool = False) -> ClaimedNode | None:
+    """QUEUED -> RUNNING while the run is RUNNING (this also reads the run's state from the
+    database, whatever revokes a worker forgot). None when another delivery has it, it
+    ended, or its run is not running. `take_over` lets a retried or redelivered task claim a
+    node left RUNNING (the lease has shown its owner is gone)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_CLAIM_SQL, [node_execution_id, take_over])
+        row = cursor.fetchone()
+    if row is None:
+        cancel_if_run_ended(node_execution_id)
+        return None
+    execution_id, node_id, block, input_data, version_id, user_id, graph_id, *rest = row
+    if isinstance(input_data, str):
+        input_data = json.loads(input_data)
+    return ClaimedNode(
+        node_execution_id,
+        execution_id,
+        node_id,
+        block,
+        input_data,
+        version_id,
+        user_id,
+        graph_id,
+        *rest,
+    )
+
+
+def _charge(claimed: ClaimedNode) -> bool:
+    """Charge the run's price, unless the node stopped running meanwhile (a cancel): the
+    row lock orders the charge and a concurrent cancel. False when it stopped."""
+    if price_of(claimed.block).per_run <= 0:
+        return True
+    with transaction.atomic():
+        running = (
+            NodeExecution.objects.select_for_update()
+            .filter(id=claimed.id, status=Status.RUNNING)
+            .exists()
+        )
+        if running:
+            charge_node_run(claimed.payer)
+    return running
+
+
+def node_run(claimed: ClaimedNode) -> Outcome:
+    """Runs the block within the node's time limit: what it yielded, and how it ended
+    (yields before a failure are kept, like a stream that broke)."""
+    ctx = RunContext(
+        claimed.user_id,
+        str(claimed.execution_id),
+        claimed.node_id,
+        claimed.id,
+        attempt=claimed.attempt,
+        retries_left=claimed.retries_left,
+        depth=claimed.depth,
+    )
+    outcome = Outcome()
+    started = time.monotonic()
+    try:
+        for pin, value in get_block(claimed.block).execute(claimed.input_data, ctx):
+            if pin == ERROR_PIN:
+                outcome.error = str(value)
+                break
+            outcome.outputs.append((pin, value))
+    except SubgraphStarted as exc:
+        outcome.child_execution_id = exc.child_execution_id
+    except SoftTimeLimitExceeded:
+        outcome.error = f"timed out after {claimed.time_limit} s"
+    except TransientBlockError as exc:
+        outcome.error, outcome.transient = str(exc), True
+    except BlockError as exc:
+        outcome.error = str(exc)
+    except Exception as exc:  # a block's bug must fail its node, not the worker
+        log.exception("block %s failed on node execution %s", claimed.block, claimed.id)
+        outcome.error = f"{type(exc).__name__}: {exc}"
+    outcome.seconds = time.monotonic() - started
+    return outcome
+
+
+def node_complete(claimed: ClaimedNode, outcome: Outcome) -> None:
+    """RUNNING -> COMPLETED/FAILED with its outputs, and the time/size part of its price
+    settled. A node dispatched alone then carries its outputs downstream in the same
+    transaction; a chord member leaves that to the join."""
+    _record(
+        claimed.execution_id,
+        claimed.graph_version_id,
+        claimed.id,
+        claimed.node_id,
+        claimed.in_chord,
+        outcome,
+        payer=claimed.payer,
+    )
+
+
+def node_complete_from_child(node_execution_id: int, child) -> None:
+    """A sub-graph run ended: its agent_executor node re-yields each output value on the pin
+    of that name, or fails with the child's error. Runs in the child's finishing
+    transaction."""
+    row = (
+        NodeExecution.objects.filter(id=node_execution_id)
+        .values("execution_id", "node_id", "join_id", "execution__graph_version_id")
+        .first()
+    )
+    if row is None:
+        return
+    outcome = Outcome()
+    if child.status == Status.COMPLETED:
+        outcome.outputs = [(name, v) for name, values in child.outputs.items() for v in values]
+    else:
+        outcome.error = f"sub-graph run {child.pk} ended {child.status}: {child.error or ''}"
+    _record(
+        row["execution_id"],
+        row["execution__graph_version_id"],
+        node_execution_id,
+        row["node_id"],
+        row["join_id"] is not None,
+        outcome,
+        payer=None,
+    )
+
+
+def _record(
+    execution_id,
+    version_id: int,
+    ne_id: int,
+    node_id: str,
+    in_chord: bool,
+    outcome: Outcome,
+    *,
+    payer: NodeCharge | None,
+) -> None:
+    outputs, error = outcome.outputs, outcome.error
+    if error is not None:
+        error = clean_text(error)
+        outputs = [*outputs, (ERROR_PIN, error)]
+    output_data: dict[str, list[Any]] = {}
+    for pin, value in outputs:
+        output_data.setdefault(pin, []).append(value)
+    with transaction.atomic():
+        moved = move(
+            NodeExecution.objects.filter(id=ne_id),
+            Status.RUNNING,
+            Status.FAILED if error is not None else Status.COMPLETED,
+            output_data=output_data,
+            error=error,
+            ended_at=timezone.now(),
+            propagated=not in_chord,
+        )
+        if not moved:
+            return
+        if payer is not None:
+            settle_node_run(payer, seconds=outcome.seconds, output_data=output_data)
+        if in_chord:
+            return
+        plan = plan_for_version(version_id)
+        result = propagate(execution_id, plan, [(node_id, outputs)])
+        unhandled = int(error is not None and not plan.handles_errors(node_id))
+        settle(execution_id, plan, version_id, done=1, result=result, unhandled=unhandled)
+
+
+def node_fail_unpaid(claimed: ClaimedNode, reason: str) -> None:
+    """A node the balance cannot pay fails without running, and so does its run: nothing
+    more starts (nodes already running finish; queued ones are cancelled)."""
+    with transaction.atomic():
+        moved = move(
+            NodeExecution.objects.filter(id=claimed.id),
+            Status.RUNNING,
+            Status.FAILED,
+            error=reason,
+            output_data={ERROR_PIN: [reason]},
+            ended_at=timezone.now(),
+        )
+        if moved:
+            execution_finish(
+                claimed.execution_id,
+                Status.FAILED,
+                error=f"node {claimed.node_id!r} could not run: {reason}",
+            )

@@ -1,0 +1,157 @@
+"""Keeping runs alive and the database lean: the watchdog (every ENGINE_WATCHDOG_INTERVAL
+seconds) and retention (daily), both run by beat.
+
+The watchdog re-drives runs from the database, the source of truth, whatever was lost: a
+start or node message (broker outage at publish, a worker that died between commit and
+publish), a chord's counter (Redis flushed or restarted), a node whose worker vanished
+without the broker redelivering. Re-publishing is always safe: claims are compare-and-set,
+joins claim their members, leases protect nodes whose owner is alive.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import redis
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from config.celery import app
+
+from . import dispatch
+from .control import redispatch_queued
+from .engine import TERMINAL, Status
+from .leases import NodeLease, lease_exists
+from .models import GraphExecution, NodeExecution, Recovery
+from .services import execution_finish
+
+log = logging.getLogger(__name__)
+
+
+def watchdog() -> dict[str, int]:
+    """One pass; returns how many recoveries of each kind it made."""
+    now = timezone.now()
+    stalled_since = now - timedelta(seconds=settings.ENGINE_STALL_SECONDS)
+    counts = {"deadline": 0, "start": 0, "queued": 0, "join": 0, "orphan": 0}
+
+    for run in GraphExecution.objects.filter(status=Status.RUNNING, deadline__lt=now):
+        if execution_finish(
+            run.pk, Status.FAILED, stop_running=True, error=f"timed out after {run.time_limit} s"
+        ):
+            _recorded(run.pk, "deadline", f"wall-clock limit of {run.time_limit} s passed")
+            counts["deadline"] += 1
+
+    for run_id in GraphExecution.objects.filter(
+        status=Status.QUEUED, created_at__lt=stalled_since
+    ).values_list("id", flat=True):
+        dispatch.start_execution(run_id)
+        _recorded(run_id, "start", "start message published again")
+        counts["start"] += 1
+
+    stalled = GraphExecution.objects.filter(status=Status.RUNNING).filter(
+        Q(progressed_at__lt=stalled_since) | Q(progressed_at=None, started_at__lt=stalled_since)
+    )
+    for run in stalled.only("id", "graph_version_id"):
+        with transaction.atomic():
+            n = redispatch_queued(run.pk, run.graph_version_id, older_than=stalled_since)
+            if n:
+                _recorded(run.pk, "queued", f"{n} queued node task(s) published again")
+                counts["queued"] += n
+        counts["join"] += _redrive_joins(run, stalled_since)
+        counts["orphan"] += _redrive_orphans(run, stalled_since)
+    if any(counts.values()):
+        log.warning("watchdog recoveries: %s", counts)
+    return counts
+
+
+def _redrive_joins(run: GraphExecution, stalled_since) -> int:
+    """Chords whose members all ended but whose join never ran (its counter was lost)."""
+    groups = (
+        NodeExecution.objects.filter(execution_id=run.pk, join_id__isnull=False)
+        .values("join_id")
+        .annotate(
+            unfinished=Count("id", filter=Q(status__in=[Status.QUEUED, Status.RUNNING])),
+            unjoined=Count("id", filter=Q(propagated=False)),
+        )
+        .filter(unfinished=0, unjoined__gt=0)
+    )
+    driven = 0
+    for group in groups:
+        members = list(
+            NodeExecution.objects.filter(join_id=group["join_id"], ended_at__lt=stalled_since)
+            .order_by("id")
+            .values_list("id", flat=True)
+        )
+        total = NodeExecution.objects.filter(join_id=group["join_id"]).count()
+        if members and len(members) == total:
+            dispatch.send_join(run.pk, run.graph_version_id, members)
+            _recorded(run.pk, "join", f"join of {len(members)} node(s) sent again")
+            driven += 1
+    return driven
+
+
+def _redrive_orphans(run: GraphExecution, stalled_since) -> int:
+    """Nodes RUNNING with no live owner (no lease) for longer than any node may run: their
+    worker vanished and nothing redelivered them. A take-over task runs them again."""
+    limit = timedelta(seconds=settings.ENGINE_NODE_TIMEOUT_CAP + dispatch.HARD_LIMIT_GRACE)
+    candidates = NodeExecution.objects.filter(
+        execution_id=run.pk,
+        status=Status.RUNNING,
+        started_at__lt=min(stalled_since, timezone.now() - limit),
+    ).values_list("id", "node_id", "block")
+    driven = 0
+    for ne_id, node_id, block in candidates:
+        if lease_exists(NodeLease(ne_id).key):
+            continue
+        from .tasks import run_node
+
+        run_node.apply_async(
+            args=[ne_id, str(run.pk)], kwargs={"take_over": True}, shadow=f"node {block}:{node_id}"
+        )
+        _recorded(run.pk, "orphan", f"node execution {ne_id} ({node_id}) taken over")
+        driven += 1
+    return driven
+
+
+def _recorded(execution_id, kind: str, detail: str) -> None:
+    Recovery.objects.create(execution_id=execution_id, kind=kind, detail=detail)
+    log.warning("recovery %s of run %s: %s", kind, execution_id, detail)
+
+
+def retention() -> dict[str, int]:
+    """Delete finished runs older than EXECUTION_RETENTION_DAYS with their node executions
+    (sub-graph runs go with their parents; the credit ledger keeps its rows), and give
+    Celery result keys that lost their expiry one again."""
+    cutoff = timezone.now() - timedelta(days=settings.EXECUTION_RETENTION_DAYS)
+    old = GraphExecution.objects.filter(
+        status__in=TERMINAL, ended_at__lt=cutoff, parent_node_execution=None
+    ).values_list("id", flat=True)
+    deleted = 0
+    while batch := list(old[:200]):
+        deleted += (
+            GraphExecution.objects.filter(id__in=batch)
+            .delete()[1]
+            .get("executions.GraphExecution", 0)
+        )
+    return {"executions": deleted, "redis_keys": _expire_stale_result_keys()}
+
+
+def _expire_stale_result_keys() -> int:
+    client = redis.Redis.from_url(app.conf.result_backend)
+    expires = (
+        int(app.conf.result_expires.total_seconds())
+        if hasattr(app.conf.result_expires, "total_seconds")
+        else int(app.conf.result_expires or 86400)
+    )
+    fixed = 0
+    try:
+        for key in client.scan_iter("celery-task-meta-*", count=1000):
+            if client.ttl(key) == -1:
+                client.expire(key, expires)
+                fixed += 1
+    finally:
+        client.close()
+    return fixed
