@@ -79,6 +79,8 @@ class ExecutionSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
     started_at = serializers.DateTimeField(allow_null=True)
     ended_at = serializers.DateTimeField(allow_null=True)
+    parent_execution_id = serializers.UUIDField(allow_null=True)
+    parent_node_execution_id = serializers.IntegerField(allow_null=True)
     node_executions = NodeExecutionSerializer(many=True, required=False)
 
 

@@ -53,12 +53,26 @@ def execution_record(execution: GraphExecution, *, with_nodes: bool = True) -> d
         "created_at": execution.created_at,
         "started_at": execution.started_at,
         "ended_at": execution.ended_at,
+        # A sub-graph run names the agent_executor node execution (and run) it works for.
+        "parent_node_execution_id": execution.parent_node_execution_id,
+        "parent_execution_id": _parent_run_id(execution),
     }
     if with_nodes:
         record["node_executions"] = [
             node_execution_record(ne) for ne in NodeExecution.objects.filter(execution=execution)
         ]
     return record
+
+
+def _parent_run_id(execution: GraphExecution) -> str | None:
+    if execution.parent_node_execution_id is None:
+        return None
+    parent = (
+        NodeExecution.objects.filter(id=execution.parent_node_execution_id)
+        .values_list("execution_id", flat=True)
+        .first()
+    )
+    return str(parent) if parent else None
 
 
 def node_execution_record(ne: NodeExecution) -> dict[str, Any]:

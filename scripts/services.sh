@@ -191,12 +191,19 @@ main() {
       log "all services up (postgres :$PG_PORT, redis :$REDIS_PORT, rabbitmq :$AMQP_PORT)"
       ;;
     stop) stop_rabbitmq; stop_redis; stop_postgres; log "stopped" ;;
+    restart-rabbitmq)
+      # Drops every connection and brings the broker back with its durable queues: what a
+      # broker restart looks like to the workers (used by the durability tests).
+      rabbit_run /usr/lib/rabbitmq/bin/rabbitmqctl -n "$RABBIT_NODE" -q stop_app
+      rabbit_run /usr/lib/rabbitmq/bin/rabbitmqctl -n "$RABBIT_NODE" -q start_app
+      wait_for "rabbitmq" rabbit_ready 60
+      ;;
     status)
       pg_ready && log "postgres up" || log "postgres down"
       redis_ready && log "redis up" || log "redis down"
       rabbit_ready && log "rabbitmq up" || log "rabbitmq down"
       ;;
-    *) die "usage: $0 install|start|stop|status" ;;
+    *) die "usage: $0 install|start|stop|status|restart-rabbitmq" ;;
   esac
 }
 

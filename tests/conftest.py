@@ -46,6 +46,14 @@ def other_api(other_user):
     return client
 
 
+@pytest.fixture
+def staff_api(db):
+    staff = get_user_model().objects.create_user("staffer", password="pw-123456", is_staff=True)
+    client = APIClient()
+    client.force_authenticate(staff)
+    return client
+
+
 @pytest.fixture(scope="session")
 def celery_worker_process(django_db_setup, django_db_blocker):
     """One real worker for the whole session, pointed at the test database."""

@@ -8,7 +8,6 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Sum
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from rest_framework.test import APIClient
 
 from credits.models import BlockCost, CreditBalance, CreditTransaction
 from credits.pricing import Price, first_paid_node, usage_amount
@@ -214,14 +213,6 @@ def test_property_balance_equals_ledger_and_never_goes_negative(ops):
 
 
 # --- API --------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def staff_api(db):
-    staff = get_user_model().objects.create_user("staffer", password="pw-123456", is_staff=True)
-    client = APIClient()
-    client.force_authenticate(staff)
-    return client
 
 
 @pytest.mark.django_db
