@@ -70,3 +70,24 @@ def test_non_staff_cannot_reach_the_admin(client, user, execution):
     client.force_login(user)
     response = client.get("/admin/executions/graphexecution/")
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+def test_admin_cancel_and_resume_actions(staff_client, user):
+    version = graph_create(owner=user, document=greeting())
+    running = GraphExecution.objects.create(
+        graph=version.graph, graph_version=version, user=user, status=Status.RUNNING
+    )
+    done = GraphExecution.objects.create(
+        graph=version.graph, graph_version=version, user=user, status=Status.COMPLETED
+    )
+    response = staff_client.post(
+        "/admin/executions/graphexecution/",
+        {"action": "cancel_runs", "_selected_action": [running.pk, done.pk]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "cancelled" in page and "already ended" in page
+    running.refresh_from_db()
+    done.refresh_from_db()
+    assert running.status == Status.CANCELLED and done.status == Status.COMPLETED

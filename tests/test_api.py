@@ -325,3 +325,31 @@ def test_json_postgres_cannot_store_is_refused_with_400(api, value, reason):
     response = raw.post("/api/graphs/", data=body, content_type="application/json")
     assert response.status_code == 400 and reason in response.json()["detail"]
     assert not Graph.objects.exists()
+
+
+def test_control_endpoints_are_scoped_and_answer_409_on_state(api, other_api):
+    gid = api.post("/api/graphs/", greeting(), format="json").json()["id"]
+    eid = api.post(f"/api/graphs/{gid}/execute/", {}, format="json").json()["id"]
+    for action in ("cancel", "pause", "resume"):
+        assert other_api.post(f"/api/executions/{eid}/{action}/").status_code == 404
+        assert api.get(f"/api/executions/{eid}/{action}/").status_code == 405
+    assert api.post(f"/api/executions/{eid}/pause/").status_code == 409  # not started yet
+    assert api.post(f"/api/executions/{eid}/resume/").status_code == 409
+    assert api.post(f"/api/executions/{eid}/cancel/").json()["status"] == "CANCELLED"
+    assert api.post(f"/api/executions/{eid}/cancel/").status_code == 409
+    assert GraphExecution.objects.get().status == "CANCELLED"
+
+
+@pytest.mark.parametrize("timeout", [0, -1, 1.5, "10", True, 10**6])
+def test_a_bad_node_timeout_is_a_400(api, timeout):
+    document = greeting()
+    document["nodes"][1]["timeout"] = timeout
+    problems = problems_of(api.post("/api/graphs/", document, format="json"))
+    assert problems[0]["node_id"] == "greet" and problems[0]["field"] == "timeout"
+
+
+def test_a_node_timeout_is_stored_and_returned(api):
+    document = greeting()
+    document["nodes"][1]["timeout"] = 12
+    created = api.post("/api/graphs/", document, format="json").json()
+    assert created["nodes"][1]["timeout"] == 12 and created["nodes"][0]["timeout"] is None

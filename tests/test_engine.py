@@ -177,3 +177,17 @@ def test_check_transition_refuses_moves_outside_the_table():
     ]:
         with pytest.raises(InvalidTransition):
             check_transition(table, old, new)
+
+
+def test_node_time_limit_and_retry_policy():
+    from executions.engine import node_time_limit, retry_delay, retry_limit
+
+    assert node_time_limit(300, None, 3600) == 300
+    assert node_time_limit(300, 5, 3600) == 5
+    assert node_time_limit(300, 99999, 3600) == 3600
+    assert retry_limit("http_request", 3, {}) == 3
+    assert retry_limit("http_request", 3, {"http_request": 7}) == 7
+    assert retry_delay(1, 1.0, 60, jitter=0.5) == 1.0
+    assert retry_delay(3, 1.0, 60, jitter=0.5) == 4.0
+    assert retry_delay(2, 1.0, 60, jitter=0.0) == 1.0  # jitter spans [0.5, 1.5) x
+    assert retry_delay(20, 1.0, 60, jitter=0.99) == 60  # capped
