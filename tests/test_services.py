@@ -136,3 +136,57 @@ def test_two_workers_delivering_to_one_join_node_make_one_execution(user, sent):
         assert len(runs) == 1, [r.input_data for r in runs]
         assert runs[0].status == Status.QUEUED
         assert runs[0].input_data["values"] == {"x": "x", "y": "y"}
+
+
+@pytest.mark.django_db
+def test_a_redelivered_task_leaves_a_node_whose_owner_is_alive(user, sent):
+    from executions.leases import NodeLease, _redis
+
+    execution, _ = running_execution(user, JOIN)
+    ne = NodeExecution.objects.create(
+        execution=execution,
+        node_id="a",
+        block="store_value",
+        status=Status.RUNNING,
+        attempts=1,
+        input_data={"input": 1},
+    )
+    lease = NodeLease(ne.pk)
+    # A live owner on another host holds the lease.
+    _redis().set(lease.key, "other-host:123:abc", px=60_000)
+    try:
+        with pytest.raises(node_runs.LeaseHeld):
+            node_runs.node_process(ne.pk, take_over=True)
+        ne.refresh_from_db()
+        assert ne.attempts == 1 and ne.status == Status.RUNNING  # not started again
+        # A fresh duplicate delivery does nothing at all.
+        node_runs.node_process(ne.pk, take_over=False)
+        ne.refresh_from_db()
+        assert ne.attempts == 1
+    finally:
+        _redis().delete(lease.key)
+
+
+@pytest.mark.django_db
+def test_a_redelivered_task_takes_over_from_a_dead_local_owner(user, sent):
+    import socket
+    import subprocess
+
+    from executions.leases import NodeLease, _redis
+
+    execution, _ = running_execution(user, JOIN)
+    ne = NodeExecution.objects.create(
+        execution=execution,
+        node_id="a",
+        block="store_value",
+        status=Status.RUNNING,
+        attempts=1,
+        input_data={"input": 1},
+    )
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # its pid is now free: a dead owner on this host
+    _redis().set(NodeLease(ne.pk).key, f"{socket.gethostname()}:{dead.pid}:x", px=60_000)
+    node_runs.node_process(ne.pk, take_over=True)
+    ne.refresh_from_db()
+    assert ne.status == Status.COMPLETED and ne.attempts == 2
+    assert not _redis().exists(NodeLease(ne.pk).key)  # released by its new owner
