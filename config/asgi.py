@@ -1,4 +1,4 @@
-"""One ASGI application for HTTP (API, admin) and, with the live-status work, WebSocket."""
+"""One ASGI application: HTTP (API, admin, pages) and WebSocket (live status)."""
 
 import os
 
@@ -7,6 +7,21 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_asgi_app = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs Django set up first)
+# Imported after Django is set up.
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.urls import path  # noqa: E402
 
-application = ProtocolTypeRouter({"http": django_asgi_app})
+from config.websocket import BrowserOriginValidator  # noqa: E402
+from executions.consumers import ExecutionStreamConsumer  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": BrowserOriginValidator(
+            AuthMiddlewareStack(
+                URLRouter([path("ws/executions/", ExecutionStreamConsumer.as_asgi())])
+            )
+        ),
+    }
+)

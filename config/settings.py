@@ -189,6 +189,9 @@ HTTP_BLOCK_ALLOW_PRIVATE = env.bool("HTTP_BLOCK_ALLOW_PRIVATE", default=False)
 HTTP_BLOCK_MAX_TIMEOUT = env.float("HTTP_BLOCK_MAX_TIMEOUT", default=120.0)
 HTTP_BLOCK_MAX_RESPONSE_BYTES = env.int("HTTP_BLOCK_MAX_RESPONSE_BYTES", default=10 * 1024 * 1024)
 
+# Node outputs in live events are cut past this many bytes of JSON (the API keeps them whole).
+EVENTS_MAX_VALUE_BYTES = env.int("EVENTS_MAX_VALUE_BYTES", default=16 * 1024)
+
 # --- Credits ------------------------------------------------------------------------------
 CREDITS_STARTING_GRANT = env.int("CREDITS_STARTING_GRANT", default=100)
 # A notification is recorded when a balance drops below this (and when it reaches zero).

@@ -10,7 +10,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from . import dispatch
+from . import dispatch, events
 from .engine import Status
 from .models import GraphExecution, NodeExecution
 from .plans import plan_for_version
@@ -32,12 +32,15 @@ def execution_cancel(execution_id, *, reason: str = "cancelled by its user") -> 
 
 def execution_pause(execution_id) -> None:
     """Nothing new starts; running nodes finish. The deadline stops running meanwhile."""
-    moved = move(
-        GraphExecution.objects.filter(id=execution_id),
-        Status.RUNNING,
-        Status.PAUSED,
-        paused_at=timezone.now(),
-    )
+    with transaction.atomic():
+        moved = move(
+            GraphExecution.objects.filter(id=execution_id),
+            Status.RUNNING,
+            Status.PAUSED,
+            paused_at=timezone.now(),
+        )
+        if moved:
+            events.emit_run(execution_id)
     if not moved:
         raise ConflictingState(
             f"only a running run can be paused; this one is {_status(execution_id)}"
@@ -73,6 +76,7 @@ def _unpause(execution: GraphExecution) -> None:
         paused_at=None,
         deadline=F("deadline") + paused_for,
     )
+    events.emit_run(execution.pk)
     redispatch_queued(execution.pk, execution.graph_version_id)
 
 
@@ -164,12 +168,15 @@ def _reopen(execution: GraphExecution) -> None:
         paused_at=None,
         deadline=now + timedelta(seconds=execution.time_limit),
     )
+    events.emit_run(execution.pk)
     result = propagate(execution.pk, plan, outputs_of_rows(unjoined))
     result = Propagation(
         [Queued(r.id, r.node_id, r.block, t) for r, t in zip(new_queued, task_ids, strict=True)]
         + result.queued,
         result.created + len(new_queued) + len(waiting),
+        result.waiting,
     )
+    events.emit(execution.pk, result.node_events(execution.pk))
     settle(execution.pk, plan, execution.graph_version_id, done=0, result=result, unhandled=0)
 
 

@@ -25,7 +25,9 @@ from config.json_values import clean_text
 from credits.costs import price_of
 from credits.services import InsufficientCredits, NodeCharge, charge_node_run, settle_node_run
 
+from . import events
 from .engine import Status, node_time_limit, retry_delay, retry_limit
+from .events import node_event
 from .leases import NodeLease
 from .models import NodeExecution
 from .plans import plan_for_version
@@ -163,6 +165,9 @@ def node_claim(node_execution_id: int, *, take_over: bool = False) -> ClaimedNod
     execution_id, node_id, block, input_data, version_id, user_id, graph_id, *rest = row
     if isinstance(input_data, str):
         input_data = json.loads(input_data)
+    events.emit(
+        execution_id, [node_event(execution_id, node_execution_id, node_id, Status.RUNNING)]
+    )
     return ClaimedNode(
         node_execution_id,
         execution_id,
@@ -300,10 +305,20 @@ def _record(
             return
         if payer is not None:
             settle_node_run(payer, seconds=outcome.seconds, output_data=output_data)
+        done = node_event(
+            execution_id,
+            ne_id,
+            node_id,
+            Status.FAILED if error is not None else Status.COMPLETED,
+            outputs=output_data,
+            error=error,
+        )
         if in_chord:
+            events.emit(execution_id, [done])
             return
         plan = plan_for_version(version_id)
         result = propagate(execution_id, plan, [(node_id, outputs)])
+        events.emit(execution_id, [done, *result.node_events(execution_id)])
         unhandled = int(error is not None and not plan.handles_errors(node_id))
         settle(execution_id, plan, version_id, done=1, result=result, unhandled=unhandled)
 
@@ -321,6 +336,10 @@ def node_fail_unpaid(claimed: ClaimedNode, reason: str) -> None:
             ended_at=timezone.now(),
         )
         if moved:
+            failed = node_event(
+                claimed.execution_id, claimed.id, claimed.node_id, Status.FAILED, error=reason
+            )
+            events.emit(claimed.execution_id, [failed])
             execution_finish(
                 claimed.execution_id,
                 Status.FAILED,

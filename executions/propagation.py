@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 import zlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import connection
@@ -27,6 +27,7 @@ from .engine import (
     node_input,
     route_outputs,
 )
+from .events import node_event
 from .models import NodeExecution, StaticInput
 from .transitions import move
 
@@ -45,6 +46,13 @@ class Queued:
 class Propagation:
     queued: list[Queued]
     created: int  # node executions created (ready or waiting), for the per-run cap
+    waiting: list[tuple[int, str]] = field(default_factory=list)  # new INCOMPLETE (id, node)
+
+    def node_events(self, execution_id) -> list[dict]:
+        """The status events of the node executions this propagation queued or created."""
+        return [node_event(execution_id, q.id, q.node_id, Status.QUEUED) for q in self.queued] + [
+            node_event(execution_id, pk, node_id, Status.INCOMPLETE) for pk, node_id in self.waiting
+        ]
 
 
 def propagate(
@@ -165,6 +173,9 @@ def _store(
         NodeExecution.objects.bulk_create(new_rows)
         result.created += len(new_rows)
         result.queued.extend(Queued(row.id, sink_id, node.block, tid) for row, tid in new_ready)
+        result.waiting.extend(
+            (row.id, sink_id) for row in new_rows if row.status == Status.INCOMPLETE
+        )
 
 
 def _lock_sink(execution_id, sink_id: str) -> None:

@@ -24,7 +24,7 @@ from graphs.models import Graph
 from graphs.selectors import version_get
 from graphs.validation import GraphInvalid, validate_graph_inputs
 
-from . import dispatch
+from . import dispatch, events
 from .engine import (
     GRAPH_TRANSITIONS,
     TERMINAL,
@@ -91,6 +91,7 @@ def execution_create(
             parent_node_execution_id=parent_node_execution_id,
             depth=depth,
         )
+        events.emit_run(execution.pk)
         transaction.on_commit(lambda: dispatch.start_execution(execution.pk))
     return execution
 
@@ -128,6 +129,8 @@ def execution_start(execution_id) -> None:
             for node_id, task_id in zip(plan.starting_nodes, task_ids, strict=True)
         )
         queued = [Queued(r.id, r.node_id, r.block, t) for r, t in zip(rows, task_ids, strict=True)]
+        events.emit_run(execution_id)
+        events.emit(execution_id, Propagation(queued, 0).node_events(execution_id))
         settle(
             execution_id,
             plan,
@@ -172,6 +175,7 @@ def chord_join(execution_id, version_id: int, member_ids: list[int]) -> None:
         NodeExecution.objects.filter(id__in=claimed).update(propagated=True)
         members = [rows[i] for i in member_ids if i in claimed]
         result = propagate(execution_id, plan, outputs_of_rows(members))
+        events.emit(execution_id, result.node_events(execution_id))
         unhandled = sum(
             1
             for r in members
@@ -226,10 +230,10 @@ def settle(
     if status == Status.PAUSED:
         return  # queued work waits for resume, which dispatches it
     if status != Status.RUNNING:
-        cancel_queued([q.id for q in result.queued])
+        cancel_queued(result.queued, execution_id)
         return
     if node_count > cap:
-        cancel_queued([q.id for q in result.queued])
+        cancel_queued(result.queued, execution_id)
         execution_finish(
             execution_id,
             Status.FAILED,
@@ -268,12 +272,25 @@ def execution_finish(
         stopping = [Status.QUEUED]
         if stop_running:
             stopping += [Status.RUNNING, Status.INCOMPLETE]
-        task_ids = list(
+        stopped = list(
             nodes.filter(status__in=stopping)
-            .exclude(task_id=None)
-            .values_list("task_id", flat=True)
+            .select_for_update()
+            .values_list("id", "node_id", "task_id")
         )
-        move(nodes, stopping, Status.CANCELLED, ended_at=now)
+        task_ids = [task_id for _, _, task_id in stopped if task_id]
+        move(
+            nodes.filter(id__in=[pk for pk, _, _ in stopped]),
+            stopping,
+            Status.CANCELLED,
+            ended_at=now,
+        )
+        events.emit(
+            execution_id,
+            [
+                events.node_event(execution_id, pk, node_id, Status.CANCELLED)
+                for pk, node_id, _ in stopped
+            ],
+        )
         if stop_running:
             for child_id in GraphExecution.objects.filter(
                 parent_node_execution__execution_id=execution_id, status__in=ACTIVE
@@ -286,6 +303,7 @@ def execution_finish(
         execution.outputs = _outputs_of(execution_id)
         execution.stats = execution_stats(execution)
         execution.save(update_fields=["outputs", "stats"])
+        events.emit_run(execution_id)  # the terminal event: the run changes no node any more
         if execution.parent_node_execution_id is not None:
             from .node_runs import node_complete_from_child
 
@@ -334,21 +352,36 @@ def _unhandled_message(execution_id) -> str:
     return f"node {failed[0]!r} failed: {failed[1]}" if failed else "a node failed"
 
 
-def cancel_queued(ids: list[int]) -> None:
-    if ids:
+def cancel_queued(queued: list[Queued], execution_id) -> None:
+    if queued:
         move(
-            NodeExecution.objects.filter(id__in=ids),
+            NodeExecution.objects.filter(id__in=[q.id for q in queued]),
             Status.QUEUED,
             Status.CANCELLED,
             ended_at=timezone.now(),
+        )
+        events.emit(
+            execution_id,
+            [events.node_event(execution_id, q.id, q.node_id, Status.CANCELLED) for q in queued],
         )
 
 
 def cancel_if_run_ended(node_execution_id: int) -> None:
     """A task for a node of a run that already ended: the node will never run."""
-    move(
-        NodeExecution.objects.filter(id=node_execution_id, execution__status__in=TERMINAL),
+    row = (
+        NodeExecution.objects.filter(id=node_execution_id, execution__status__in=TERMINAL)
+        .values_list("execution_id", "node_id")
+        .first()
+    )
+    moved = row is not None and move(
+        NodeExecution.objects.filter(id=node_execution_id),
         Status.QUEUED,
         Status.CANCELLED,
         ended_at=timezone.now(),
     )
+    if row and moved:
+        execution_id, node_id = row
+        events.emit(
+            execution_id,
+            [events.node_event(execution_id, node_execution_id, node_id, Status.CANCELLED)],
+        )

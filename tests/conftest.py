@@ -6,6 +6,8 @@ the real Redis. Integration tests use transactional tests so the worker sees com
 """
 
 import os
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -73,6 +75,56 @@ def celery_worker_process(django_db_setup, django_db_blocker):
     proc = start_worker("test", ROOT / ".local" / "test-worker.log", env)
     yield proc
     stop_worker(proc)
+
+
+@pytest.fixture(scope="session")
+def asgi_server(celery_worker_process):
+    """The ASGI application (HTTP + WebSocket) served by uvicorn, on the test database."""
+    import socket
+    import urllib.request
+
+    from django.db import connection
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+    }
+    with open(ROOT / ".local" / "test-asgi.log", "w") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "config.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--lifespan",
+                "off",
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+            break
+        except OSError:
+            assert proc.poll() is None and time.monotonic() < deadline, "ASGI server did not start"
+            time.sleep(0.2)
+    yield f"127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(timeout=20)
 
 
 @pytest.fixture

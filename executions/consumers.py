@@ -1,0 +1,244 @@
+"""`ws://HOST/ws/executions/`: live status of your runs (api.md).
+
+Authenticate with `?token=` or an `Authorization: Token ...` header (or the Django session,
+for the live page); a missing or bad token closes the socket with code 4401. Then send
+`{"action": "subscribe", "execution_id" | "graph_id": ...}`, `unsubscribe`, `ping`.
+
+Each subscription starts with a `snapshot` of the run as it stands, then every event of the
+run's log in order (see events.py): a client never misses one, and the last is the run's
+terminal `execution` event. A run whose terminal event was lost (the process that ended it
+died before publishing) is noticed here: after a few quiet seconds the run is read from the
+database and, if it has ended, its terminal event is published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from urllib.parse import parse_qs
+
+import redis.asyncio as aioredis
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+
+from config.authentication import TOKEN_RE
+
+from . import events
+
+log = logging.getLogger(__name__)
+
+CLOSE_UNAUTHENTICATED = 4401
+QUIET_SECONDS = 5.0  # a subscription this quiet has its run checked in the database
+
+
+class ExecutionStreamConsumer(AsyncJsonWebsocketConsumer):
+    async def connect(self):
+        self.user = await _authenticate(self.scope)
+        self.subscriptions: dict[str, str] = {}  # run id -> last stream entry id read
+        self.last_seen: dict[str, float] = {}
+        self.graphs: set[str] = set()
+        self.reader: asyncio.Task | None = None
+        await self.accept()
+        if self.user is None:
+            await self.send_json(
+                {
+                    "type": "error",
+                    "message": "authentication required: "
+                    "send a valid token as ?token= or an Authorization header",
+                }
+            )
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        self.redis = aioredis.from_url(settings.REDIS_URL)
+        self.reader = asyncio.create_task(self._read_forever())
+
+    async def disconnect(self, code):
+        if self.reader is not None:
+            self.reader.cancel()
+            await self.redis.aclose()
+        for graph_id in self.graphs:
+            await self.channel_layer.group_discard(f"graph.{graph_id}", self.channel_name)
+
+    async def receive_json(self, content, **kwargs):
+        action = content.get("action") if isinstance(content, dict) else None
+        if action == "ping":
+            await self.send_json({"type": "pong"})
+        elif action == "subscribe" and "execution_id" in content:
+            if await _owns_run(self.user, content["execution_id"]):
+                await self._subscribe(str(content["execution_id"]))
+            else:
+                await self._error("execution not found", content)
+        elif action == "subscribe" and "graph_id" in content:
+            graph_id = str(content["graph_id"])
+            if not await _owns_graph(self.user, graph_id):
+                await self._error("graph not found", content)
+                return
+            self.graphs.add(graph_id)
+            await self.channel_layer.group_add(f"graph.{graph_id}", self.channel_name)
+            for run_id in await _active_runs(graph_id):
+                await self._subscribe(run_id)
+            await self.send_json({"type": "subscribed", "graph_id": graph_id})
+        elif action == "unsubscribe":
+            if "execution_id" in content:
+                self.subscriptions.pop(str(content["execution_id"]), None)
+            if "graph_id" in content and str(content["graph_id"]) in self.graphs:
+                graph_id = str(content["graph_id"])
+                self.graphs.discard(graph_id)
+                await self.channel_layer.group_discard(f"graph.{graph_id}", self.channel_name)
+            await self.send_json({"type": "unsubscribed", **_ids(content)})
+        else:
+            await self._error("unknown action: send subscribe, unsubscribe or ping", content)
+
+    async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        try:
+            content = json.loads(text_data or "")
+        except ValueError:
+            await self._error("messages must be JSON", {})
+            return
+        await self.receive_json(content)
+
+    async def graph_run(self, message):
+        """A run of a subscribed graph was created (channel layer group message)."""
+        if message["execution_id"] not in self.subscriptions:
+            await self._subscribe(message["execution_id"])
+
+    # --- subscriptions ------------------------------------------------------------------
+
+    async def _subscribe(self, run_id: str) -> None:
+        # The log's position first, then the database: events after that position may
+        # repeat what the snapshot shows, but none can be missed.
+        last = await self.redis.xrevrange(events.stream_key(run_id), count=1)
+        position = last[0][0].decode() if last else "0-0"
+        seq = json.loads(last[0][1][b"e"])["seq"] if last else 0
+        snapshot = await _snapshot(run_id)
+        await self.send_json({"type": "snapshot", "seq": seq, **snapshot})
+        if not snapshot.get("terminal"):
+            self.subscriptions[run_id] = position
+            self.last_seen[run_id] = time.monotonic()
+
+    async def _read_forever(self) -> None:
+        while True:
+            try:
+                await self._read_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("live stream read failed; retrying", exc_info=True)
+                await asyncio.sleep(1)
+
+    async def _read_once(self) -> None:
+        if not self.subscriptions:
+            await asyncio.sleep(0.1)
+            return
+        streams = {events.stream_key(r): pos for r, pos in self.subscriptions.items()}
+        replies = await self.redis.xread(streams, block=500, count=1000)
+        for stream, entries in replies or []:
+            run_id = stream.decode().split(":")[2]
+            for entry_id, fields in entries:
+                if run_id not in self.subscriptions:
+                    break
+                self.subscriptions[run_id] = entry_id.decode()
+                self.last_seen[run_id] = time.monotonic()
+                event = json.loads(fields[b"e"])
+                await self.send_json(event)
+                if event.get("type") == "execution" and event.get("terminal"):
+                    self.subscriptions.pop(run_id, None)
+        await self._reconcile_quiet_runs()
+
+    async def _reconcile_quiet_runs(self) -> None:
+        now = time.monotonic()
+        for run_id in [r for r in self.subscriptions if now - self.last_seen[r] > QUIET_SECONDS]:
+            self.last_seen[run_id] = now
+            if await self.redis.exists(events.terminal_key(run_id)):
+                continue  # its terminal event is in the log: the reader will get to it
+            await database_sync_to_async(_publish_lost_end)(run_id)
+
+    async def _error(self, message: str, content) -> None:
+        await self.send_json({"type": "error", "message": message, **_ids(content)})
+
+
+def _ids(content) -> dict:
+    if not isinstance(content, dict):
+        return {}
+    return {k: str(content[k]) for k in ("execution_id", "graph_id") if k in content}
+
+
+def _publish_lost_end(run_id: str) -> None:
+    from .engine import TERMINAL
+    from .models import GraphExecution
+
+    status = GraphExecution.objects.filter(pk=run_id).values_list("status", flat=True).first()
+    if status in TERMINAL:
+        log.warning("run %s ended without its terminal event; publishing it", run_id)
+        events._append(run_id, [events.run_event(run_id)])
+
+
+@database_sync_to_async
+def _authenticate(scope):
+    from django.contrib.auth.models import AnonymousUser
+    from rest_framework.authtoken.models import Token
+
+    query = parse_qs(scope.get("query_string", b"").decode())
+    key = (query.get("token") or [None])[0]
+    if key is None:
+        header = dict(scope.get("headers") or []).get(b"authorization", b"").decode()
+        scheme, _, value = header.partition(" ")
+        key = value.strip() if scheme.lower() == "token" else None
+    if key:
+        if not TOKEN_RE.match(key):
+            return None
+        token = Token.objects.select_related("user").filter(key=key, user__is_active=True).first()
+        return token.user if token else None
+    user = scope.get("user")  # the Django session (the live page)
+    return user if user is not None and not isinstance(user, AnonymousUser) else None
+
+
+@database_sync_to_async
+def _owns_run(user, run_id) -> bool:
+    from django.core.exceptions import ValidationError
+
+    from .models import GraphExecution
+
+    try:
+        return GraphExecution.objects.filter(pk=run_id, user=user).exists()
+    except (ValidationError, ValueError):
+        return False
+
+
+@database_sync_to_async
+def _owns_graph(user, graph_id) -> bool:
+    from django.core.exceptions import ValidationError
+
+    from graphs.models import Graph
+
+    try:
+        return Graph.objects.filter(pk=graph_id, owner=user).exists()
+    except (ValidationError, ValueError):
+        return False
+
+
+@database_sync_to_async
+def _active_runs(graph_id) -> list[str]:
+    from .engine import TERMINAL
+    from .models import GraphExecution
+
+    runs = GraphExecution.objects.filter(graph_id=graph_id).exclude(status__in=TERMINAL)
+    return [str(pk) for pk in runs.values_list("pk", flat=True)]
+
+
+@database_sync_to_async
+def _snapshot(run_id) -> dict:
+    from .engine import TERMINAL
+    from .models import GraphExecution
+    from .selectors import execution_detail
+
+    user_id = GraphExecution.objects.filter(pk=run_id).values_list("user", flat=True).first()
+    record = execution_detail(user=user_id, execution_id=run_id)
+    record["outputs"], _ = events.truncate(record["outputs"])
+    for ne in record["node_executions"]:
+        ne["output_data"], _ = events.truncate(ne["output_data"])
+    record["terminal"] = record["status"] in TERMINAL
+    return json.loads(json.dumps(record, default=str))

@@ -1,0 +1,149 @@
+"""Live events of a run, published after the database commit that made them true.
+
+Each run has an event log in Redis: a stream `agentgraph:run:<id>:events`. One Lua script
+appends a commit's events and numbers them from the run's counter in the same step, so the
+stream's order is the `seq` order: gapless, whichever process published. WebSocket
+consumers read the stream (executions/consumers.py); the run's terminal `execution` event
+is always the last one appended (node events of the same commit go first, and a run that
+ended changes no node any more).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import redis
+from django.conf import settings
+from django.db import transaction
+
+log = logging.getLogger(__name__)
+
+STREAM_MAXLEN = 10_000  # events kept per run for catching up (a snapshot covers the rest)
+STREAM_TTL = 24 * 3600
+
+# KEYS: seq counter, stream, terminal flag. ARGV: ttl, maxlen, is_terminal, then one JSON
+# event per remaining argument. Each event gets the next seq and is appended in order.
+_APPEND = """
+local last = 0
+for i = 4, #ARGV do
+    last = redis.call('INCR', KEYS[1])
+    local event = cjson.decode(ARGV[i])
+    event['seq'] = last
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'e', cjson.encode(event))
+end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[2], ARGV[1])
+if ARGV[3] == '1' then redis.call('SET', KEYS[3], last, 'EX', ARGV[1]) end
+return last
+"""
+
+_client: redis.Redis | None = None
+
+
+def client() -> redis.Redis:
+    global _client
+    if _client is None:
+        _client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
+    return _client
+
+
+def stream_key(execution_id) -> str:
+    return f"agentgraph:run:{execution_id}:events"
+
+
+def seq_key(execution_id) -> str:
+    return f"agentgraph:run:{execution_id}:seq"
+
+
+def terminal_key(execution_id) -> str:
+    return f"agentgraph:run:{execution_id}:ended"
+
+
+def emit(execution_id, events: list[dict[str, Any]]) -> None:
+    """Publish `events` of one run once the current transaction commits (at once outside
+    one). Never raises: a lost event is found again by subscribers (see consumers.py)."""
+    if events:
+        transaction.on_commit(lambda: _append(execution_id, events))
+
+
+def emit_run(execution_id) -> None:
+    """Publish the run's `execution` event, built from the committed row."""
+    transaction.on_commit(lambda: _append(execution_id, [run_event(execution_id)]))
+
+
+def _append(execution_id, events: list[dict[str, Any]]) -> None:
+    terminal = any(e.get("type") == "execution" and e.get("terminal") for e in events)
+    try:
+        client().eval(
+            _APPEND, 3, seq_key(execution_id), stream_key(execution_id), terminal_key(execution_id),
+            STREAM_TTL, STREAM_MAXLEN, "1" if terminal else "0",
+            *(json.dumps(e, default=str) for e in events),
+        )  # fmt: skip
+    except redis.RedisError:
+        log.warning("could not publish %d event(s) of run %s", len(events), execution_id,
+                    exc_info=True)  # fmt: skip
+    if terminal or any(e.get("type") == "execution" and e.get("status") == "QUEUED"
+                       for e in events):  # fmt: skip
+        _announce(events[-1])
+
+
+def _announce(run_event_: dict[str, Any]) -> None:
+    """Tell graph subscribers (channel layer group) that a run of their graph began or ended."""
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(
+            f"graph.{run_event_['graph_id']}",
+            {"type": "graph.run", "execution_id": run_event_["id"]},
+        )
+    except Exception:
+        log.warning("could not announce run %s", run_event_.get("id"), exc_info=True)
+
+
+def node_event(
+    execution_id, node_execution_id: int, node_id: str, status: str,
+    outputs: dict[str, list[Any]] | None = None, error: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    event: dict[str, Any] = {
+        "type": "node", "execution_id": str(execution_id), "node_id": node_id,
+        "node_execution_id": node_execution_id, "status": status,
+    }  # fmt: skip
+    if outputs is not None:
+        event["outputs"], truncated = truncate(outputs)
+        if truncated:
+            event["truncated"] = True
+    if error is not None:
+        event["error"] = error
+    return event
+
+
+def run_event(execution_id) -> dict[str, Any]:
+    from .engine import TERMINAL
+    from .models import GraphExecution
+    from .selectors import execution_record
+
+    execution = GraphExecution.objects.select_related("graph_version").get(pk=execution_id)
+    record = execution_record(execution, with_nodes=False)
+    outputs, truncated = truncate(record["outputs"])
+    event = {"type": "execution", **record, "outputs": outputs}
+    if truncated:
+        event["truncated"] = True
+    if execution.status in TERMINAL:
+        event["terminal"] = True
+    return event
+
+
+def truncate(value: Any) -> tuple[Any, bool]:
+    """Values past EVENTS_MAX_VALUE_BYTES (as JSON) are cut to a marked preview; the API keeps
+    the whole value."""
+    limit = settings.EVENTS_MAX_VALUE_BYTES
+    text = json.dumps(value, default=str)
+    if len(text) <= limit:
+        return value, False
+    return {"truncated": True, "size": len(text), "preview": text[:limit]}, True
