@@ -29,6 +29,9 @@ class GraphDocumentSerializer(serializers.Serializer):
     description = serializers.CharField(required=False, allow_blank=True)
     nodes = NodeSerializer(many=True)
     links = LinkSerializer(many=True, required=False)
+    webhook_url = serializers.URLField(
+        required=False, allow_blank=True, help_text="Run notifications are POSTed here, signed."
+    )
 
 
 class GraphSerializer(GraphDocumentSerializer):

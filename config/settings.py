@@ -192,6 +192,14 @@ HTTP_BLOCK_MAX_RESPONSE_BYTES = env.int("HTTP_BLOCK_MAX_RESPONSE_BYTES", default
 # Node outputs in live events are cut past this many bytes of JSON (the API keeps them whole).
 EVENTS_MAX_VALUE_BYTES = env.int("EVENTS_MAX_VALUE_BYTES", default=16 * 1024)
 
+# Notifications: e-mail through Django's backend (console locally), webhooks retried with
+# backoff (base * 2^n seconds) up to WEBHOOK_MAX_ATTEMPTS tries.
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="agentgraph@localhost")
+WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=6)
+WEBHOOK_RETRY_BASE_SECONDS = env.float("WEBHOOK_RETRY_BASE_SECONDS", default=2.0)
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)
+
 # --- Credits ------------------------------------------------------------------------------
 CREDITS_STARTING_GRANT = env.int("CREDITS_STARTING_GRANT", default=100)
 # A notification is recorded when a balance drops below this (and when it reaches zero).

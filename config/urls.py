@@ -11,6 +11,7 @@ from executions.apis import (
     GraphExecuteApi,
 )
 from graphs.apis import GraphDetailApi, GraphListApi, GraphVersionListApi
+from notifications.apis import MarkReadApi, NotificationListApi, RotateSecretApi, SettingsApi
 
 from .auth_apis import TokenApi
 from .health import health, ready
@@ -35,6 +36,14 @@ api = [
     path("credits/", BalanceApi.as_view(), name="credits"),
     path("credits/transactions/", TransactionListApi.as_view(), name="credit-transactions"),
     path("credits/grant/", GrantApi.as_view(), name="credit-grant"),
+    path("notifications/", NotificationListApi.as_view(), name="notifications"),
+    path("notifications/read/", MarkReadApi.as_view(), name="notifications-read"),
+    path("notifications/settings/", SettingsApi.as_view(), name="notification-settings"),
+    path(
+        "notifications/settings/rotate-secret/",
+        RotateSecretApi.as_view(),
+        name="notification-secret",
+    ),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]

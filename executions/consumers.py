@@ -54,6 +54,7 @@ class ExecutionStreamConsumer(AsyncJsonWebsocketConsumer):
             return
         self.redis = aioredis.from_url(settings.REDIS_URL)
         self.reader = asyncio.create_task(self._read_forever())
+        await self.channel_layer.group_add(f"user.{self.user.pk}", self.channel_name)
 
     async def disconnect(self, code):
         if self.reader is not None:
@@ -61,6 +62,8 @@ class ExecutionStreamConsumer(AsyncJsonWebsocketConsumer):
             await self.redis.aclose()
         for graph_id in self.graphs:
             await self.channel_layer.group_discard(f"graph.{graph_id}", self.channel_name)
+        if self.user is not None:
+            await self.channel_layer.group_discard(f"user.{self.user.pk}", self.channel_name)
 
     async def receive_json(self, content, **kwargs):
         action = content.get("action") if isinstance(content, dict) else None
@@ -99,6 +102,10 @@ class ExecutionStreamConsumer(AsyncJsonWebsocketConsumer):
             await self._error("messages must be JSON", {})
             return
         await self.receive_json(content)
+
+    async def user_notification(self, message):
+        """A notification for this user (channel layer group `user.<id>`)."""
+        await self.send_json({"type": "notification", **message["notification"]})
 
     async def graph_run(self, message):
         """A run of a subscribed graph was created (channel layer group message)."""

@@ -304,11 +304,34 @@ def execution_finish(
         execution.stats = execution_stats(execution)
         execution.save(update_fields=["outputs", "stats"])
         events.emit_run(execution_id)  # the terminal event: the run changes no node any more
+        if execution.parent_node_execution_id is None and status != Status.CANCELLED:
+            _notify_run_ended(execution)
         if execution.parent_node_execution_id is not None:
             from .node_runs import node_complete_from_child
 
             node_complete_from_child(execution.parent_node_execution_id, execution)
     return True
+
+
+def _notify_run_ended(execution: GraphExecution) -> None:
+    from notifications.models import Notification
+    from notifications.services import notify
+
+    graph = Graph.objects.filter(pk=execution.graph_id).values("name", "webhook_url").first()
+    name, webhook_url = (graph["name"], graph["webhook_url"]) if graph else ("a graph", "")
+    completed = execution.status == Status.COMPLETED
+    notify(
+        user_id=execution.user_id,
+        kind=Notification.Kind.RUN_COMPLETED if completed else Notification.Kind.RUN_FAILED,
+        message=f"Run of {name!r} " + ("completed." if completed else f"failed: {execution.error}"),
+        data={
+            "execution_id": str(execution.pk),
+            "graph_id": str(execution.graph_id),
+            "status": execution.status,
+            "outputs": events.truncate(execution.outputs)[0],
+        },
+        webhook_url=webhook_url,
+    )
 
 
 def execution_stats(execution: GraphExecution) -> dict[str, Any]:

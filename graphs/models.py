@@ -16,6 +16,8 @@ class Graph(models.Model):
     latest_version = models.PositiveIntegerField(default=1)
     # The latest version's name, kept with it for lists and search.
     name = models.CharField(max_length=200, default="")
+    # Where notifications about this graph's runs are POSTed (signed), if anywhere.
+    webhook_url = models.URLField(max_length=2000, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

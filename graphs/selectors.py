@@ -62,6 +62,7 @@ def graph_record(version: GraphVersion) -> dict[str, Any]:
         "version": version.version,
         "latest_version": graph.latest_version,
         **version_document(version),
+        "webhook_url": graph.webhook_url,
         "created_at": graph.created_at,
         "updated_at": graph.updated_at,
     }

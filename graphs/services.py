@@ -12,7 +12,9 @@ from .validation import validate_document
 @transaction.atomic
 def graph_create(*, owner, document: Any) -> GraphVersion:
     doc = validate_document(document)
-    graph = Graph.objects.create(owner=owner, latest_version=1, name=doc["name"])
+    graph = Graph.objects.create(
+        owner=owner, latest_version=1, name=doc["name"], webhook_url=doc["webhook_url"]
+    )
     return _store_version(graph, 1, doc)
 
 
@@ -22,6 +24,9 @@ def graph_update(*, graph: Graph, document: Any) -> GraphVersion:
     doc = validate_document(document)
     # The row lock serialises concurrent saves of one graph: each gets its own number.
     graph = Graph.objects.select_for_update().get(pk=graph.pk)
+    if graph.webhook_url != doc["webhook_url"]:  # a setting of the graph, not versioned
+        graph.webhook_url = doc["webhook_url"]
+        graph.save(update_fields=["webhook_url", "updated_at"])
     latest = GraphVersion.objects.get(graph=graph, version=graph.latest_version)
     if _comparable(version_document(latest)) == _comparable(doc):
         return latest

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 
@@ -71,6 +72,13 @@ def validate_document(doc: Any) -> dict[str, Any]:
         )
         raw_links = []
 
+    webhook_url = doc.get("webhook_url") or ""
+    if (
+        not isinstance(webhook_url, str)
+        or len(webhook_url) > 2000
+        or (webhook_url and urlsplit(webhook_url).scheme not in ("http", "https"))
+    ):
+        problems.add("webhook_url must be an http(s) URL", field="webhook_url")
     nodes = _check_nodes(raw_nodes, problems)
     links = _check_links(raw_links, nodes, problems)
     if not problems.items:
@@ -82,6 +90,7 @@ def validate_document(doc: Any) -> dict[str, Any]:
         "description": description,
         "nodes": list(nodes.values()),
         "links": links,
+        "webhook_url": webhook_url,
     }
 
 

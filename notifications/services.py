@@ -1,8 +1,158 @@
+"""Notifications: recorded for the user, then (after commit) pushed on their live stream,
+e-mailed if they opted in, and POSTed to the graph's webhook URL, signed, if it has one."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
 from typing import Any
 
-from .models import Notification
+import httpx
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+from django.utils import timezone
+
+from .models import Notification, NotificationSettings, WebhookAttempt, WebhookDelivery
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-Agentgraph-Signature"
+TIMESTAMP_HEADER = "X-Agentgraph-Timestamp"
 
 
-def notify(*, user_id: int, kind: str, message: str, data: dict[str, Any] | None = None) -> None:
-    """Record a notification for the user (in the caller's transaction)."""
-    Notification.objects.create(user_id=user_id, kind=kind, message=message, data=data or {})
+def notify(
+    *,
+    user_id: int,
+    kind: str,
+    message: str,
+    data: dict[str, Any] | None = None,
+    webhook_url: str = "",
+) -> Notification:
+    """Record a notification (in the caller's transaction) and deliver it after commit."""
+    note = Notification.objects.create(user_id=user_id, kind=kind, message=message, data=data or {})
+    prefs = settings_of(user_id)
+    delivery = None
+    if webhook_url:
+        delivery = WebhookDelivery.objects.create(notification=note, url=webhook_url)
+
+    def deliver():
+        _push(note)
+        from . import tasks
+
+        if prefs.email_enabled:
+            tasks.send_email.delay(note.pk)
+        if delivery is not None:
+            tasks.deliver_webhook.delay(delivery.pk)
+
+    transaction.on_commit(deliver)
+    return note
+
+
+def settings_of(user_id: int) -> NotificationSettings:
+    prefs, _ = NotificationSettings.objects.get_or_create(user_id=user_id)
+    return prefs
+
+
+def payload(note: Notification) -> dict[str, Any]:
+    return {
+        "id": note.pk,
+        "kind": note.kind,
+        "message": note.message,
+        "data": note.data,
+        "created_at": note.created_at.isoformat(),
+        "read_at": note.read_at.isoformat() if note.read_at else None,
+    }
+
+
+def _push(note: Notification) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(
+            f"user.{note.user_id}", {"type": "user.notification", "notification": payload(note)}
+        )
+    except Exception:  # the list at /api/notifications/ still has it
+        log.warning("could not push notification %s", note.pk, exc_info=True)
+
+
+def email(notification_id: int) -> None:
+    note = Notification.objects.select_related("user").get(pk=notification_id)
+    if note.user.email:
+        send_mail(
+            f"[agentgraph] {note.message[:80]}",
+            note.message,
+            settings.DEFAULT_FROM_EMAIL,
+            [note.user.email],
+        )
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """HMAC-SHA256 over `timestamp.body`: receivers recompute it with their secret and
+    refuse old timestamps (replays)."""
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + digest.hexdigest()
+
+
+class DeliveryFailed(Exception):
+    pass
+
+
+def webhook_attempt(delivery_id: int) -> None:
+    """One try at a webhook delivery, recorded. Raises DeliveryFailed to be retried."""
+    from blocks.base import BlockError
+    from blocks.catalogue.http_request import check_destination
+
+    delivery = WebhookDelivery.objects.select_related("notification").get(pk=delivery_id)
+    if delivery.status != WebhookDelivery.Status.PENDING:
+        return
+    note = delivery.notification
+    body = json.dumps(payload(note)).encode()
+    timestamp = str(int(time.time()))
+    headers = {
+        "Content-Type": "application/json",
+        TIMESTAMP_HEADER: timestamp,
+        SIGNATURE_HEADER: sign(settings_of(note.user_id).webhook_secret, timestamp, body),
+    }
+    started = time.monotonic()
+    status_code, error = None, ""
+    try:
+        check_destination(delivery.url)  # the same network rules as http_request
+        response = httpx.post(
+            delivery.url, content=body, headers=headers, timeout=settings.WEBHOOK_TIMEOUT_SECONDS
+        )
+        status_code = response.status_code
+    except (httpx.HTTPError, BlockError) as exc:
+        error = str(exc) or type(exc).__name__
+    WebhookAttempt.objects.create(
+        delivery=delivery,
+        status_code=status_code,
+        error=error,
+        duration_ms=int((time.monotonic() - started) * 1000),
+    )
+    delivered = status_code is not None and 200 <= status_code < 300
+    attempts = delivery.attempts + 1
+    if delivered:
+        status = WebhookDelivery.Status.DELIVERED
+    elif attempts >= settings.WEBHOOK_MAX_ATTEMPTS:
+        status = WebhookDelivery.Status.FAILED
+    else:
+        status = WebhookDelivery.Status.PENDING
+    WebhookDelivery.objects.filter(pk=delivery.pk, status=WebhookDelivery.Status.PENDING).update(
+        status=status, attempts=attempts, delivered_at=timezone.now() if delivered else None
+    )
+    if status == WebhookDelivery.Status.PENDING:
+        raise DeliveryFailed(f"attempt {attempts}: {status_code or error}")
+
+
+def mark_read(*, user, ids: list[int] | None = None) -> int:
+    unread = Notification.objects.filter(user=user, read_at=None)
+    if ids is not None:
+        unread = unread.filter(pk__in=ids)
+    return unread.update(read_at=timezone.now())
