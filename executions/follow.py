@@ -1,0 +1,53 @@
+"""Following a run from a terminal: a progress bar fed by the run's live event log."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from django.http import Http404
+from tqdm import tqdm
+
+from . import events
+from .engine import TERMINAL
+from .selectors import execution_detail
+
+
+def follow(run_id: str, *, user, timeout: float, out) -> dict:
+    """Show node executions finishing as they happen; return the run's record at its end."""
+    try:
+        record = execution_detail(user=user, execution_id=run_id)
+    except (Http404, ValueError) as exc:
+        raise SystemExit(f"no run {run_id} of {user}") from exc
+    finished = {ne["id"] for ne in record["node_executions"] if ne["status"] in TERMINAL}
+    known = {ne["id"] for ne in record["node_executions"]}
+    bar = tqdm(
+        total=len(known),
+        initial=len(finished),
+        unit="node",
+        file=out,
+        desc=record["status"].lower(),
+    )
+    position = "0-0"
+    deadline = time.monotonic() + timeout
+    status = record["status"]
+    while status not in TERMINAL and time.monotonic() < deadline:
+        replies = events.client().xread({events.stream_key(run_id): position}, block=1000)
+        for _, entries in replies or []:
+            for entry_id, fields in entries:
+                position = entry_id.decode()
+                event = json.loads(fields[b"e"])
+                if event["type"] == "node":
+                    if event["node_execution_id"] not in known:
+                        known.add(event["node_execution_id"])
+                        bar.total = len(known)
+                    if event["status"] in TERMINAL and event["node_execution_id"] not in finished:
+                        finished.add(event["node_execution_id"])
+                        bar.update(1)
+                elif event["type"] == "execution":
+                    status = event["status"]
+                    bar.set_description(status.lower())
+        if not replies:  # quiet: the database knows the truth
+            status = execution_detail(user=user, execution_id=run_id)["status"]
+    bar.close()
+    return execution_detail(user=user, execution_id=run_id)
