@@ -67,6 +67,7 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "config.urls"
+LOGIN_URL = "/admin/login/"
 ASGI_APPLICATION = "config.asgi.application"
 WSGI_APPLICATION = None
 

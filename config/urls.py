@@ -10,6 +10,7 @@ from executions.apis import (
     ExecutionListApi,
     GraphExecuteApi,
 )
+from executions.views import live_run_page
 from graphs.apis import GraphDetailApi, GraphListApi, GraphVersionListApi
 from notifications.apis import MarkReadApi, NotificationListApi, RotateSecretApi, SettingsApi
 
@@ -52,6 +53,7 @@ api = [
 urlpatterns = [
     path("api/", include(api)),
     path("admin/", admin.site.urls),
+    path("executions/<uuid:execution_id>/live/", live_run_page, name="execution-live"),
     path("health", health, name="health"),
     path("ready", ready, name="ready"),
 ]

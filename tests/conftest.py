@@ -5,6 +5,7 @@ real RabbitMQ, writing to the test database on the real PostgreSQL, keeping chor
 the real Redis. Integration tests use transactional tests so the worker sees committed rows.
 """
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -129,8 +130,21 @@ def asgi_server(celery_worker_process):
 
 @pytest.fixture
 def worker(celery_worker_process, transactional_db):
-    """Use in integration tests: a live worker and committed transactions."""
-    return celery_worker_process
+    """Use in integration tests: a live worker and committed transactions. Runs still going
+    at the end are given a moment, then cancelled, so the worker is idle when the test's
+    tables are emptied (a TRUNCATE racing the worker's transactions would deadlock)."""
+    yield celery_worker_process
+    from executions.control import ConflictingState, execution_cancel
+    from executions.models import GraphExecution
+
+    active = GraphExecution.objects.filter(status__in=["QUEUED", "RUNNING", "PAUSED"])
+    deadline = time.monotonic() + 5
+    while active.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for run_id in active.values_list("pk", flat=True):
+        with contextlib.suppress(ConflictingState):  # it ended meanwhile
+            execution_cancel(run_id)
+    time.sleep(0.3)
 
 
 def wait_for_run(api, execution_id, timeout=60.0):
