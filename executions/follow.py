@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 from django.http import Http404
 from tqdm import tqdm
@@ -32,7 +33,7 @@ def follow(run_id: str, *, user, timeout: float, out) -> dict:
     deadline = time.monotonic() + timeout
     status = record["status"]
     while status not in TERMINAL and time.monotonic() < deadline:
-        replies = events.client().xread({events.stream_key(run_id): position}, block=1000)
+        replies: Any = events.client().xread({events.stream_key(run_id): position}, block=1000)
         for _, entries in replies or []:
             for entry_id, fields in entries:
                 position = entry_id.decode()
