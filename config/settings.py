@@ -104,7 +104,18 @@ CACHES = {
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [env.str("CHANNEL_REDIS_URL", default="redis://127.0.0.1:56379/2")]},
+        # redis-py 8 reads with a 5 s socket timeout by default, which is exactly how long
+        # channels-redis blocks in BZPOPMIN: under load the read timed out and the consumer
+        # died. The socket timeout must outlast the blocking pop.
+        "CONFIG": {
+            "hosts": [
+                {
+                    "address": env.str("CHANNEL_REDIS_URL", default="redis://127.0.0.1:56379/2"),
+                    "socket_timeout": 30,
+                    "socket_connect_timeout": 5,
+                }
+            ]
+        },
     }
 }
 

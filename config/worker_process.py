@@ -1,6 +1,8 @@
 """Start a real Celery worker in a child process and wait until it answers (tests, bench)."""
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -41,6 +43,7 @@ def start_worker(
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own group: stopped with its pool children
         )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -53,8 +56,14 @@ def start_worker(
 
 
 def stop_worker(proc: subprocess.Popen) -> None:
-    proc.terminate()
+    """Stop the process and every process of its group (pool children included)."""
     try:
+        os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    except ProcessLookupError:
+        pass
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)  # children that outlived their parent

@@ -52,7 +52,8 @@ class ExecutionStreamConsumer(AsyncJsonWebsocketConsumer):
             )
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        self.redis = aioredis.from_url(settings.REDIS_URL)
+        # XREAD blocks for up to 0.5 s; the socket timeout must be well above that under load.
+        self.redis = aioredis.from_url(settings.REDIS_URL, socket_timeout=30)
         self.reader = asyncio.create_task(self._read_forever())
         await self.channel_layer.group_add(f"user.{self.user.pk}", self.channel_name)
 

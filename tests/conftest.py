@@ -57,6 +57,20 @@ def staff_api(db):
     return client
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_sessions_left_on_the_test_database(django_db_setup, django_db_blocker):
+    """Before pytest-django drops the test database, end any session still on it (a
+    worker's pool child or the ASGI server that has not quite exited)."""
+    yield
+    from django.db import connection
+
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
 @pytest.fixture(scope="session")
 def celery_worker_process(django_db_setup, django_db_blocker):
     """One real worker for the whole session, pointed at the test database."""
@@ -107,6 +121,8 @@ def asgi_server(celery_worker_process):
                 str(port),
                 "--lifespan",
                 "off",
+                "--timeout-graceful-shutdown",
+                "3",
                 "--log-level",
                 "warning",
             ],
@@ -114,6 +130,7 @@ def asgi_server(celery_worker_process):
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     deadline = time.monotonic() + 30
     while True:
@@ -124,8 +141,9 @@ def asgi_server(celery_worker_process):
             assert proc.poll() is None and time.monotonic() < deadline, "ASGI server did not start"
             time.sleep(0.2)
     yield f"127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(timeout=20)
+    from config.worker_process import stop_worker
+
+    stop_worker(proc)  # stops any process group, not only workers
 
 
 @pytest.fixture
