@@ -166,9 +166,9 @@ def main():
         for name, step in tqdm(steps, desc="benchmarks", unit="step"):
             value, values = step()
             results[name] = {"best": round(value, 3), "runs": [round(v, 3) for v in values]}
+        live = live_figures(user)  # needs the worker too
     finally:
         stop_worker(worker)
-    live = live_figures(user)
     r = {k: v["best"] for k, v in results.items()}
     report = [
         (
