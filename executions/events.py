@@ -40,6 +40,7 @@ return last
 """
 
 _client: redis.Redis | None = None
+_append_script = None
 
 
 def client() -> redis.Redis:
@@ -47,6 +48,14 @@ def client() -> redis.Redis:
     if _client is None:
         _client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
     return _client
+
+
+def _script():
+    """The append script, sent by its SHA once Redis knows it (EVALSHA, not EVAL)."""
+    global _append_script
+    if _append_script is None:
+        _append_script = client().register_script(_APPEND)
+    return _append_script
 
 
 def stream_key(execution_id) -> str:
@@ -76,10 +85,10 @@ def emit_run(execution_id) -> None:
 def _append(execution_id, events: list[dict[str, Any]]) -> None:
     terminal = any(e.get("type") == "execution" and e.get("terminal") for e in events)
     try:
-        client().eval(
-            _APPEND, 3, seq_key(execution_id), stream_key(execution_id), terminal_key(execution_id),
-            STREAM_TTL, STREAM_MAXLEN, "1" if terminal else "0",
-            *(json.dumps(e, default=str) for e in events),
+        _script()(
+            keys=[seq_key(execution_id), stream_key(execution_id), terminal_key(execution_id)],
+            args=[STREAM_TTL, STREAM_MAXLEN, "1" if terminal else "0",
+                  *(json.dumps(e, default=str) for e in events)],
         )  # fmt: skip
     except redis.RedisError:
         log.warning("could not publish %d event(s) of run %s", len(events), execution_id,
