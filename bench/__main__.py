@@ -13,6 +13,7 @@ import json
 import os
 import statistics
 import time
+import uuid
 from pathlib import Path
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -32,6 +33,7 @@ from tqdm import tqdm  # noqa: E402
 from bench.tasks import noop  # noqa: E402
 from config.celery import NODE_QUEUE, app  # noqa: E402
 from config.worker_process import start_worker, stop_worker  # noqa: E402
+from credits.services import ledger_apply  # noqa: E402
 from executions.models import GraphExecution, NodeExecution  # noqa: E402
 from executions.services import execution_create  # noqa: E402
 from graphs.services import graph_create  # noqa: E402
@@ -116,7 +118,7 @@ def engine_fan_out_rate(user, items):
     return items / (last - first).total_seconds()
 
 
-def live_figures(user, subscriber_counts=(1, 20, 50, 200)):
+def live_figures(user, subscriber_counts=(1, 50, 200, 400)):
     """(d) event latency and (e) subscribers served by one ASGI process, on a 30-node chain."""
     from bench.live import measure, start_asgi_server
 
@@ -124,7 +126,19 @@ def live_figures(user, subscriber_counts=(1, 20, 50, 200)):
     try:
         results = []
         for count in subscriber_counts:
-            graph = graph_create(owner=user, document=chain_graph(30)).graph
+            # A 2 s sleep first, so that every subscriber has its snapshot before the chain's
+            # events flow (it costs credits: the bench user is topped up for it).
+            ledger_apply(
+                user_id=user.pk, amount=10, type="TOP_UP", reference=f"bench:{uuid.uuid4()}"
+            )
+            document = chain_graph(30)
+            document["nodes"][0] = {
+                "id": "n0",
+                "block": "sleep",
+                "input_default": {"seconds": 2, "value": 1},
+            }
+            document["links"][0]["source_name"] = "output"
+            graph = graph_create(owner=user, document=document).graph
             results.append(
                 measure(
                     host,

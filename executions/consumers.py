@@ -237,8 +237,10 @@ def _active_runs(graph_id) -> list[str]:
     return [str(pk) for pk in runs.values_list("pk", flat=True)]
 
 
-@database_sync_to_async
-def _snapshot(run_id) -> dict:
+# Snapshots run on the executor's threads side by side (each thread its own connection): on
+# the one thread-sensitive thread, a hundred subscribers took their snapshots in turn and
+# the last ones saw runs that had long ended.
+def _snapshot_now(run_id) -> dict:
     from .engine import TERMINAL
     from .models import GraphExecution
     from .selectors import execution_detail
@@ -250,3 +252,6 @@ def _snapshot(run_id) -> dict:
         ne["output_data"], _ = events.truncate(ne["output_data"])
     record["terminal"] = record["status"] in TERMINAL
     return json.loads(json.dumps(record, default=str))
+
+
+_snapshot = database_sync_to_async(_snapshot_now, thread_sensitive=False)
