@@ -11,7 +11,6 @@ Prints each figure with its ratio and writes them to bench-results/latest.json.
 
 import json
 import os
-import statistics
 import time
 import uuid
 from pathlib import Path
@@ -223,7 +222,6 @@ def main():
         json.dumps({"results": results, "live": live, "note": f"best of {REPEAT} runs"}, indent=2)
     )
     print(f"\n(best of {REPEAT} runs each; all runs in bench-results/latest.json)")
-    _ = statistics  # kept for ad-hoc analysis of the runs
 
 
 if __name__ == "__main__":

@@ -181,7 +181,7 @@ def _publish_lost_end(run_id: str) -> None:
     status = GraphExecution.objects.filter(pk=run_id).values_list("status", flat=True).first()
     if status in TERMINAL:
         log.warning("run %s ended without its terminal event; publishing it", run_id)
-        events._append(run_id, [events.run_event(run_id)])
+        events.append_now(run_id, [events.run_event(run_id)])
 
 
 @database_sync_to_async

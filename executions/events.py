@@ -74,15 +74,16 @@ def emit(execution_id, events: list[dict[str, Any]]) -> None:
     """Publish `events` of one run once the current transaction commits (at once outside
     one). Never raises: a lost event is found again by subscribers (see consumers.py)."""
     if events:
-        transaction.on_commit(lambda: _append(execution_id, events))
+        transaction.on_commit(lambda: append_now(execution_id, events))
 
 
 def emit_run(execution_id) -> None:
     """Publish the run's `execution` event, built from the committed row."""
-    transaction.on_commit(lambda: _append(execution_id, [run_event(execution_id)]))
+    transaction.on_commit(lambda: append_now(execution_id, [run_event(execution_id)]))
 
 
-def _append(execution_id, events: list[dict[str, Any]]) -> None:
+def append_now(execution_id, events: list[dict[str, Any]]) -> None:
+    """Append `events` to the run's log now (emit() waits for the commit)."""
     terminal = any(e.get("type") == "execution" and e.get("terminal") for e in events)
     try:
         _script()(

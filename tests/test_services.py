@@ -138,12 +138,10 @@ def test_two_workers_delivering_to_one_join_node_make_one_execution(user, sent):
         assert runs[0].input_data["values"] == {"x": "x", "y": "y"}
 
 
-@pytest.mark.django_db
-def test_a_redelivered_task_leaves_a_node_whose_owner_is_alive(user, sent):
-    from executions.leases import NodeLease, _redis
-
+def running_node(user) -> NodeExecution:
+    """A node execution left RUNNING (attempt 1) by some owner, in a running run."""
     execution, _ = running_execution(user, JOIN)
-    ne = NodeExecution.objects.create(
+    return NodeExecution.objects.create(
         execution=execution,
         node_id="a",
         block="store_value",
@@ -151,6 +149,13 @@ def test_a_redelivered_task_leaves_a_node_whose_owner_is_alive(user, sent):
         attempts=1,
         input_data={"input": 1},
     )
+
+
+@pytest.mark.django_db
+def test_a_redelivered_task_leaves_a_node_whose_owner_is_alive(user, sent):
+    from executions.leases import NodeLease, _redis
+
+    ne = running_node(user)
     lease = NodeLease(ne.pk)
     # A live owner on another host holds the lease.
     _redis().set(lease.key, "other-host:123:abc", px=60_000)
@@ -174,15 +179,7 @@ def test_a_redelivered_task_takes_over_from_a_dead_local_owner(user, sent):
 
     from executions.leases import NodeLease, _redis
 
-    execution, _ = running_execution(user, JOIN)
-    ne = NodeExecution.objects.create(
-        execution=execution,
-        node_id="a",
-        block="store_value",
-        status=Status.RUNNING,
-        attempts=1,
-        input_data={"input": 1},
-    )
+    ne = running_node(user)
     dead = subprocess.Popen(["true"])
     dead.wait()  # its pid is now free: a dead owner on this host
     _redis().set(NodeLease(ne.pk).key, f"{socket.gethostname()}:{dead.pid}:x", px=60_000)
