@@ -62,6 +62,10 @@ app.conf.beat_schedule = {
         "task": "executions.retention",
         "schedule": crontab(hour=3, minute=17),
     },
+    "schedules-retention": {
+        "task": "schedules.retention",
+        "schedule": crontab(hour=3, minute=37),
+    },
 }
 app.autodiscover_tasks()
 

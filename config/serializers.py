@@ -84,6 +84,7 @@ class ExecutionSerializer(serializers.Serializer):
     ended_at = serializers.DateTimeField(allow_null=True)
     parent_execution_id = serializers.UUIDField(allow_null=True)
     parent_node_execution_id = serializers.IntegerField(allow_null=True)
+    schedule_id = serializers.UUIDField(allow_null=True, help_text="the schedule that started it")
     node_executions = NodeExecutionSerializer(many=True, required=False)
 
 

@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "executions",
     "credits",
     "notifications",
+    "schedules",
 ]
 
 MIDDLEWARE = [

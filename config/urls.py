@@ -13,6 +13,7 @@ from executions.apis import (
 from executions.views import live_run_page
 from graphs.apis import GraphDetailApi, GraphListApi, GraphVersionListApi
 from notifications.apis import MarkReadApi, NotificationListApi, RotateSecretApi, SettingsApi
+from schedules.apis import OccurrenceListApi, ScheduleDetailApi, ScheduleListApi
 
 from .auth_apis import TokenApi
 from .health import health, ready
@@ -44,6 +45,13 @@ api = [
         "notifications/settings/rotate-secret/",
         RotateSecretApi.as_view(),
         name="notification-secret",
+    ),
+    path("schedules/", ScheduleListApi.as_view(), name="schedules"),
+    path("schedules/<uuid:schedule_id>/", ScheduleDetailApi.as_view(), name="schedule"),
+    path(
+        "schedules/<uuid:schedule_id>/occurrences/",
+        OccurrenceListApi.as_view(),
+        name="schedule-occurrences",
     ),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),

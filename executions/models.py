@@ -68,6 +68,14 @@ class GraphExecution(models.Model):
         related_name="child_executions",
     )
     depth = models.PositiveSmallIntegerField(default=0)
+    # The schedule that started this run, if one did (its occurrence names the fire time).
+    schedule = models.ForeignKey(
+        "schedules.Schedule",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="executions",
+    )
     active_count = models.IntegerField(default=0)
     unhandled_error_count = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)

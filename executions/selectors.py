@@ -56,6 +56,8 @@ def execution_record(execution: GraphExecution, *, with_nodes: bool = True) -> d
         # A sub-graph run names the agent_executor node execution (and run) it works for.
         "parent_node_execution_id": execution.parent_node_execution_id,
         "parent_execution_id": _parent_run_id(execution),
+        # A run a schedule started names it (its occurrence names the fire time).
+        "schedule_id": str(execution.schedule_id) if execution.schedule_id else None,
     }
     if with_nodes:
         record["node_executions"] = [

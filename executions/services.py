@@ -53,6 +53,7 @@ def execution_create(
     version: int | None = None,
     parent_node_execution_id: int | None = None,
     depth: int = 0,
+    schedule_id=None,
 ) -> GraphExecution:
     """Validates the run's inputs and records a QUEUED execution; its start is published
     once the record is committed. Raises GraphInvalid on bad input and InsufficientCredits
@@ -90,6 +91,7 @@ def execution_create(
             time_limit=settings.ENGINE_MAX_EXECUTION_SECONDS,
             parent_node_execution_id=parent_node_execution_id,
             depth=depth,
+            schedule_id=schedule_id,
         )
         events.emit_run(execution.pk)
         transaction.on_commit(lambda: dispatch.start_execution(execution.pk))

@@ -32,7 +32,7 @@ pids+=($!)
 # With no -Q the worker consumes every queue of task_queues (nodes and engine).
 $BIN/celery -A config worker -c "$WORKER_CONCURRENCY" -n "worker@%h" -l info &
 pids+=($!)
-$BIN/celery -A config beat -l info --scheduler django_celery_beat.schedulers:DatabaseScheduler \
+$BIN/celery -A config beat -l info --scheduler schedules.beat:Scheduler \
   --pidfile= &
 pids+=($!)
 $BIN/celery -A config flower --port="$FLOWER_PORT" --address=127.0.0.1 --persistent=True \

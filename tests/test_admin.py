@@ -91,3 +91,39 @@ def test_admin_cancel_and_resume_actions(staff_client, user):
     running.refresh_from_db()
     done.refresh_from_db()
     assert running.status == Status.CANCELLED and done.status == Status.COMPLETED
+
+
+def test_staff_see_schedules_with_occurrences_and_can_disable_them(staff_client, user):
+    from django_celery_beat.models import PeriodicTask
+
+    from schedules.models import Occurrence
+    from schedules.services import schedule_create
+
+    version = graph_create(owner=user, document=greeting())
+    schedule = schedule_create(
+        owner=user, values={"graph_id": version.graph_id, "cron": "0 * * * *"}
+    )
+    Occurrence.objects.create(
+        schedule=schedule, fire_time="2026-06-01T10:00:00Z", outcome="skipped", reason="overlap"
+    )
+    page = staff_client.get(f"/admin/schedules/schedule/{schedule.pk}/change/")
+    assert page.status_code == 200
+    assert b"overlap" in page.content and b"next fire times" in page.content.lower()
+    listing = staff_client.get(f"/admin/schedules/occurrence/?schedule__id={schedule.pk}")
+    assert listing.status_code == 200 and b"overlap" in listing.content
+    assert staff_client.get("/admin/django_celery_beat/periodictask/").status_code == 200
+
+    response = staff_client.post(
+        "/admin/schedules/schedule/",
+        {"action": "disable", "_selected_action": [str(schedule.pk)]},
+    )
+    assert response.status_code == 302
+    schedule.refresh_from_db()
+    assert not schedule.enabled
+    assert not PeriodicTask.objects.get(pk=schedule.periodic_task_id).enabled
+
+
+def test_non_staff_cannot_reach_the_schedules_admin(client, user):
+    client.force_login(user)
+    response = client.get("/admin/schedules/schedule/")
+    assert response.status_code == 302 and "/login/" in response["Location"]
