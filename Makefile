@@ -34,7 +34,7 @@ run: migrate
 lint: deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy blocks graphs executions credits notifications schedules config
+	$(VENV)/bin/mypy blocks graphs executions credits notifications schedules credentials config
 
 format: deps
 	$(VENV)/bin/ruff format .
@@ -46,6 +46,7 @@ browser:
 test: setup lint browser
 	$(PY) manage.py makemigrations --check --dry-run
 	$(PY) manage.py spectacular --validate --fail-on-warn --file /dev/null
+	rm -rf .local/test-metrics  # metrics files of earlier test sessions' processes
 	$(VENV)/bin/pytest
 
 bench: migrate

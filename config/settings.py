@@ -5,6 +5,7 @@ the project root with no environment at all. With DJANGO_ENV=production, unsafe 
 (debug, the development secret key, open hosts) are refused at start-up.
 """
 
+import os
 from pathlib import Path
 
 import environ
@@ -23,14 +24,46 @@ DEBUG = env.bool("DJANGO_DEBUG", default=not PRODUCTION)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["*"] if not PRODUCTION else [])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
+# The superuser `make run` creates (manage.py ensure_admin), and Flower's basic auth.
+DEV_ADMIN_PASSWORD = "admin"
+ADMIN_PASSWORD = env.str("ADMIN_PASSWORD", default="" if PRODUCTION else DEV_ADMIN_PASSWORD)
+FLOWER_BASIC_AUTH = env.str("FLOWER_BASIC_AUTH", default=f"admin:{ADMIN_PASSWORD}")
+FLOWER_PORT = env.int("FLOWER_PORT", default=5555)
+FLOWER_ADDRESS = env.str("FLOWER_ADDRESS", default="127.0.0.1")
+FLOWER_DB = env.str("FLOWER_DB", default=str(BASE_DIR / ".local" / "flower.db"))
+
+# Fernet keys for users' credentials, newest first (credentials/crypto.py; rotation in the
+# README). Generate one with:
+#   python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"
+DEV_CREDENTIALS_KEY = "bG9jYWwtZGV2ZWxvcG1lbnQtb25seS1ub3QtYS1rZXk="
+CREDENTIALS_ENCRYPTION_KEYS = env.list(
+    "CREDENTIALS_ENCRYPTION_KEYS", default=[] if PRODUCTION else [DEV_CREDENTIALS_KEY]
+)
+
 if PRODUCTION:
-    problems = []
-    if SECRET_KEY == DEV_SECRET_KEY or len(SECRET_KEY) < 32:
-        problems.append("DJANGO_SECRET_KEY must be set to a long random value")
-    if DEBUG:
-        problems.append("DJANGO_DEBUG must be off")
-    if not ALLOWED_HOSTS or "*" in ALLOWED_HOSTS:
-        problems.append("DJANGO_ALLOWED_HOSTS must list the served host names")
+    # Behind a TLS-terminating proxy: cookies only over HTTPS, and trust its scheme header.
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+SESSION_COOKIE_HTTPONLY = True
+
+if PRODUCTION:
+    from .safety import production_problems
+
+    problems = production_problems(
+        secret_key=SECRET_KEY,
+        dev_secret_key=DEV_SECRET_KEY,
+        debug=DEBUG,
+        allowed_hosts=ALLOWED_HOSTS,
+        admin_password=ADMIN_PASSWORD,
+        dev_admin_password=DEV_ADMIN_PASSWORD,
+        flower_basic_auth=FLOWER_BASIC_AUTH,
+        credentials_keys=CREDENTIALS_ENCRYPTION_KEYS,
+        dev_credentials_key=DEV_CREDENTIALS_KEY,
+    )
     if problems:
         raise ImproperlyConfigured("unsafe production settings: " + "; ".join(problems))
 
@@ -54,11 +87,15 @@ INSTALLED_APPS = [
     "credits",
     "notifications",
     "schedules",
+    "credentials",
 ]
 
 MIDDLEWARE = [
+    "config.metrics.RequestLatencyMiddleware",
     "config.middleware.RequestSizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files (the admin's) from the ASGI server itself, compressed and cached.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -130,14 +167,28 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / ".local" / "static"
+STATIC_ROOT = env.str("STATIC_ROOT", default=str(BASE_DIR / ".local" / "static"))
+# Locally files are served from the apps themselves; production serves the collected ones.
+WHITENOISE_USE_FINDERS = DEBUG
 
 # --- API ----------------------------------------------------------------------------------
 # Largest request body accepted, in bytes; larger ones get 413 before anything is parsed.
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=5 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 
+# Request rates (DRF throttling counted in Redis, config/throttling.py): per user (token or
+# session) and per client address for anonymous requests; "N/second|minute|hour|day".
+API_THROTTLE_USER = env.str("API_THROTTLE_USER", default="1200/minute")
+API_THROTTLE_ANON = env.str("API_THROTTLE_ANON", default="60/minute")
+
 REST_FRAMEWORK = {
+    # Proxies in front that append to X-Forwarded-For; 0 trusts only the peer address, so a
+    # client cannot pick its own identity for the anonymous rate.
+    "NUM_PROXIES": env.int("API_NUM_PROXIES", default=0),
+    "DEFAULT_THROTTLE_CLASSES": [
+        "config.throttling.UserRateThrottle",
+        "config.throttling.AnonRateThrottle",
+    ],
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "config.authentication.StrictTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
@@ -182,6 +233,11 @@ ENGINE_MAX_EXECUTION_SECONDS = env.int("ENGINE_MAX_EXECUTION_SECONDS", default=6
 ENGINE_RETRY_BASE_SECONDS = env.float("ENGINE_RETRY_BASE_SECONDS", default=1.0)
 ENGINE_RETRY_MAX_SECONDS = env.float("ENGINE_RETRY_MAX_SECONDS", default=60.0)
 ENGINE_RETRY_LIMITS = {k: int(v) for k, v in env.dict("ENGINE_RETRY_LIMITS", default={}).items()}
+# Runs one user may have running (or paused) at once; more wait QUEUED and start, oldest
+# first, as theirs end. Sub-graph runs do not count. 0: no cap.
+ENGINE_MAX_RUNNING_PER_USER = env.int("ENGINE_MAX_RUNNING_PER_USER", default=50)
+# Largest graph inputs (JSON) one run, or schedule, accepts.
+ENGINE_MAX_INPUT_BYTES = env.int("ENGINE_MAX_INPUT_BYTES", default=1024 * 1024)
 # Sub-graphs (agent_executor) may nest this deep; a graph that runs itself stops here.
 ENGINE_MAX_DEPTH = env.int("ENGINE_MAX_DEPTH", default=5)
 # A worker holds a lease on each node it runs, renewed while it runs; a redelivered task
@@ -220,11 +276,39 @@ CREDITS_LOW_BALANCE_THRESHOLD = env.int("CREDITS_LOW_BALANCE_THRESHOLD", default
 # How long a process keeps administrators' price overrides before reading them again.
 CREDITS_PRICE_CACHE_SECONDS = env.float("CREDITS_PRICE_CACHE_SECONDS", default=5.0)
 
+# --- Metrics ------------------------------------------------------------------------------
+# Every process writes its counts here (prometheus_client multiprocess mode); /metrics sums
+# them. Must be set before prometheus_client is imported, hence here. `make run` empties it.
+METRICS_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default=str(BASE_DIR / ".local" / "metrics"))
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = METRICS_DIR
+Path(METRICS_DIR).mkdir(parents=True, exist_ok=True)
+# /metrics answers a bearer token when METRICS_TOKEN is set; otherwise these networks.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.0.1/32", "::1/128"])
+
+# Readable lines locally, one JSON object per line in production (LOG_FORMAT overrides).
+# Either way each record carries execution_id and node_execution_id (config/logs.py).
+LOG_FORMAT = env.str("LOG_FORMAT", default="json" if PRODUCTION else "plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "config.logs.ContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s%(context)s: %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(execution_id)s "
+            "%(node_execution_id)s %(process)d",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }

@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from blocks.apis import BlockListApi
+from credentials.apis import CredentialDetailApi, CredentialListApi
 from credits.apis import BalanceApi, GrantApi, TransactionListApi
 from executions.apis import (
     ExecutionControlApi,
@@ -17,6 +18,7 @@ from schedules.apis import OccurrenceListApi, ScheduleDetailApi, ScheduleListApi
 
 from .auth_apis import TokenApi
 from .health import health, ready
+from .metrics import metrics_view
 
 api = [
     path("auth/token/", TokenApi.as_view(), name="token"),
@@ -46,6 +48,8 @@ api = [
         RotateSecretApi.as_view(),
         name="notification-secret",
     ),
+    path("credentials/", CredentialListApi.as_view(), name="credentials"),
+    path("credentials/<str:name>/", CredentialDetailApi.as_view(), name="credential"),
     path("schedules/", ScheduleListApi.as_view(), name="schedules"),
     path("schedules/<uuid:schedule_id>/", ScheduleDetailApi.as_view(), name="schedule"),
     path(
@@ -64,6 +68,7 @@ urlpatterns = [
     path("executions/<uuid:execution_id>/live/", live_run_page, name="execution-live"),
     path("health", health, name="health"),
     path("ready", ready, name="ready"),
+    path("metrics", metrics_view, name="metrics"),
 ]
 
 # Unknown paths and server errors answer JSON too, never an HTML page.

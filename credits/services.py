@@ -7,6 +7,7 @@ reference, so a retried or redelivered task is never charged twice.
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 
+from config import metrics
 from executions.engine import Plan
 from executions.models import NodeExecution
 from notifications.models import Notification
@@ -100,6 +102,8 @@ def ledger_apply(
         except IntegrityError:
             # A concurrent transaction applied this reference first.
             return Applied(CreditTransaction.objects.get(reference=reference), False)
+        if type == Type.USAGE and row.amount < 0:
+            transaction.on_commit(functools.partial(metrics.CREDITS_CHARGED.inc, -row.amount))
         if node_execution_id is not None and row.amount:
             NodeExecution.objects.filter(id=node_execution_id).update(cost=F("cost") - row.amount)
         _notify_on_crossing(user_id, before, after)

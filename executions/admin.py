@@ -1,7 +1,21 @@
+import uuid
+
 from django.contrib import admin, messages
+from django.db.models import Q
+
+from config.admin_display import pretty_json, pretty_text
+from credits.services import InsufficientCredits
+from graphs.validation import GraphInvalid
 
 from . import control
 from .models import GraphExecution, NodeExecution, Recovery
+from .services import execution_create
+
+
+def _duration(start, end) -> str:
+    if start is None or end is None:
+        return "-"
+    return f"{(end - start).total_seconds():.3f} s"
 
 
 class NodeExecutionInline(admin.TabularInline):
@@ -13,17 +27,37 @@ class NodeExecutionInline(admin.TabularInline):
         "status",
         "attempts",
         "cost",
-        "input_data",
-        "output_data",
-        "error",
+        "inputs",
+        "outputs",
+        "error_text",
         "task_id",
         "queued_at",
-        "started_at",
-        "ended_at",
+        "queue_wait",
+        "run_time",
     )
     readonly_fields = fields
     extra = 0
     can_delete = False
+
+    @admin.display(description="input")
+    def inputs(self, obj):
+        return pretty_json(obj.input_data)
+
+    @admin.display(description="output")
+    def outputs(self, obj):
+        return pretty_json(obj.output_data)
+
+    @admin.display(description="error")
+    def error_text(self, obj):
+        return pretty_text(obj.error)
+
+    @admin.display(description="waited")
+    def queue_wait(self, obj):
+        return _duration(obj.queued_at, obj.started_at)
+
+    @admin.display(description="ran")
+    def run_time(self, obj):
+        return _duration(obj.started_at, obj.ended_at)
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -31,12 +65,60 @@ class NodeExecutionInline(admin.TabularInline):
 
 @admin.register(GraphExecution)
 class GraphExecutionAdmin(admin.ModelAdmin):
-    list_display = ("id", "graph", "user", "status", "created_at", "ended_at")
-    list_filter = ("status", "created_at")
-    search_fields = ("id", "graph__id", "user__username")
-    readonly_fields = [f.name for f in GraphExecution._meta.fields]
+    list_display = ("id", "graph", "user", "status", "created_at", "duration")
+    list_filter = (
+        "status",
+        ("graph", admin.RelatedOnlyFieldListFilter),
+        ("user", admin.RelatedOnlyFieldListFilter),
+        "created_at",
+    )
+    date_hierarchy = "created_at"
+    search_fields = ("id",)  # see get_search_results
+    list_select_related = ("graph", "user")
+    readonly_fields = [
+        *(f.name for f in GraphExecution._meta.fields if f.name not in ("inputs", "outputs")),
+        "inputs_pretty",
+        "outputs_pretty",
+    ]
     inlines = [NodeExecutionInline]
-    actions = ["cancel_runs", "pause_runs", "resume_runs"]
+    actions = ["cancel_runs", "pause_runs", "resume_runs", "rerun"]
+
+    @admin.display(description="inputs")
+    def inputs_pretty(self, obj):
+        return pretty_json(obj.inputs)
+
+    @admin.display(description="outputs")
+    def outputs_pretty(self, obj):
+        return pretty_json(obj.outputs)
+
+    @admin.display(description="duration")
+    def duration(self, obj):
+        return _duration(obj.started_at, obj.ended_at)
+
+    def get_search_results(self, request, queryset, search_term):
+        """A run id or graph id finds its runs; anything else searches user names."""
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        try:
+            key = uuid.UUID(term)
+        except ValueError:
+            return queryset.filter(user__username__icontains=term), False
+        return queryset.filter(Q(id=key) | Q(graph_id=key)), False
+
+    @admin.action(description="Re-run the selected runs (same version, same inputs)")
+    def rerun(self, request, queryset):
+        for execution in queryset.select_related("graph", "graph_version", "user"):
+            try:
+                new = execution_create(
+                    user=execution.user,
+                    graph=execution.graph,
+                    inputs=execution.inputs,
+                    version=execution.graph_version.version,
+                )
+                self.message_user(request, f"{execution.pk}: re-run as {new.pk}.")
+            except (GraphInvalid, InsufficientCredits) as exc:
+                self.message_user(request, f"{execution.pk}: {exc}", messages.WARNING)
 
     def _apply(self, request, queryset, action, verb):
         for execution in queryset:

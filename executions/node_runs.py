@@ -11,6 +11,7 @@ import json
 import logging
 import random
 import time
+import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,12 +22,15 @@ from django.utils import timezone
 
 from blocks.base import ERROR_PIN, BlockError, RunContext, TransientBlockError
 from blocks.registry import get_block, get_block_class
+from config import metrics
 from config.json_values import clean_text
+from credentials.references import redact
+from credentials.services import CredentialMissing, node_input_resolve
 from credits.costs import price_of
 from credits.services import InsufficientCredits, NodeCharge, charge_node_run, settle_node_run
 
 from . import events
-from .engine import Status, node_time_limit, retry_delay, retry_limit
+from .engine import Status, merge_dynamic_pins, node_time_limit, retry_delay, retry_limit
 from .events import node_event
 from .leases import NodeLease
 from .models import NodeExecution
@@ -124,6 +128,7 @@ def node_process(node_execution_id: int, *, take_over: bool) -> None:
             node_fail_unpaid(claimed, str(exc))
             return
         outcome = node_run(claimed)
+        metrics.NODE_RUN_SECONDS.labels(claimed.block).observe(outcome.seconds)
         if outcome.child_execution_id is not None:
             return  # the child's end completes this node
         if outcome.transient and claimed.retries_left > 0:
@@ -147,7 +152,8 @@ UPDATE executions_nodeexecution AS ne
  WHERE ne.id = %s AND ge.id = ne.execution_id AND ge.status = 'RUNNING'
    AND (ne.status = 'QUEUED' OR (ne.status = 'RUNNING' AND %s))
 RETURNING ne.execution_id, ne.node_id, ne.block, ne.input_data, ge.graph_version_id,
-          ge.user_id, ge.graph_id, ne.attempts, ge.depth, ne.join_id IS NOT NULL
+          ge.user_id, ge.graph_id, ne.attempts, ge.depth, ne.join_id IS NOT NULL,
+          EXTRACT(EPOCH FROM clock_timestamp() - ne.queued_at)
 """
 
 
@@ -162,9 +168,11 @@ def node_claim(node_execution_id: int, *, take_over: bool = False) -> ClaimedNod
     if row is None:
         cancel_if_run_ended(node_execution_id)
         return None
-    execution_id, node_id, block, input_data, version_id, user_id, graph_id, *rest = row
+    execution_id, node_id, block, input_data, version_id, user_id, graph_id, *rest, waited = row
     if isinstance(input_data, str):
         input_data = json.loads(input_data)
+    if waited is not None and claimed_first_time(rest):
+        metrics.NODE_QUEUE_WAIT_SECONDS.labels(block).observe(max(0.0, float(waited)))
     events.emit(
         execution_id, [node_event(execution_id, node_execution_id, node_id, Status.RUNNING)]
     )
@@ -179,6 +187,11 @@ def node_claim(node_execution_id: int, *, take_over: bool = False) -> ClaimedNod
         graph_id,
         *rest,
     )
+
+
+def claimed_first_time(rest: list[Any]) -> bool:
+    """Queue wait is measured on the first attempt; a retry's wait includes its backoff."""
+    return rest[0] == 1
 
 
 def _charge(claimed: ClaimedNode) -> bool:
@@ -199,7 +212,9 @@ def _charge(claimed: ClaimedNode) -> bool:
 
 def node_run(claimed: ClaimedNode) -> Outcome:
     """Runs the block within the node's time limit: what it yielded, and how it ended
-    (yields before a failure are kept, like a stream that broke)."""
+    (yields before a failure are kept, like a stream that broke). Credential references the
+    graph's author wrote are resolved here, in the worker, and every secret put in is
+    redacted from what comes out (outputs, error, log)."""
     ctx = RunContext(
         claimed.user_id,
         str(claimed.execution_id),
@@ -211,8 +226,18 @@ def node_run(claimed: ClaimedNode) -> Outcome:
     )
     outcome = Outcome()
     started = time.monotonic()
+    authored = plan_for_version(claimed.graph_version_id).nodes[claimed.node_id].input_default
     try:
-        for pin, value in get_block(claimed.block).execute(claimed.input_data, ctx):
+        resolved = node_input_resolve(
+            user_id=claimed.user_id,
+            authored=merge_dynamic_pins(dict(authored)),
+            input_data=claimed.input_data,
+        )
+    except CredentialMissing as exc:
+        outcome.error = str(exc)
+        return outcome
+    try:
+        for pin, value in get_block(claimed.block).execute(resolved.input_data, ctx):
             if pin == ERROR_PIN:
                 outcome.error = str(value)
                 break
@@ -226,9 +251,18 @@ def node_run(claimed: ClaimedNode) -> Outcome:
     except BlockError as exc:
         outcome.error = str(exc)
     except Exception as exc:  # a block's bug must fail its node, not the worker
-        log.exception("block %s failed on node execution %s", claimed.block, claimed.id)
+        trace = "".join(traceback.format_exception(exc))
+        log.error(
+            "block %s failed on node execution %s: %s",
+            claimed.block,
+            claimed.id,
+            redact(trace, resolved.secrets),
+        )
         outcome.error = f"{type(exc).__name__}: {exc}"
     outcome.seconds = time.monotonic() - started
+    if resolved.secrets:
+        outcome.outputs = redact(outcome.outputs, resolved.secrets)
+        outcome.error = redact(outcome.error, resolved.secrets)
     return outcome
 
 
@@ -241,6 +275,7 @@ def node_complete(claimed: ClaimedNode, outcome: Outcome) -> None:
         claimed.graph_version_id,
         claimed.id,
         claimed.node_id,
+        claimed.block,
         claimed.in_chord,
         outcome,
         payer=claimed.payer,
@@ -253,7 +288,7 @@ def node_complete_from_child(node_execution_id: int, child) -> None:
     transaction."""
     row = (
         NodeExecution.objects.filter(id=node_execution_id)
-        .values("execution_id", "node_id", "join_id", "execution__graph_version_id")
+        .values("execution_id", "node_id", "block", "join_id", "execution__graph_version_id")
         .first()
     )
     if row is None:
@@ -268,6 +303,7 @@ def node_complete_from_child(node_execution_id: int, child) -> None:
         row["execution__graph_version_id"],
         node_execution_id,
         row["node_id"],
+        row["block"],
         row["join_id"] is not None,
         outcome,
         payer=None,
@@ -279,6 +315,7 @@ def _record(
     version_id: int,
     ne_id: int,
     node_id: str,
+    block: str,
     in_chord: bool,
     outcome: Outcome,
     *,
@@ -303,6 +340,10 @@ def _record(
         )
         if not moved:
             return
+        ended = Status.FAILED if error is not None else Status.COMPLETED
+        transaction.on_commit(metrics.NODE_EXECUTIONS.labels(block, ended).inc)
+        if error is not None:
+            log.warning("node %s (%s) failed: %.500s", node_id, block, error)
         if payer is not None:
             settle_node_run(payer, seconds=outcome.seconds, output_data=output_data)
         done = node_event(
@@ -336,6 +377,7 @@ def node_fail_unpaid(claimed: ClaimedNode, reason: str) -> None:
             ended_at=timezone.now(),
         )
         if moved:
+            transaction.on_commit(metrics.NODE_EXECUTIONS.labels(claimed.block, Status.FAILED).inc)
             failed = node_event(
                 claimed.execution_id, claimed.id, claimed.node_id, Status.FAILED, error=reason
             )

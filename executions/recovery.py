@@ -19,6 +19,7 @@ from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from config import metrics
 from config.celery import app
 
 from . import dispatch
@@ -26,7 +27,7 @@ from .control import redispatch_queued
 from .engine import TERMINAL, Status
 from .leases import NodeLease, lease_exists
 from .models import GraphExecution, NodeExecution, Recovery
-from .services import execution_finish
+from .services import execution_finish, users_at_cap
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +45,17 @@ def watchdog() -> dict[str, int]:
             _recorded(run.pk, "deadline", f"wall-clock limit of {run.time_limit} s passed")
             counts["deadline"] += 1
 
-    for run_id in GraphExecution.objects.filter(
-        status=Status.QUEUED, created_at__lt=stalled_since
-    ).values_list("id", flat=True):
+    waiting = list(
+        GraphExecution.objects.filter(
+            status=Status.QUEUED, created_at__lt=stalled_since
+        ).values_list("id", "user_id", "depth")
+    )
+    # Runs waiting for a slot under the per-user cap are not stalled; the end of one of
+    # their owner's runs starts them.
+    full = users_at_cap({user_id for _, user_id, _ in waiting})
+    for run_id, user_id, depth in waiting:
+        if depth == 0 and user_id in full:
+            continue
         dispatch.start_execution(run_id)
         _recorded(run_id, "start", "start message published again")
         counts["start"] += 1
@@ -118,6 +127,7 @@ def _redrive_orphans(run: GraphExecution, stalled_since) -> int:
 
 def _recorded(execution_id, kind: str, detail: str) -> None:
     Recovery.objects.create(execution_id=execution_id, kind=kind, detail=detail)
+    transaction.on_commit(metrics.WATCHDOG_RECOVERIES.labels(kind).inc)
     log.warning("recovery %s of run %s: %s", kind, execution_id, detail)
 
 

@@ -9,6 +9,8 @@ Running one node is in node_runs.py; cancel, pause and resume in control.py.
 
 from __future__ import annotations
 
+import collections
+import functools
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -19,6 +21,7 @@ from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from blocks.registry import get_block_class
+from config import metrics
 from credits.services import ensure_can_start
 from graphs.models import Graph
 from graphs.selectors import version_get
@@ -99,8 +102,17 @@ def execution_create(
 
 
 def execution_start(execution_id) -> None:
-    """QUEUED -> RUNNING, then queue the starting nodes. A second call finds nothing to do."""
+    """QUEUED -> RUNNING, then queue the starting nodes. A second call finds nothing to do.
+    A user already at ENGINE_MAX_RUNNING_PER_USER keeps the run QUEUED: the end of one of
+    their runs starts it (start_waiting_runs)."""
     with transaction.atomic():
+        owner = (
+            GraphExecution.objects.filter(id=execution_id, status=Status.QUEUED)
+            .values_list("user_id", "depth")
+            .first()
+        )
+        if owner is None or not _slot_free(*owner):
+            return
         now = timezone.now()
         moved = move(
             GraphExecution.objects.filter(id=execution_id),
@@ -110,6 +122,7 @@ def execution_start(execution_id) -> None:
         )
         if not moved:
             return
+        transaction.on_commit(metrics.EXECUTIONS_STARTED.inc)
         execution = GraphExecution.objects.only("graph_version_id", "inputs", "time_limit").get(
             id=execution_id
         )
@@ -141,6 +154,56 @@ def execution_start(execution_id) -> None:
             result=Propagation(queued, len(rows)),
             unhandled=0,
         )
+
+
+_USER_RUNS_LOCK = 7_302  # advisory lock namespace: one user's run starts take turns
+OCCUPYING = [Status.RUNNING, Status.PAUSED]
+
+
+def _slot_free(user_id: int, depth: int) -> bool:
+    """Whether a user's top-level run may start now. Sub-graph runs always may: their parent
+    holds a slot and waits for them."""
+    cap = settings.ENGINE_MAX_RUNNING_PER_USER
+    if not cap or depth > 0:
+        return True
+    with connection.cursor() as cursor:  # two starts must not both take the last slot
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_USER_RUNS_LOCK, user_id])
+    return _occupied(user_id) < cap
+
+
+def _occupied(user_id: int) -> int:
+    return GraphExecution.objects.filter(user_id=user_id, depth=0, status__in=OCCUPYING).count()
+
+
+def start_waiting_runs(user_id: int) -> int:
+    """Publish the start of a user's oldest QUEUED runs, as many as they have free slots;
+    returns how many. Each start checks the cap again, so a surplus start is harmless."""
+    cap = settings.ENGINE_MAX_RUNNING_PER_USER
+    free = cap - _occupied(user_id) if cap else 1_000
+    if free <= 0:
+        return 0
+    waiting = list(
+        GraphExecution.objects.filter(user_id=user_id, depth=0, status=Status.QUEUED)
+        .order_by("created_at")
+        .values_list("id", flat=True)[:free]
+    )
+    for run_id in waiting:
+        dispatch.start_execution(run_id)
+    return len(waiting)
+
+
+def users_at_cap(user_ids) -> set[int]:
+    """Of these users, those whose running (or paused) top-level runs fill their cap."""
+    cap = settings.ENGINE_MAX_RUNNING_PER_USER
+    if not cap:
+        return set()
+    return set(
+        GraphExecution.objects.filter(user_id__in=user_ids, depth=0, status__in=OCCUPYING)
+        .values("user_id")
+        .annotate(n=Count("id"))
+        .filter(n__gte=cap)
+        .values_list("user_id", flat=True)
+    )
 
 
 # --- joining fan-ins ------------------------------------------------------------------------
@@ -270,6 +333,11 @@ def execution_finish(
         )
         if not moved:
             return False
+        transaction.on_commit(metrics.EXECUTIONS_FINISHED.labels(status).inc)
+        owner = GraphExecution.objects.values_list("user_id", "depth").get(id=execution_id)
+        if owner[1] == 0 and settings.ENGINE_MAX_RUNNING_PER_USER:
+            # A slot is free: the user's next waiting run may start.
+            transaction.on_commit(functools.partial(start_waiting_runs, owner[0]))
         nodes = NodeExecution.objects.filter(execution_id=execution_id)
         stopping = [Status.QUEUED]
         if stop_running:
@@ -277,20 +345,21 @@ def execution_finish(
         stopped = list(
             nodes.filter(status__in=stopping)
             .select_for_update()
-            .values_list("id", "node_id", "task_id")
+            .values_list("id", "node_id", "task_id", "block")
         )
-        task_ids = [task_id for _, _, task_id in stopped if task_id]
+        task_ids = [task_id for _, _, task_id, _ in stopped if task_id]
         move(
-            nodes.filter(id__in=[pk for pk, _, _ in stopped]),
+            nodes.filter(id__in=[pk for pk, *_ in stopped]),
             stopping,
             Status.CANCELLED,
             ended_at=now,
         )
+        count_cancelled(block for *_, block in stopped)
         events.emit(
             execution_id,
             [
                 events.node_event(execution_id, pk, node_id, Status.CANCELLED)
-                for pk, node_id, _ in stopped
+                for pk, node_id, *_ in stopped
             ],
         )
         if stop_running:
@@ -377,6 +446,13 @@ def _unhandled_message(execution_id) -> str:
     return f"node {failed[0]!r} failed: {failed[1]}" if failed else "a node failed"
 
 
+def count_cancelled(blocks) -> None:
+    for block, n in collections.Counter(blocks).items():
+        transaction.on_commit(
+            functools.partial(metrics.NODE_EXECUTIONS.labels(block, Status.CANCELLED).inc, n)
+        )
+
+
 def cancel_queued(queued: list[Queued], execution_id) -> None:
     if queued:
         move(
@@ -385,6 +461,7 @@ def cancel_queued(queued: list[Queued], execution_id) -> None:
             Status.CANCELLED,
             ended_at=timezone.now(),
         )
+        count_cancelled(q.block for q in queued)
         events.emit(
             execution_id,
             [events.node_event(execution_id, q.id, q.node_id, Status.CANCELLED) for q in queued],

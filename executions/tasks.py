@@ -9,6 +9,8 @@ from celery import shared_task
 from django.conf import settings
 from django.db import DatabaseError
 
+from config.logs import log_context
+
 from . import node_runs, recovery, services
 
 # Database hiccups are retried with backoff (the retried task may take its node back).
@@ -22,7 +24,8 @@ _DB_RETRY = {
 
 @shared_task(name="executions.start_execution", max_retries=20, **_DB_RETRY)
 def start_execution(execution_id: str) -> None:
-    services.execution_start(execution_id)
+    with log_context(execution_id):
+        services.execution_start(execution_id)
 
 
 @shared_task(name="executions.run_node", bind=True, max_retries=None, **_DB_RETRY)
@@ -31,7 +34,8 @@ def run_node(self, node_execution_id: int, execution_id: str, take_over: bool = 
     redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
     take_over = take_over or redelivered or self.request.retries > 0
     try:
-        node_runs.node_process(node_execution_id, take_over=take_over)
+        with log_context(execution_id, node_execution_id):
+            node_runs.node_process(node_execution_id, take_over=take_over)
     except node_runs.LeaseHeld as exc:
         # Its owner may be alive (the broker redelivered after a dropped connection): look
         # again once the lease could have lapsed.
@@ -43,7 +47,8 @@ def run_node(self, node_execution_id: int, execution_id: str, take_over: bool = 
 @shared_task(name="executions.join_nodes", bind=True, max_retries=None, **_DB_RETRY)
 def join_nodes(self, execution_id: str, version_id: int, member_ids: list[int]) -> None:
     try:
-        services.chord_join(execution_id, version_id, member_ids)
+        with log_context(execution_id):
+            services.chord_join(execution_id, version_id, member_ids)
     except services.JoinNotReady as exc:
         # The chord fired early (a member counted twice after a redelivery, or still waiting
         # for a sub-graph): wait for the rest.

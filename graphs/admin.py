@@ -1,14 +1,25 @@
 from django.contrib import admin
+from django.utils.html import format_html_join
+
+from config.admin_display import pretty_json
 
 from .models import Graph, GraphVersion, Link, Node
 
 
 class NodeInline(admin.TabularInline):
     model = Node
-    fields = ("position", "node_id", "block", "input_default", "metadata")
+    fields = ("position", "node_id", "block", "defaults", "timeout", "meta")
     readonly_fields = fields
     extra = 0
     can_delete = False
+
+    @admin.display(description="input defaults")
+    def defaults(self, obj):
+        return pretty_json(obj.input_default)
+
+    @admin.display(description="metadata")
+    def meta(self, obj):
+        return pretty_json(obj.metadata)
 
 
 class LinkInline(admin.TabularInline):
@@ -43,8 +54,29 @@ class GraphVersionAdmin(admin.ModelAdmin):
 
     list_display = ("name", "graph", "version", "created_at")
     search_fields = ("name", "graph__id")
-    readonly_fields = ("graph", "version", "name", "description", "created_at")
+    readonly_fields = ("graph", "version", "name", "description", "created_at", "wiring")
     inlines = [NodeInline, LinkInline]
+
+    @admin.display(description="links")
+    def wiring(self, obj):
+        """The graph as lines of `source.pin -> sink.pin`, in document order."""
+        return (
+            format_html_join(
+                "",
+                "<div><code>{}.{} → {}.{}</code>{}</div>",
+                (
+                    (
+                        link.source_id,
+                        link.source_name,
+                        link.sink_id,
+                        link.sink_name,
+                        " (static)" if link.is_static else "",
+                    )
+                    for link in obj.links.all()
+                ),
+            )
+            or "no links"
+        )
 
     def has_add_permission(self, request):
         return False

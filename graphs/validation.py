@@ -6,6 +6,7 @@ of problems. Nothing here touches the database.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,8 @@ from django.conf import settings
 
 from blocks.base import ERROR_PIN, Block
 from blocks.registry import get_block_class
+from credentials.models import NAME_PATTERN
+from credentials.references import referenced_names, substitute
 from executions.engine import merge_dynamic_pins, split_pin
 
 NODE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -133,7 +136,12 @@ def _check_nodes(raw_nodes: list[Any], problems: _Problems) -> dict[str, dict[st
                     pin=pin,
                 )
         for pin, value in merge_dynamic_pins(defaults).items():
+            for name in referenced_names(value):
+                if not re.fullmatch(NAME_PATTERN, name):
+                    problems.add(f"invalid credential name {name!r}", node_id=node_id, pin=pin)
             if pin in block.input_pins():
+                # A credential is a string known only at run time: check the rest around it.
+                value = substitute(value, value, lambda name: "credential")
                 reason = block.check_pin_value(pin, value)
                 if reason:
                     problems.add(f"wrong value for pin {pin!r}: {reason}", node_id=node_id, pin=pin)
@@ -273,6 +281,10 @@ def validate_graph_inputs(nodes: list[dict[str, Any]], inputs: Any) -> dict[str,
         inputs = {}
     if not isinstance(inputs, dict):
         raise GraphInvalid([{"field": "inputs", "message": "inputs must be a JSON object"}])
+    size = len(json.dumps(inputs, separators=(",", ":")))
+    if size > settings.ENGINE_MAX_INPUT_BYTES:
+        message = f"inputs are {size} bytes of JSON; the limit is {settings.ENGINE_MAX_INPUT_BYTES}"
+        raise GraphInvalid([{"field": "inputs", "message": message}])
     input_nodes = {n["input_default"].get("name"): n for n in nodes if n["block"] == "input"}
     problems = _Problems([])
     for name in inputs:

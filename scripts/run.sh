@@ -5,12 +5,13 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 BIN=.venv/bin
 PORT="${PORT:-8000}"
-FLOWER_PORT="${FLOWER_PORT:-5555}"
+export FLOWER_PORT="${FLOWER_PORT:-5555}"
 WORKER_CONCURRENCY="${WORKER_CONCURRENCY:-$(nproc)}"
 LOGS=.local/logs
-# Flower can revoke and terminate tasks: never run it open, even locally.
-FLOWER_BASIC_AUTH="${FLOWER_BASIC_AUTH:-admin:${ADMIN_PASSWORD:-admin}}"
 mkdir -p "$LOGS"
+# Metrics files of earlier processes would be summed with this run's: start from none.
+METRICS_DIR="${PROMETHEUS_MULTIPROC_DIR:-.local/metrics}"
+rm -rf "$METRICS_DIR" && mkdir -p "$METRICS_DIR"
 
 $BIN/python manage.py ensure_admin
 $BIN/python manage.py collectstatic --noinput -v 0
@@ -35,8 +36,9 @@ pids+=($!)
 $BIN/celery -A config beat -l info --scheduler schedules.beat:Scheduler \
   --pidfile= &
 pids+=($!)
-$BIN/celery -A config flower --port="$FLOWER_PORT" --address=127.0.0.1 --persistent=True \
-  --db=.local/flower.db --basic-auth="$FLOWER_BASIC_AUTH" >"$LOGS/flower.log" 2>&1 &
+# Flower can revoke and terminate tasks: never open, even locally. Its options (basic auth,
+# persistent state) come from the settings through config/flowerconfig.py.
+$BIN/celery -A config flower --conf=config/flowerconfig.py >"$LOGS/flower.log" 2>&1 &
 pids+=($!)
 
 cat <<MSG

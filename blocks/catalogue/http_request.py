@@ -50,14 +50,17 @@ class HttpRequestBlock(Block):
                 content["content"] = (
                     data.body if isinstance(data.body, str) else json.dumps(data.body)
                 )
-        url, method = data.url, data.method
+        url, method, headers = data.url, data.method, dict(data.headers)
         with httpx.Client(timeout=timeout, follow_redirects=False) as client:
             for _ in range(MAX_REDIRECTS + 1):
                 check_destination(url)
                 try:
-                    with client.stream(method, url, headers=data.headers, **content) as resp:
+                    with client.stream(method, url, headers=headers, **content) as resp:
                         if resp.is_redirect and "location" in resp.headers:
-                            url = urljoin(url, resp.headers["location"])
+                            target = urljoin(url, resp.headers["location"])
+                            if _origin(target) != _origin(url):
+                                headers = _without_secrets(headers)
+                            url = target
                             if resp.status_code in (301, 302, 303):
                                 method, content = "GET", {}
                             continue
@@ -82,6 +85,19 @@ class HttpRequestBlock(Block):
             yield "server_error", value
         else:
             raise BlockError(f"unexpected HTTP status {status}")
+
+
+# Headers that carry credentials: never sent on to another origin by a redirect.
+SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
+
+
+def _origin(url: str) -> tuple[str, str | None, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.hostname, parts.port
+
+
+def _without_secrets(headers: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in headers.items() if k.lower() not in SECRET_HEADERS}
 
 
 def _read_limited(resp: httpx.Response) -> bytes:

@@ -1,5 +1,3 @@
-import os
-
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
@@ -11,11 +9,9 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args, **options):
-        password = os.environ.get("ADMIN_PASSWORD")
-        if password is None:
-            if settings.PRODUCTION:
-                raise CommandError("set ADMIN_PASSWORD: production has no default admin password")
-            password = "admin"
+        password = settings.ADMIN_PASSWORD
+        if not password:
+            raise CommandError("set ADMIN_PASSWORD: production has no default admin password")
         User = get_user_model()
         if User.objects.filter(username="admin").exists():
             self.stdout.write("superuser 'admin' exists")
