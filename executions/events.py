@@ -23,19 +23,29 @@ log = logging.getLogger(__name__)
 STREAM_MAXLEN = 10_000  # events kept per run for catching up (a snapshot covers the rest)
 STREAM_TTL = 24 * 3600
 
-# KEYS: seq counter, stream, terminal flag. ARGV: ttl, maxlen, is_terminal, then one JSON
-# event per remaining argument. Each event gets the next seq and is appended in order.
+# KEYS: seq counter, stream, terminal flag, a node lease (or ""). ARGV: ttl, maxlen,
+# is_terminal, lease action ("" | "take" | "drop"), lease token, lease ttl ms, then one JSON
+# event per remaining argument. Each event gets the next seq and is appended in order. The
+# lease rides along to save a round trip per node: taken with the node's RUNNING event,
+# dropped (if still ours) with its completion.
 _APPEND = """
+if ARGV[4] == 'take' then
+    redis.call('SET', KEYS[4], ARGV[5], 'PX', ARGV[6])
+elseif ARGV[4] == 'drop' and redis.call('GET', KEYS[4]) == ARGV[5] then
+    redis.call('DEL', KEYS[4])
+end
 local last = 0
-for i = 4, #ARGV do
+for i = 7, #ARGV do
     last = redis.call('INCR', KEYS[1])
     local event = cjson.decode(ARGV[i])
     event['seq'] = last
     redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'e', cjson.encode(event))
 end
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-redis.call('EXPIRE', KEYS[2], ARGV[1])
-if ARGV[3] == '1' then redis.call('SET', KEYS[3], last, 'EX', ARGV[1]) end
+if #ARGV >= 7 then
+    redis.call('EXPIRE', KEYS[1], ARGV[1])
+    redis.call('EXPIRE', KEYS[2], ARGV[1])
+    if ARGV[3] == '1' then redis.call('SET', KEYS[3], last, 'EX', ARGV[1]) end
+end
 return last
 """
 
@@ -70,11 +80,12 @@ def terminal_key(execution_id) -> str:
     return f"agentgraph:run:{execution_id}:ended"
 
 
-def emit(execution_id, events: list[dict[str, Any]]) -> None:
+def emit(execution_id, events: list[dict[str, Any]], *, lease=None) -> None:
     """Publish `events` of one run once the current transaction commits (at once outside
-    one). Never raises: a lost event is found again by subscribers (see consumers.py)."""
-    if events:
-        transaction.on_commit(lambda: append_now(execution_id, events))
+    one). Never raises: a lost event is found again by subscribers (see consumers.py).
+    `lease` (a leases.LeaseAction) is taken or dropped in the same Redis call."""
+    if events or lease is not None:
+        transaction.on_commit(lambda: append_now(execution_id, events, lease=lease))
 
 
 def emit_run(execution_id) -> None:
@@ -82,18 +93,24 @@ def emit_run(execution_id) -> None:
     transaction.on_commit(lambda: append_now(execution_id, [run_event(execution_id)]))
 
 
-def append_now(execution_id, events: list[dict[str, Any]]) -> None:
+def append_now(execution_id, events: list[dict[str, Any]], *, lease=None) -> None:
     """Append `events` to the run's log now (emit() waits for the commit)."""
     terminal = any(e.get("type") == "execution" and e.get("terminal") for e in events)
+    lease_args = lease.script_args() if lease is not None else ("", "", "", "")
     try:
         _script()(
-            keys=[seq_key(execution_id), stream_key(execution_id), terminal_key(execution_id)],
-            args=[STREAM_TTL, STREAM_MAXLEN, "1" if terminal else "0",
+            keys=[seq_key(execution_id), stream_key(execution_id), terminal_key(execution_id),
+                  lease_args[0]],
+            args=[STREAM_TTL, STREAM_MAXLEN, "1" if terminal else "0", *lease_args[1:],
                   *(json.dumps(e, default=str) for e in events)],
         )  # fmt: skip
+        if lease is not None:
+            lease.done()
     except redis.RedisError:
         log.warning("could not publish %d event(s) of run %s", len(events), execution_id,
                     exc_info=True)  # fmt: skip
+        if lease is not None:
+            lease.failed()
     if terminal or any(e.get("type") == "execution" and e.get("status") == "QUEUED"
                        for e in events):  # fmt: skip
         _announce(events[-1])

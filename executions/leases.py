@@ -46,11 +46,14 @@ class NodeLease:
         self.key = f"agentgraph:node-lease:{node_execution_id}"
         self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
         self.ttl_ms = settings.ENGINE_NODE_LEASE_SECONDS * 1000
+        self.held = False
+        self.released = False
 
     def acquire(self) -> bool:
         """Take the lease if it is free, or held by a dead process of this host."""
         client = _redis()
         if client.set(self.key, self.token, nx=True, px=self.ttl_ms):
+            self.held = True
             _renewer.add(self)
             return True
         holder = client.get(self.key)
@@ -58,19 +61,54 @@ class NodeLease:
         if holder is not None and _dead_local_owner(str(holder_text)):
             client.eval(_COMPARE_AND_DELETE, 1, self.key, holder)
             if client.set(self.key, self.token, nx=True, px=self.ttl_ms):
+                self.held = True
                 _renewer.add(self)
                 return True
         return False
+
+    def taken_with_event(self) -> LeaseAction:
+        """Take the lease in the Redis call that publishes the node's RUNNING event (after a
+        claim from QUEUED made this task the node's owner)."""
+        return LeaseAction(self, "take")
+
+    def dropped_with_event(self) -> LeaseAction:
+        """Release the lease in the Redis call that publishes the node's completion."""
+        return LeaseAction(self, "drop")
 
     def renew(self) -> bool:
         return bool(_redis().eval(_COMPARE_AND_EXTEND, 1, self.key, self.token, self.ttl_ms))
 
     def release(self) -> None:
+        if not self.held or self.released:
+            return
         _renewer.discard(self)
+        self.released = True
         try:
             _redis().eval(_COMPARE_AND_DELETE, 1, self.key, self.token)
         except redis.RedisError:  # it lapses on its own
             log.warning("could not release %s", self.key, exc_info=True)
+
+
+class LeaseAction:
+    """A lease taken or dropped as part of an event publication (events.append_now)."""
+
+    def __init__(self, lease: NodeLease, action: str):
+        self.lease, self.action = lease, action
+
+    def script_args(self) -> tuple[str, str, str, str]:
+        return (self.lease.key, self.action, self.lease.token, str(self.lease.ttl_ms))
+
+    def done(self) -> None:
+        if self.action == "take":
+            self.lease.held = True
+            _renewer.add(self.lease)
+        else:
+            _renewer.discard(self.lease)
+            self.lease.released = True
+
+    def failed(self) -> None:
+        """Redis did not answer: a taken lease is not held (nothing renews it); a lease to
+        drop stays for release() to try again."""
 
 
 def _dead_local_owner(holder: str) -> bool:

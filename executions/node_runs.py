@@ -13,6 +13,7 @@ import random
 import time
 import traceback
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -111,15 +112,20 @@ class Outcome:
 
 
 def node_process(node_execution_id: int, *, take_over: bool) -> None:
-    """One node task. Raises LeaseHeld or RetryNode for the task to try again later."""
+    """One node task. Raises LeaseHeld or RetryNode for the task to try again later.
+
+    A first delivery claims the node from QUEUED (compare-and-set) and takes its lease with
+    the RUNNING event, in one Redis call. A redelivered or retried task, which may find the
+    node RUNNING under an owner that lost its connection, takes the lease first and the node
+    only if the lease was free and the node did not start just now."""
     lease = NodeLease(node_execution_id)
-    if not lease.acquire():
-        if take_over:
-            raise LeaseHeld(node_execution_id)
-        return  # a duplicate delivery while the node runs elsewhere: nothing to do
+    if take_over and not lease.acquire():
+        raise LeaseHeld(node_execution_id)
     try:
-        claimed = node_claim(node_execution_id, take_over=take_over)
+        claimed = node_claim(node_execution_id, take_over=take_over, lease=lease)
         if claimed is None:
+            if take_over and _just_started(node_execution_id):
+                raise LeaseHeld(node_execution_id)  # its owner may not hold its lease yet
             return
         try:
             if not _charge(claimed):
@@ -140,9 +146,22 @@ def node_process(node_execution_id: int, *, take_over: bool) -> None:
                     random.random(),
                 )
             )
-        node_complete(claimed, outcome)
+        node_complete(claimed, outcome, lease)
     finally:
-        lease.release()
+        lease.release()  # unless the completion's event call dropped it already
+
+
+# A take-over leaves alone a node that started this recently: its owner has claimed it and
+# is about to take its lease (the two are separate steps).
+TAKE_OVER_MARGIN_SECONDS = 2.0
+
+
+def _just_started(node_execution_id: int) -> bool:
+    return NodeExecution.objects.filter(
+        id=node_execution_id,
+        status=Status.RUNNING,
+        started_at__gte=timezone.now() - timedelta(seconds=TAKE_OVER_MARGIN_SECONDS),
+    ).exists()
 
 
 _CLAIM_SQL = """
@@ -150,20 +169,27 @@ UPDATE executions_nodeexecution AS ne
    SET status = 'RUNNING', started_at = now(), attempts = ne.attempts + 1
   FROM executions_graphexecution AS ge
  WHERE ne.id = %s AND ge.id = ne.execution_id AND ge.status = 'RUNNING'
-   AND (ne.status = 'QUEUED' OR (ne.status = 'RUNNING' AND %s))
+   AND (ne.status = 'QUEUED'
+        OR (ne.status = 'RUNNING' AND %s
+            AND ne.started_at < clock_timestamp() - make_interval(secs => %s)))
 RETURNING ne.execution_id, ne.node_id, ne.block, ne.input_data, ge.graph_version_id,
           ge.user_id, ge.graph_id, ne.attempts, ge.depth, ne.join_id IS NOT NULL,
           EXTRACT(EPOCH FROM clock_timestamp() - ne.queued_at)
 """
 
 
-def node_claim(node_execution_id: int, *, take_over: bool = False) -> ClaimedNode | None:
+def node_claim(
+    node_execution_id: int, *, take_over: bool = False, lease: NodeLease | None = None
+) -> ClaimedNode | None:
     """QUEUED -> RUNNING while the run is RUNNING (this also reads the run's state from the
     database, whatever revokes a worker forgot). None when another delivery has it, it
     ended, or its run is not running. `take_over` lets a retried or redelivered task claim a
     node left RUNNING (the lease has shown its owner is gone)."""
     with connection.cursor() as cursor:
-        cursor.execute(_CLAIM_SQL, [node_execution_id, take_over])
+        cursor.execute(
+            _CLAIM_SQL,
+            [node_execution_id, take_over, TAKE_OVER_MARGIN_SECONDS],
+        )
         row = cursor.fetchone()
     if row is None:
         cancel_if_run_ended(node_execution_id)
@@ -174,7 +200,9 @@ def node_claim(node_execution_id: int, *, take_over: bool = False) -> ClaimedNod
     if waited is not None and claimed_first_time(rest):
         metrics.NODE_QUEUE_WAIT_SECONDS.labels(block).observe(max(0.0, float(waited)))
     events.emit(
-        execution_id, [node_event(execution_id, node_execution_id, node_id, Status.RUNNING)]
+        execution_id,
+        [node_event(execution_id, node_execution_id, node_id, Status.RUNNING)],
+        lease=lease.taken_with_event() if lease is not None and not lease.held else None,
     )
     return ClaimedNode(
         node_execution_id,
@@ -266,7 +294,7 @@ def node_run(claimed: ClaimedNode) -> Outcome:
     return outcome
 
 
-def node_complete(claimed: ClaimedNode, outcome: Outcome) -> None:
+def node_complete(claimed: ClaimedNode, outcome: Outcome, lease: NodeLease | None = None) -> None:
     """RUNNING -> COMPLETED/FAILED with its outputs, and the time/size part of its price
     settled. A node dispatched alone then carries its outputs downstream in the same
     transaction; a chord member leaves that to the join."""
@@ -279,6 +307,7 @@ def node_complete(claimed: ClaimedNode, outcome: Outcome) -> None:
         claimed.in_chord,
         outcome,
         payer=claimed.payer,
+        lease=lease,
     )
 
 
@@ -320,6 +349,7 @@ def _record(
     outcome: Outcome,
     *,
     payer: NodeCharge | None,
+    lease: NodeLease | None = None,
 ) -> None:
     outputs, error = outcome.outputs, outcome.error
     if error is not None:
@@ -354,12 +384,13 @@ def _record(
             outputs=output_data,
             error=error,
         )
+        drop = lease.dropped_with_event() if lease is not None else None
         if in_chord:
-            events.emit(execution_id, [done])
+            events.emit(execution_id, [done], lease=drop)
             return
         plan = plan_for_version(version_id)
         result = propagate(execution_id, plan, [(node_id, outputs)])
-        events.emit(execution_id, [done, *result.node_events(execution_id)])
+        events.emit(execution_id, [done, *result.node_events(execution_id)], lease=drop)
         unhandled = int(error is not None and not plan.handles_errors(node_id))
         settle(execution_id, plan, version_id, done=1, result=result, unhandled=unhandled)
 
