@@ -291,14 +291,23 @@ def settle(
     added = len(result.queued) + len(chords)  # one unit per join
     with connection.cursor() as cursor:
         cursor.execute(_SETTLE_SQL, [added - done, result.created, unhandled, execution_id])
-        status, active, node_count, cap, unhandled_total = cursor.fetchone()
+        counters = cursor.fetchone()
+    settle_decide(execution_id, version_id, groups, result.queued, counters)
+
+
+def settle_decide(
+    execution_id, version_id: int, groups: list[list[Queued]], queued: list[Queued], counters
+) -> None:
+    """What the run's counters, as just updated, mean: dispatch the queued work after
+    commit, hold it (paused), cancel it (the run ended or hit its cap), or end the run."""
+    status, active, node_count, cap, unhandled_total = counters
     if status == Status.PAUSED:
         return  # queued work waits for resume, which dispatches it
     if status != Status.RUNNING:
-        cancel_queued(result.queued, execution_id)
+        cancel_queued(queued, execution_id)
         return
     if node_count > cap:
-        cancel_queued(result.queued, execution_id)
+        cancel_queued(queued, execution_id)
         execution_finish(
             execution_id,
             Status.FAILED,

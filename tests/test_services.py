@@ -1,9 +1,11 @@
 """Service-level races and repeats, on the real database (no worker: dispatch is recorded)."""
 
 import threading
+from datetime import timedelta
 
 import pytest
 from django.db import connection, transaction
+from django.utils import timezone
 
 from executions import dispatch, node_runs, services
 from executions.engine import Status
@@ -50,7 +52,12 @@ def test_a_node_is_claimed_once(user, sent):
     )
     assert node_runs.node_claim(ne.pk) is not None
     assert node_runs.node_claim(ne.pk) is None  # a duplicate delivery finds it RUNNING
-    assert node_runs.node_claim(ne.pk, take_over=True) is not None  # a redelivery takes over
+    # A redelivery leaves alone a node that started just now (its owner is taking its lease)
+    assert node_runs.node_claim(ne.pk, take_over=True) is None
+    NodeExecution.objects.filter(pk=ne.pk).update(
+        started_at=timezone.now() - timedelta(seconds=node_runs.TAKE_OVER_MARGIN_SECONDS + 1)
+    )
+    assert node_runs.node_claim(ne.pk, take_over=True) is not None  # ...and takes it over later
     ne.refresh_from_db()
     assert ne.attempts == 2 and ne.status == Status.RUNNING
 
@@ -139,7 +146,7 @@ def test_two_workers_delivering_to_one_join_node_make_one_execution(user, sent):
 
 
 def running_node(user) -> NodeExecution:
-    """A node execution left RUNNING (attempt 1) by some owner, in a running run."""
+    """A node execution left RUNNING (attempt 1) by some owner a while ago, in a running run."""
     execution, _ = running_execution(user, JOIN)
     return NodeExecution.objects.create(
         execution=execution,
@@ -148,6 +155,7 @@ def running_node(user) -> NodeExecution:
         status=Status.RUNNING,
         attempts=1,
         input_data={"input": 1},
+        started_at=timezone.now() - timedelta(seconds=30),
     )
 
 
