@@ -5,12 +5,18 @@ queues, then measures:
   (a) a chain of 100 trivial nodes: ms per node, vs raw Celery's chain hop;
   (b) step_through_items of 1,000 items into a trivial node: node executions/s, vs raw
       Celery's group throughput;
-  (c) per-node time of chains of 100 and 2,000 nodes (flat cost with graph size).
+  (c) flat cost: a chain of 10,000 nodes per node vs the 100-node chain, and a fan-out of
+      10,000 items vs the 1,000-item rate;
+  (d/e) live events: latency, and subscribers one ASGI process serves;
+  (f) 1,000 small executions submitted through the API at once: executions/s (twice);
+  (g) the API under 100 concurrent clients: p50/p99 and requests/s;
+  (h) the worker processes' resident memory, sampled all along (peak per phase).
 Prints each figure with its ratio and writes them to bench-results/latest.json.
 """
 
 import json
 import os
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -20,6 +26,10 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 os.environ.setdefault("DJANGO_DEBUG", "0")
 os.environ["CELERY_NODE_QUEUE"] = "bench.nodes"
 os.environ["CELERY_ENGINE_QUEUE"] = "bench.engine"
+# A 10,000-node chain creates 10,000 node executions: above the default per-run cap.
+os.environ.setdefault("ENGINE_MAX_NODE_EXECUTIONS", "50000")
+# The API figures measure the engine and the server, not the rate limits.
+os.environ.setdefault("API_THROTTLE_USER", "1000000/minute")
 
 import django
 
@@ -40,6 +50,49 @@ from graphs.services import graph_create  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 REPEAT = int(os.environ.get("BENCH_REPEAT", "3"))
+BIG = int(os.environ.get("BENCH_BIG", "10000"))  # the flat-scaling sizes
+API_RUNS = int(os.environ.get("BENCH_API_RUNS", "1000"))
+
+
+class MemorySampler:
+    """Peak resident memory (VmRSS) of the worker's processes, per phase, from /proc."""
+
+    def __init__(self, group_id: int):
+        self.group_id = group_id
+        self.phase = "start"
+        self.peaks: dict[str, dict[str, float]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.wait(0.25):
+            sizes = _group_rss_mib(self.group_id)
+            if sizes:
+                peak = self.peaks.setdefault(self.phase, {"largest_process_mib": 0, "total_mib": 0})
+                peak["largest_process_mib"] = max(peak["largest_process_mib"], max(sizes))
+                peak["total_mib"] = max(peak["total_mib"], sum(sizes))
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+
+
+def _group_rss_mib(group_id: int) -> list[float]:
+    sizes = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            if int(stat.rsplit(")", 1)[1].split()[2]) != group_id:  # field 5: process group
+                continue
+            for line in (entry / "status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    sizes.append(int(line.split()[1]) / 1024)
+        except (OSError, ValueError, IndexError):
+            continue
+    return sizes
 
 
 def raw_chain_hop_ms(hops=100):
@@ -171,12 +224,15 @@ def best(fn, *args, higher_is_better=False):
 
 def main():
     user, _ = get_user_model().objects.get_or_create(username="bench")
+    ledger_apply(user_id=user.pk, amount=10**6, type="TOP_UP", reference=f"bench:{uuid.uuid4()}")
     app.control.purge()
     worker = start_worker(
         "bench", ROOT / ".local" / "bench-worker.log", os.environ.copy(), "-I", "bench.tasks"
     )
-    results = {}
+    memory = MemorySampler(worker.pid)
+    results: dict = {}
     try:
+        engine_chain_ms(user, 10)  # warm the worker's connections and plan cache
         steps = [
             ("raw_chain_hop_ms", lambda: best(raw_chain_hop_ms)),
             ("raw_group_tasks_per_s", lambda: best(raw_group_rate, higher_is_better=True)),
@@ -185,17 +241,48 @@ def main():
                 "fan_out_1000_nodes_per_s",
                 lambda: best(engine_fan_out_rate, user, 1000, higher_is_better=True),
             ),
-            ("chain_2000_ms_per_node", lambda: best(engine_chain_ms, user, 2000)),
+            (f"chain_{BIG}_ms_per_node", lambda: once(engine_chain_ms, user, BIG)),
+            (f"fan_out_{BIG}_nodes_per_s", lambda: once(engine_fan_out_rate, user, BIG)),
         ]
-        engine_chain_ms(user, 10)  # warm the worker's connections and plan cache
         for name, step in tqdm(steps, desc="benchmarks", unit="step"):
+            memory.phase = name
             value, values = step()
             results[name] = {"best": round(value, 3), "runs": [round(v, 3) for v in values]}
+        memory.phase = "api"
+        api = api_figures(user)
+        memory.phase = "live"
         live = live_figures(user)  # needs the worker too
     finally:
+        memory.stop()
         stop_worker(worker)
+    report(results, api, live, memory.peaks)
+
+
+def once(fn, *args):
+    value = fn(*args)
+    return value, [value]
+
+
+def api_figures(user) -> dict:
+    from bench.live import start_asgi_server
+    from bench.load import api_load, many_executions, small_graph
+
+    server, host = start_asgi_server()
+    try:
+        graph = graph_create(owner=user, document=small_graph()).graph
+        batches = [many_executions(host, user, graph.pk, API_RUNS) for _ in range(2)]
+        load = api_load(host, user, graph.pk, clients=100, seconds=10)
+        # The load's executions finish before the next phase.
+        while GraphExecution.objects.filter(graph=graph, status__in=["QUEUED", "RUNNING"]).exists():
+            time.sleep(0.2)
+        return {"batches": batches, "load": load}
+    finally:
+        stop_worker(server)
+
+
+def report(results, api, live, memory) -> None:
     r = {k: v["best"] for k, v in results.items()}
-    report = [
+    rows = [
         (
             "(a) chain of 100: ms per node",
             r["chain_100_ms_per_node"],
@@ -211,15 +298,22 @@ def main():
             "x raw (target >= 0.5)",
         ),
         (
-            "(c) chain of 2,000: ms per node",
-            r["chain_2000_ms_per_node"],
+            f"(c) chain of {BIG:,}: ms per node",
+            r[f"chain_{BIG}_ms_per_node"],
             f"chain of 100 {r['chain_100_ms_per_node']:.2f} ms",
-            r["chain_2000_ms_per_node"] / r["chain_100_ms_per_node"],
-            "x the 100-node chain (flat: ~1.0)",
+            r[f"chain_{BIG}_ms_per_node"] / r["chain_100_ms_per_node"],
+            "x the 100-node chain (target <= 1.2)",
+        ),
+        (
+            f"(c) fan-out of {BIG:,}: node executions/s",
+            r[f"fan_out_{BIG}_nodes_per_s"],
+            f"fan-out of 1,000 {r['fan_out_1000_nodes_per_s']:.0f}/s",
+            r["fan_out_1000_nodes_per_s"] / r[f"fan_out_{BIG}_nodes_per_s"],
+            "x slower than 1,000 items (target <= 1.2)",
         ),
     ]
     print()
-    for label, value, baseline, ratio, unit in report:
+    for label, value, baseline, ratio, unit in rows:
         print(f"{label:44} {value:9.2f}   {baseline:28} ratio {ratio:5.2f} {unit}")
     print()
     for row in live:
@@ -228,12 +322,41 @@ def main():
             f"{row['served_every_event']}/{row['subscribers']} got every event; "
             f"event latency p50 {row['latency_p50_ms']} ms, p99 {row['latency_p99_ms']} ms"
         )
+    print()
+    for i, batch in enumerate(api["batches"], 1):
+        print(
+            f"(f) batch {i}: {batch['executions']} executions of 5 nodes submitted through the "
+            f"API at once: {batch['completed']} completed in {batch['total_seconds']} s "
+            f"({batch['executions_per_s']} executions/s; submitting took "
+            f"{batch['submit_seconds']} s)"
+        )
+    for label, row in api["load"].items():
+        print(
+            f"(g) {label:32} {row['clients']} clients: {row['requests_per_s']} requests/s, "
+            f"p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms, errors {row['errors'] or 'none'}"
+        )
+    print()
+    for phase, peak in memory.items():
+        print(
+            f"(h) worker memory during {phase:28} largest process "
+            f"{peak['largest_process_mib']:.0f} MiB, "
+            f"all worker processes {peak['total_mib']:.0f} MiB"
+        )
     out = ROOT / "bench-results"
     out.mkdir(exist_ok=True)
     (out / "latest.json").write_text(
-        json.dumps({"results": results, "live": live, "note": f"best of {REPEAT} runs"}, indent=2)
+        json.dumps(
+            {
+                "results": results,
+                "live": live,
+                "api": api,
+                "worker_memory_mib": memory,
+                "note": f"best of {REPEAT} runs (the {BIG:,}-sized runs once)",
+            },
+            indent=2,
+        )
     )
-    print(f"\n(best of {REPEAT} runs each; all runs in bench-results/latest.json)")
+    print(f"\n(best of {REPEAT} runs each, {BIG:,}-sized runs once; bench-results/latest.json)")
 
 
 if __name__ == "__main__":

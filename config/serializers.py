@@ -65,6 +65,7 @@ class NodeExecutionSerializer(serializers.Serializer):
     attempts = serializers.IntegerField()
     cost = serializers.IntegerField()
     task_id = serializers.CharField(allow_null=True)
+    worker = serializers.CharField(allow_null=True, help_text="the Celery worker that ran it")
     queued_at = serializers.DateTimeField(allow_null=True)
     started_at = serializers.DateTimeField(allow_null=True)
     ended_at = serializers.DateTimeField(allow_null=True)

@@ -31,6 +31,7 @@ class NodeExecutionInline(admin.TabularInline):
         "outputs",
         "error_text",
         "task_id",
+        "worker",
         "queued_at",
         "queue_wait",
         "run_time",

@@ -111,6 +111,8 @@ class NodeExecution(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     cost = models.BigIntegerField(default=0)
     task_id = models.CharField(max_length=64, null=True, blank=True)
+    # The Celery worker (node name, e.g. worker@host) that last claimed it.
+    worker = models.CharField(max_length=200, blank=True, default="")
     # Set once this execution's outputs have travelled its links (a chord join does it for
     # its members); claiming it with compare-and-set makes a repeated join harmless.
     propagated = models.BooleanField(default=False)

@@ -120,7 +120,7 @@ class Outcome:
 # --- the node task --------------------------------------------------------------------------
 
 
-def node_process(node_execution_id: int, *, take_over: bool) -> None:
+def node_process(node_execution_id: int, *, take_over: bool, worker: str = "") -> None:
     """One node task. Raises LeaseHeld or RetryNode for the task to try again later.
 
     A first delivery claims the node from QUEUED (compare-and-set) and takes its lease with
@@ -131,7 +131,7 @@ def node_process(node_execution_id: int, *, take_over: bool) -> None:
     if take_over and not lease.acquire():
         raise LeaseHeld(node_execution_id)
     try:
-        claimed = node_claim(node_execution_id, take_over=take_over, lease=lease)
+        claimed = node_claim(node_execution_id, take_over=take_over, lease=lease, worker=worker)
         if claimed is None:
             if take_over and _just_started(node_execution_id):
                 raise LeaseHeld(node_execution_id)  # its owner may not hold its lease yet
@@ -175,7 +175,7 @@ def _just_started(node_execution_id: int) -> bool:
 
 _CLAIM_SQL = """
 UPDATE executions_nodeexecution AS ne
-   SET status = 'RUNNING', started_at = now(), attempts = ne.attempts + 1
+   SET status = 'RUNNING', started_at = now(), attempts = ne.attempts + 1, worker = %s
   FROM executions_graphexecution AS ge
  WHERE ne.id = %s AND ge.id = ne.execution_id AND ge.status = 'RUNNING'
    AND (ne.status = 'QUEUED'
@@ -188,7 +188,11 @@ RETURNING ne.execution_id, ne.node_id, ne.block, ne.input_data, ge.graph_version
 
 
 def node_claim(
-    node_execution_id: int, *, take_over: bool = False, lease: NodeLease | None = None
+    node_execution_id: int,
+    *,
+    take_over: bool = False,
+    lease: NodeLease | None = None,
+    worker: str = "",
 ) -> ClaimedNode | None:
     """QUEUED -> RUNNING while the run is RUNNING (this also reads the run's state from the
     database, whatever revokes a worker forgot). None when another delivery has it, it
@@ -197,7 +201,7 @@ def node_claim(
     with connection.cursor() as cursor:
         cursor.execute(
             _CLAIM_SQL,
-            [node_execution_id, take_over, TAKE_OVER_MARGIN_SECONDS],
+            [worker, node_execution_id, take_over, TAKE_OVER_MARGIN_SECONDS],
         )
         row = cursor.fetchone()
     if row is None:

@@ -89,6 +89,7 @@ def node_execution_record(ne: NodeExecution) -> dict[str, Any]:
         "attempts": ne.attempts,
         "cost": ne.cost,
         "task_id": ne.task_id,
+        "worker": ne.worker or None,
         "queued_at": ne.queued_at,
         "started_at": ne.started_at,
         "ended_at": ne.ended_at,

@@ -35,7 +35,9 @@ def run_node(self, node_execution_id: int, execution_id: str, take_over: bool = 
     take_over = take_over or redelivered or self.request.retries > 0
     try:
         with log_context(execution_id, node_execution_id):
-            node_runs.node_process(node_execution_id, take_over=take_over)
+            node_runs.node_process(
+                node_execution_id, take_over=take_over, worker=self.request.hostname or ""
+            )
     except node_runs.LeaseHeld as exc:
         # Its owner may be alive (the broker redelivered after a dropped connection): look
         # again once the lease could have lapsed.

@@ -45,6 +45,9 @@ install_missing() {
   command -v redis-server >/dev/null || pkgs+=(redis-server)
   [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || command -v rabbitmq-server >/dev/null \
     || pkgs+=(rabbitmq-server)
+  # The scale-out demonstration (bench/scale_out.py) joins network namespaces with these.
+  command -v ip >/dev/null || pkgs+=(iproute2)
+  command -v socat >/dev/null || pkgs+=(socat)
   [ ${#pkgs[@]} -eq 0 ] && return 0
   if ! is_root; then
     die "missing: ${pkgs[*]}. Install them once as root:

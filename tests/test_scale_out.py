@@ -1,0 +1,37 @@
+"""Scale-out across hosts: two network namespaces, a worker in each, one graph on both."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import ROOT
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("socat"),
+    reason="creating network namespaces needs root, ip and socat",
+)
+def test_two_hosts_share_one_graph(transactional_db):
+    from django.db import connection
+
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.scale_out", "400"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert "result correct: True; node executions on both hosts: True" in result.stdout
+    assert "worker@ag-host1" in result.stdout and "worker@ag-host2" in result.stdout
