@@ -38,9 +38,11 @@ app.conf.update(
     task_send_sent_event=False,
     broker_connection_retry_on_startup=True,
     task_default_queue=ENGINE_QUEUE,
-    task_queues=(
-        Queue(NODE_QUEUE, Exchange(NODE_QUEUE), routing_key=NODE_QUEUE),
-        Queue(ENGINE_QUEUE, Exchange(ENGINE_QUEUE), routing_key=ENGINE_QUEUE),
+    task_queues=tuple(
+        Queue(name, Exchange(name), routing_key=name)
+        for name in dict.fromkeys(
+            [NODE_QUEUE, ENGINE_QUEUE, *settings.ENGINE_BLOCK_QUEUES.values()]
+        )
     ),
     task_routes={"executions.run_node": {"queue": NODE_QUEUE, "routing_key": NODE_QUEUE}},
     worker_hijack_root_logger=False,

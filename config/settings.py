@@ -216,6 +216,10 @@ CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="redis://127.0.
 # test suite uses its own names so that a development worker never takes its tasks.
 NODE_QUEUE = env.str("CELERY_NODE_QUEUE", default="nodes")
 ENGINE_QUEUE = env.str("CELERY_ENGINE_QUEUE", default="engine")
+# Blocks whose node tasks go to a queue of their own, e.g. "http_request=io,sleep=io": slow
+# I/O-bound blocks on workers sized for waiting (many threads or processes), so they never
+# hold up the quick nodes on the node queue. Start such workers with `-Q io`.
+ENGINE_BLOCK_QUEUES = env.dict("ENGINE_BLOCK_QUEUES", default={})
 
 # --- Engine -------------------------------------------------------------------------------
 # Node executions one graph execution may create before it fails (graphs.md: default 10,000).

@@ -85,6 +85,12 @@ def revoke(task_ids: list[str]) -> None:
         app.control.revoke(task_ids, terminate=True, signal="SIGTERM")
 
 
+def node_queue(block: str) -> str:
+    """The queue of a block's node tasks: its own if ENGINE_BLOCK_QUEUES names one (slow I/O
+    blocks on workers of their own), the node queue otherwise."""
+    return settings.ENGINE_BLOCK_QUEUES.get(block, settings.NODE_QUEUE)
+
+
 def _node_task(plan: Plan, q: Queued, execution_id: str, in_chord: bool) -> dict:
     """The node task of one node execution, under the task id stored on it, with the node's
     time limit."""
@@ -92,9 +98,12 @@ def _node_task(plan: Plan, q: Queued, execution_id: str, in_chord: bool) -> dict
     cls = get_block_class(q.block)
     default = cls.timeout if cls else settings.ENGINE_NODE_TIMEOUT_CAP
     limit = node_time_limit(default, node.timeout, settings.ENGINE_NODE_TIMEOUT_CAP)
+    queue = node_queue(q.block)
     return {
         "args": [q.id, execution_id],
         "task_id": q.task_id,
+        "queue": queue,
+        "routing_key": queue,
         "shadow": f"node {q.block}:{q.node_id}",
         "ignore_result": not in_chord,
         "immutable": True,

@@ -97,6 +97,8 @@ class GraphExecution(models.Model):
 
 
 class NodeExecution(models.Model):
+    # A chain hop inserts rows with raw SQL (node_runs._SINGLE_HOP_SQL): a new column needs a
+    # value there too (tests/test_engine.py checks the two agree).
     # Sequential ids give first-in-first-out order when values pair with waiting executions.
     id = models.BigAutoField(primary_key=True)
     execution = models.ForeignKey(

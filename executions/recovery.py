@@ -117,8 +117,13 @@ def _redrive_orphans(run: GraphExecution, stalled_since) -> int:
             continue
         from .tasks import run_node
 
+        queue = dispatch.node_queue(block)
         run_node.apply_async(
-            args=[ne_id, str(run.pk)], kwargs={"take_over": True}, shadow=f"node {block}:{node_id}"
+            args=[ne_id, str(run.pk)],
+            kwargs={"take_over": True},
+            shadow=f"node {block}:{node_id}",
+            queue=queue,
+            routing_key=queue,
         )
         _recorded(run.pk, "orphan", f"node execution {ne_id} ({node_id}) taken over")
         driven += 1

@@ -191,3 +191,16 @@ def test_node_time_limit_and_retry_policy():
     assert retry_delay(3, 1.0, 60, jitter=0.5) == 4.0
     assert retry_delay(2, 1.0, 60, jitter=0.0) == 1.0  # jitter spans [0.5, 1.5) x
     assert retry_delay(20, 1.0, 60, jitter=0.99) == 60  # capped
+
+
+def test_the_chain_hop_insert_names_every_node_execution_column():
+    """node_runs inserts a chain hop's next row with raw SQL: it must set every column."""
+    import re
+
+    from executions.models import NodeExecution
+    from executions.node_runs import _SINGLE_HOP_SQL
+
+    listed = re.search(r"INSERT INTO executions_nodeexecution\s*\(([^)]*)\)", _SINGLE_HOP_SQL)
+    columns = {c.strip() for c in listed[1].split(",")}
+    expected = {f.column for f in NodeExecution._meta.concrete_fields} - {"id"}
+    assert columns == expected

@@ -413,3 +413,11 @@ def test_the_image_is_slim_and_runs_as_a_user():
     for app in ("config", "blocks", "graphs", "executions", "credits", "credentials",
                 "notifications", "schedules"):  # fmt: skip
         assert f"COPY {app} ./{app}" in dockerfile, app
+
+
+def test_slow_blocks_can_have_a_queue_of_their_own(settings):
+    from executions.dispatch import node_queue
+
+    settings.ENGINE_BLOCK_QUEUES = {"http_request": "io"}
+    assert node_queue("http_request") == "io"
+    assert node_queue("store_value") == settings.NODE_QUEUE
