@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from types import UnionType
@@ -55,6 +55,13 @@ class RunContext:
     attempt: int = 1  # 1 for the first run of the node, 2 for its first retry...
     retries_left: int = 0  # retries the engine still allows after this attempt
     depth: int = 0  # how deep in sub-graphs this run is (0: started by a user)
+    # Charges a language-model call's tokens to the run (set by the engine; None in tests
+    # that run blocks directly).
+    meter: Callable[[str, int, int], None] | None = None
+
+    def meter_tokens(self, model: str, prompt_tokens: int, completion_tokens: int) -> None:
+        if self.meter is not None:
+            self.meter(model, prompt_tokens, completion_tokens)
 
 
 class Block:

@@ -280,6 +280,19 @@ CREDITS_LOW_BALANCE_THRESHOLD = env.int("CREDITS_LOW_BALANCE_THRESHOLD", default
 # How long a process keeps administrators' price overrides before reading them again.
 CREDITS_PRICE_CACHE_SECONDS = env.float("CREDITS_PRICE_CACHE_SECONDS", default=5.0)
 
+# --- Language models (blocks/llm.py) -------------------------------------------------------
+# Platform keys: used for nodes that give no `credentials` of their own, only when
+# LLM_PLATFORM_KEYS is on; those calls pay for their tokens (credits.ModelPrice).
+LLM_PLATFORM_KEYS = env.bool("LLM_PLATFORM_KEYS", default=False)
+OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")
+OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="")  # any OpenAI-compatible endpoint
+ANTHROPIC_API_KEY = env.str("ANTHROPIC_API_KEY", default="")
+ANTHROPIC_BASE_URL = env.str("ANTHROPIC_BASE_URL", default="")
+LLM_DEFAULT_MODEL = env.str("LLM_DEFAULT_MODEL", default="gpt-4o-mini")
+# Credits per 1,000 tokens for models without a price of their own (admin: Model prices).
+LLM_DEFAULT_PROMPT_PER_1K = env.float("LLM_DEFAULT_PROMPT_PER_1K", default=1.0)
+LLM_DEFAULT_COMPLETION_PER_1K = env.float("LLM_DEFAULT_COMPLETION_PER_1K", default=3.0)
+
 # --- Metrics ------------------------------------------------------------------------------
 # Every process writes its counts here (prometheus_client multiprocess mode); /metrics sums
 # them. Must be set before prometheus_client is imported, hence here. `make run` empties it.

@@ -7,7 +7,7 @@ from django.urls import path, reverse
 from blocks.registry import all_blocks, get_block_class
 
 from .costs import forget_prices
-from .models import BlockCost, CreditBalance, CreditTransaction
+from .models import BlockCost, CreditBalance, CreditTransaction, ModelPrice
 from .services import MAX_AMOUNT, STAFF_TYPES, CreditError, InsufficientCredits, credits_grant
 
 
@@ -118,3 +118,12 @@ class BlockCostAdmin(admin.ModelAdmin):
     def delete_model(self, request, obj):
         super().delete_model(request, obj)
         forget_prices()
+
+
+@admin.register(ModelPrice)
+class ModelPriceAdmin(admin.ModelAdmin):
+    """Token prices of language models, charged after each call made with the platform's
+    key; models without a row pay LLM_DEFAULT_PROMPT_PER_1K / LLM_DEFAULT_COMPLETION_PER_1K."""
+
+    list_display = ("model", "prompt_per_1k", "completion_per_1k", "updated_at")
+    search_fields = ("model",)

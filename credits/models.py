@@ -91,3 +91,30 @@ class BlockCost(models.Model):
 
     def __str__(self):
         return f"price of {self.block}"
+
+
+class ModelPrice(models.Model):
+    """Credits per 1,000 tokens of a language model, charged after each call made with the
+    platform's API key (a user's own key pays nothing for tokens). Models without a row pay
+    LLM_DEFAULT_PROMPT_PER_1K / LLM_DEFAULT_COMPLETION_PER_1K."""
+
+    model = models.CharField(max_length=200, unique=True)
+    prompt_per_1k = models.DecimalField(
+        max_digits=12, decimal_places=4, help_text="Credits per 1,000 prompt (input) tokens."
+    )
+    completion_per_1k = models.DecimalField(
+        max_digits=12, decimal_places=4, help_text="Credits per 1,000 completion tokens."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(prompt_per_1k__gte=0) & models.Q(completion_per_1k__gte=0),
+                name="model_price_not_negative",
+            )
+        ]
+        ordering = ["model"]
+
+    def __str__(self):
+        return f"{self.model}: {self.prompt_per_1k} / {self.completion_per_1k} per 1k tokens"

@@ -9,6 +9,7 @@ import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import ROUND_CEILING, Decimal
 
 from executions.engine import Plan
 
@@ -60,3 +61,14 @@ def first_paid_node(plan: Plan, price_of: Callable[[str], Price]) -> tuple[str, 
         if following:
             queue.append(following)
     return None
+
+
+def token_amount(
+    prompt_tokens: int, completion_tokens: int, prompt_per_1k: Decimal, completion_per_1k: Decimal
+) -> int:
+    """Whole credits for one call's tokens, rounded up (a call that used tokens costs >= 1
+    when its model has a price)."""
+    exact = (
+        Decimal(prompt_tokens) * prompt_per_1k + Decimal(completion_tokens) * completion_per_1k
+    ) / 1000
+    return int(exact.to_integral_value(rounding=ROUND_CEILING))

@@ -11,6 +11,7 @@ import functools
 import json
 import uuid
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -25,8 +26,8 @@ from notifications.models import Notification
 from notifications.services import notify
 
 from .costs import price_of
-from .models import CreditBalance, CreditTransaction
-from .pricing import first_paid_node, usage_amount
+from .models import CreditBalance, CreditTransaction, ModelPrice
+from .pricing import first_paid_node, token_amount, usage_amount
 
 Type = CreditTransaction.Type
 
@@ -212,6 +213,39 @@ def charge_node_run(charge: NodeCharge) -> int:
         node_execution_id=charge.node_execution_id,
     )
     return price.per_run
+
+
+def charge_tokens(
+    charge: NodeCharge, *, model: str, prompt_tokens: int, completion_tokens: int, call: str
+) -> int:
+    """Charge one language-model call's tokens at the model's price (credits.ModelPrice),
+    once per `call` (the node execution, its attempt and the call's number): the call has
+    already happened, so this takes what the balance has rather than going below zero."""
+    row = (
+        ModelPrice.objects.filter(model=model)
+        .values_list("prompt_per_1k", "completion_per_1k")
+        .first()
+    )
+    prompt_price, completion_price = row or (
+        Decimal(str(settings.LLM_DEFAULT_PROMPT_PER_1K)),
+        Decimal(str(settings.LLM_DEFAULT_COMPLETION_PER_1K)),
+    )
+    amount = token_amount(prompt_tokens, completion_tokens, prompt_price, completion_price)
+    if amount <= 0:
+        return 0
+    applied = ledger_apply(
+        user_id=charge.user_id,
+        amount=-amount,
+        type=Type.USAGE,
+        reference=f"tokens:{call}",
+        metadata=charge.metadata(
+            "tokens", model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
+        ),
+        execution_id=charge.execution_id,
+        node_execution_id=charge.node_execution_id,
+        partial=True,
+    )
+    return -applied.transaction.amount
 
 
 def settle_node_run(charge: NodeCharge, *, seconds: float, output_data: Any) -> int:

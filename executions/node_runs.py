@@ -7,6 +7,7 @@ result is recorded only by whoever moves the node out of RUNNING.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import random
@@ -29,7 +30,13 @@ from config.json_values import clean_text
 from credentials.references import redact
 from credentials.services import CredentialMissing, node_input_resolve
 from credits.costs import price_of
-from credits.services import InsufficientCredits, NodeCharge, charge_node_run, settle_node_run
+from credits.services import (
+    InsufficientCredits,
+    NodeCharge,
+    charge_node_run,
+    charge_tokens,
+    settle_node_run,
+)
 
 from . import events
 from .engine import (
@@ -264,6 +271,7 @@ def node_run(claimed: ClaimedNode) -> Outcome:
         attempt=claimed.attempt,
         retries_left=claimed.retries_left,
         depth=claimed.depth,
+        meter=_token_meter(claimed),
     )
     outcome = Outcome()
     started = time.monotonic()
@@ -305,6 +313,23 @@ def node_run(claimed: ClaimedNode) -> Outcome:
         outcome.outputs = redact(outcome.outputs, resolved.secrets)
         outcome.error = redact(outcome.error, resolved.secrets)
     return outcome
+
+
+def _token_meter(claimed: ClaimedNode):
+    """Charges each language-model call of this attempt as it is made, keyed by the node
+    execution, the attempt and the call's number: a call is charged once."""
+    calls = itertools.count(1)
+
+    def meter(model: str, prompt_tokens: int, completion_tokens: int) -> None:
+        charge_tokens(
+            claimed.payer,
+            model=model,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            call=f"{claimed.id}:{claimed.attempt}:{next(calls)}",
+        )
+
+    return meter
 
 
 def node_complete(claimed: ClaimedNode, outcome: Outcome, lease: NodeLease | None = None) -> None:

@@ -1,0 +1,213 @@
+"""LLM blocks against a local server speaking each provider's real wire format, through the
+real `openai` and `anthropic` client libraries, in a real worker."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from credits.models import CreditTransaction, ModelPrice
+from executions.models import NodeExecution
+from executions.tasks import run_node
+
+from .conftest import ROOT, create_graph, nodes_of, run_graph, wait_for_run
+from .documents import link, node
+
+pytestmark = pytest.mark.integration
+
+PLATFORM_KEY = "platform-test-key"  # pyproject's pytest-env gives it to the worker
+
+
+class FakeProvider(BaseHTTPRequestHandler):
+    """Answers POST /v1/chat/completions (OpenAI) and /v1/messages (Anthropic) from a script
+    of (status, text) replies, recording each request."""
+
+    script: list[tuple[int, str]] = []
+    requests: list[dict] = []
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        key = self.headers.get("Authorization", "").removeprefix("Bearer ") or self.headers.get(
+            "x-api-key", ""
+        )
+        FakeProvider.requests.append({"path": self.path, "body": body, "key": key})
+        status, text = FakeProvider.script.pop(0) if FakeProvider.script else (200, "ok")
+        if status != 200:
+            payload = {"error": {"message": f"scripted {status}", "type": "rate_limit_error"}}
+            if self.path.endswith("/messages"):
+                payload = {"type": "error", "error": {"type": "rate_limit_error",
+                                                      "message": f"scripted {status}"}}  # fmt: skip
+            return self._send(status, payload)
+        if self.path.endswith("/chat/completions"):
+            return self._send(200, {
+                "id": "chatcmpl-1", "object": "chat.completion", "created": 1,
+                "model": body["model"],
+                "choices": [{"index": 0, "finish_reason": "stop",
+                             "message": {"role": "assistant", "content": text}}],
+                "usage": {"prompt_tokens": 1200, "completion_tokens": 800,
+                          "total_tokens": 2000},
+            })  # fmt: skip
+        if self.path.endswith("/messages"):
+            return self._send(200, {
+                "id": "msg_1", "type": "message", "role": "assistant", "model": body["model"],
+                "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
+                "stop_sequence": None, "usage": {"input_tokens": 1200, "output_tokens": 800},
+            })  # fmt: skip
+        self._send(404, {"error": {"message": "no such endpoint"}})
+
+    def _send(self, status, payload):
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def provider():
+    FakeProvider.script, FakeProvider.requests = [], []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeProvider)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def llm_graph(block, base_url, **inputs):
+    return {
+        "name": block,
+        "nodes": [
+            node("ask", "input", name="question", value="What is 2+2?"),
+            node("llm", block, base_url=base_url, **inputs),
+            node("out", "output", name="answer"),
+        ],
+        "links": [
+            link("ask", "result", "llm", "prompt"),
+            link("llm", "response", "out", "value"),
+        ],
+    }
+
+
+def token_rows(record):
+    llm = nodes_of(record, "llm")[0]
+    return list(
+        CreditTransaction.objects.filter(
+            node_execution_id=llm["id"], reference__startswith="tokens:"
+        )
+    )
+
+
+def test_llm_text_through_openai_is_answered_and_metered(api, worker, provider):
+    ModelPrice.objects.create(model="gpt-test", prompt_per_1k=2, completion_per_1k=5)
+    FakeProvider.script = [(200, "4")]
+    record = run_graph(api, llm_graph("llm_text", f"{provider}/v1", model="gpt-test"))
+    assert record["status"] == "COMPLETED", record
+    assert record["outputs"]["answer"] == ["4"]
+    usage = nodes_of(record, "llm")[0]["output_data"]["usage"][0]
+    assert usage == {"model": "gpt-test", "prompt_tokens": 1200, "completion_tokens": 800,
+                     "charged": True}  # fmt: skip
+    sent = FakeProvider.requests[0]
+    assert sent["path"] == "/v1/chat/completions" and sent["key"] == PLATFORM_KEY
+    assert sent["body"]["messages"][-1] == {"role": "user", "content": "What is 2+2?"}
+    # 1.2k prompt x 2 + 0.8k completion x 5 = 6.4 -> 7 credits, once.
+    assert [r.amount for r in token_rows(record)] == [-7]
+
+
+def test_a_rate_limit_is_retried_then_succeeds(api, worker, provider):
+    FakeProvider.script = [(429, ""), (200, "4")]
+    record = run_graph(api, llm_graph("llm_text", f"{provider}/v1", model="gpt-test"))
+    assert record["status"] == "COMPLETED", record
+    llm = nodes_of(record, "llm")[0]
+    assert llm["attempts"] == 2 and len(FakeProvider.requests) == 2
+    assert len(token_rows(record)) == 1  # the refused call used no tokens
+
+
+def test_anthropic_through_its_own_client(api, worker, provider):
+    FakeProvider.script = [(200, "four")]
+    record = run_graph(
+        api,
+        llm_graph("llm_text", provider, provider="anthropic", model="claude-test",
+                  sys_prompt="Be brief."),
+    )  # fmt: skip
+    assert record["status"] == "COMPLETED", (record["error"], record["node_executions"])
+    assert record["outputs"]["answer"] == ["four"]
+    sent = FakeProvider.requests[0]
+    assert sent["path"] == "/v1/messages" and sent["body"]["system"] == "Be brief."
+    assert sent["key"] == PLATFORM_KEY
+
+
+def test_structured_answers_are_asked_again_after_a_malformed_one(api, worker, provider):
+    FakeProvider.script = [(200, "Sure! The answer is 4."), (200, '{"answer": 4}'),
+                           (200, '```json\n{"answer": 4, "why": "2+2"}\n```')]  # fmt: skip
+    document = llm_graph(
+        "llm_structured", f"{provider}/v1", model="gpt-test",
+        expected_format={"answer": "the number", "why": "one line"},
+    )  # fmt: skip
+    document["nodes"].append(node("why", "output", name="why"))
+    document["links"].append(link("llm", "why", "why", "value"))
+    record = run_graph(api, document)
+    assert record["status"] == "COMPLETED", record
+    assert record["outputs"]["answer"] == [{"answer": 4, "why": "2+2"}]
+    assert record["outputs"]["why"] == ["2+2"]
+    assert len(FakeProvider.requests) == 3
+    second = FakeProvider.requests[1]["body"]["messages"]
+    assert "not valid: it is not JSON" in second[-1]["content"]
+    third = FakeProvider.requests[2]["body"]["messages"]
+    assert "missing field(s) 'why'" in third[-1]["content"]
+    assert len(token_rows(record)) == 3  # each call metered, once
+
+
+def test_tokens_are_charged_once_when_the_task_is_delivered_again(api, worker, provider):
+    FakeProvider.script = [(200, "4")]
+    record = run_graph(api, llm_graph("llm_text", f"{provider}/v1", model="gpt-test"))
+    llm = NodeExecution.objects.get(execution_id=record["id"], node_id="llm")
+    again = run_node.apply_async(args=[llm.pk, record["id"]], ignore_result=False)
+    again.get(timeout=30)
+    assert len(FakeProvider.requests) == 1 and len(token_rows(record)) == 1
+
+
+def test_a_users_own_key_is_used_and_not_charged_for_tokens(api, user, worker, provider):
+    api.post("/api/credentials/", {"name": "OPENAI", "value": "sk-user-own"}, format="json")
+    FakeProvider.script = [(200, "4")]
+    graph = create_graph(
+        api,
+        llm_graph("llm_text", f"{provider}/v1", model="gpt-test",
+                  credentials={"$credential": "OPENAI"}),
+    )  # fmt: skip
+    run_id = api.post(f"/api/graphs/{graph['id']}/execute/", {}, format="json").json()["id"]
+    record = wait_for_run(api, run_id)
+    assert record["status"] == "COMPLETED", record
+    assert FakeProvider.requests[0]["key"] == "sk-user-own"
+    assert token_rows(record) == []
+    assert nodes_of(record, "llm")[0]["output_data"]["usage"][0]["charged"] is False
+    assert "sk-user-own" not in json.dumps(record)
+
+
+def test_the_worked_example_loops_until_the_model_rates_its_title_8(api, worker, provider):
+    document = json.loads((ROOT / "docs" / "examples" / "llm_title_loop.json").read_text())
+    for n in document["nodes"]:
+        if n["id"] == "draft":
+            n["input_default"]["base_url"] = f"{provider}/v1"
+    FakeProvider.script = [
+        (200, '{"title": "Graphs", "score": 5}'),
+        (200, '{"title": "Agents That Never Lose Work", "score": 9}'),
+    ]
+    record = run_graph(api, document)
+    assert record["status"] == "COMPLETED", (record["error"], record["node_executions"])
+    assert record["outputs"] == {"title": ["Agents That Never Lose Work"]}
+    assert len(FakeProvider.requests) == 2
+    assert "scored 5/10" in FakeProvider.requests[1]["body"]["messages"][-1]["content"]
+    assert len(nodes_of(record, "draft")) == 2
+
+
+def test_the_block_reference_page_is_generated_from_the_registry():
+    from blocks.reference import render
+
+    committed = (ROOT / "docs" / "blocks.md").read_text()
+    assert committed == render(), "run `python manage.py blocks_reference` and commit"
+    for name in ("llm_text", "llm_structured", "match_text_pattern", "current_time"):
+        assert f"## {name}\n" in committed
