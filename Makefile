@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench setup deps services services-stop lint format migrate browser
+.PHONY: run test bench setup deps services services-stop lint format migrate browser scale-out
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -51,3 +51,7 @@ test: setup lint browser
 
 bench: migrate
 	$(PY) -m bench
+
+# Two network namespaces as two hosts, a worker in each, one graph on both (needs root).
+scale-out: migrate
+	$(PY) -m bench.scale_out
