@@ -43,10 +43,12 @@ def many_executions(host: str, user, graph_id, count: int, timeout: float = 600)
     """Submit `count` executions at once (all requests in flight together), then wait for
     every one to end. None may be lost or fail."""
 
+    headers = _headers(user)  # the database is read here, not inside the event loop
+
     async def submit():
         limits = httpx.Limits(max_connections=count, max_keepalive_connections=count)
         async with httpx.AsyncClient(
-            base_url=f"http://{host}", headers=_headers(user), timeout=120, limits=limits
+            base_url=f"http://{host}", headers=headers, timeout=120, limits=limits
         ) as client:
             responses = await asyncio.gather(
                 *(client.post(f"/api/graphs/{graph_id}/execute/", json={}) for _ in range(count))
@@ -88,18 +90,19 @@ def api_load(host: str, user, graph_id, clients: int = 100, seconds: float = 10)
         "POST /api/graphs/{id}/execute/": ("POST", f"/api/graphs/{graph_id}/execute/"),
     }
     results = {}
+    headers = _headers(user)
     for label, (method, path) in endpoints.items():
-        results[label] = asyncio.run(_hammer(host, user, method, path, clients, seconds))
+        results[label] = asyncio.run(_hammer(host, headers, method, path, clients, seconds))
     return results
 
 
-async def _hammer(host, user, method, path, clients, seconds) -> dict:
+async def _hammer(host, headers, method, path, clients, seconds) -> dict:
     latencies: list[float] = []
     errors: dict[int, int] = {}
     stop = time.perf_counter() + seconds
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(
-        base_url=f"http://{host}", headers=_headers(user), timeout=60, limits=limits
+        base_url=f"http://{host}", headers=headers, timeout=60, limits=limits
     ) as client:
 
         async def one_client():
