@@ -30,7 +30,8 @@ def start_asgi_server() -> tuple[subprocess.Popen, str]:
             [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
              "--port", str(port), "--lifespan", "off", "--timeout-graceful-shutdown", "3",
              "--log-level", "warning"],
-            cwd=ROOT, env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT,
+            cwd=ROOT, env={**os.environ, "DATABASE_POOL": "1"}, stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
     for _ in range(100):

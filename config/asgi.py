@@ -5,9 +5,6 @@ import os
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-# Database connections from a bounded pool, not one persistent connection per request
-# thread (see DATABASE_POOL in settings.py).
-os.environ.setdefault("DATABASE_POOL", "1")
 django_asgi_app = get_asgi_application()
 
 # Imported after Django is set up.

@@ -133,7 +133,8 @@ DATABASES = {
 # cost more than the task itself. Health checks drop connections the server closed.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=600)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-# The ASGI server (config/asgi.py turns this on) runs each request's sync code in a thread of
+# The ASGI server (its launchers set DATABASE_POOL=1: scripts/run.sh, docker/compose.yml, the
+# tests' and the benchmark's servers) runs each request's sync code in a thread of
 # its own, so persistent connections would pile up, one per thread, until PostgreSQL refuses
 # more. It takes connections from a bounded psycopg pool instead; requests beyond the pool
 # wait (up to the timeout) for a free connection.

@@ -27,7 +27,7 @@ stop() {
 trap stop INT TERM EXIT
 
 # Open WebSockets (live pages) must not hold Ctrl-C up: give them 5 s to close.
-$BIN/uvicorn config.asgi:application --host 127.0.0.1 --port "$PORT" --lifespan off \
+DATABASE_POOL=1 $BIN/uvicorn config.asgi:application --host 127.0.0.1 --port "$PORT" --lifespan off \
   --timeout-graceful-shutdown 5 &
 pids+=($!)
 # With no -Q the worker consumes every queue of task_queues (nodes and engine).

@@ -107,6 +107,7 @@ def asgi_server(celery_worker_process):
     env = {
         **os.environ,
         "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "DATABASE_POOL": "1",  # as scripts/run.sh runs it
     }
     with open(ROOT / ".local" / "test-asgi.log", "w") as log:
         proc = subprocess.Popen(
