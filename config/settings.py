@@ -183,6 +183,7 @@ STATIC_URL = "static/"
 STATIC_ROOT = env.str("STATIC_ROOT", default=str(BASE_DIR / ".local" / "static"))
 # Locally files are served from the apps themselves; production serves the collected ones.
 WHITENOISE_USE_FINDERS = DEBUG
+Path(STATIC_ROOT).mkdir(parents=True, exist_ok=True)  # WhiteNoise warns on every request else
 
 # --- API ----------------------------------------------------------------------------------
 # Largest request body accepted, in bytes; larger ones get 413 before anything is parsed.
