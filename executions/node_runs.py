@@ -13,9 +13,9 @@ import logging
 import random
 import time
 import traceback
-import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import lru_cache
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -27,33 +27,31 @@ from blocks.base import ERROR_PIN, BlockError, RunContext, TransientBlockError
 from blocks.registry import get_block, get_block_class
 from config import metrics
 from config.json_values import clean_text
-from credentials.references import redact
-from credentials.services import CredentialMissing, node_input_resolve
+from credentials.references import redact, referenced_names
+from credentials.services import CredentialMissing, ResolvedInput, node_input_resolve
 from credits.costs import price_of
 from credits.services import (
     InsufficientCredits,
     NodeCharge,
     charge_node_run,
     charge_tokens,
-    settle_node_run,
 )
 
 from . import events
+from .chain_hop import book_result, record_single_hop, single_hop
 from .engine import (
     Status,
     merge_dynamic_pins,
-    node_input,
     node_time_limit,
     retry_delay,
     retry_limit,
-    route_outputs,
 )
 from .events import node_event
 from .leases import NodeLease
 from .models import NodeExecution
 from .plans import plan_for_version
-from .propagation import Propagation, Queued, propagate
-from .services import cancel_if_run_ended, execution_finish, settle, settle_decide
+from .propagation import propagate
+from .services import cancel_if_run_ended, execution_finish, settle
 from .transitions import move
 
 log = logging.getLogger(__name__)
@@ -275,16 +273,16 @@ def node_run(claimed: ClaimedNode) -> Outcome:
     )
     outcome = Outcome()
     started = time.monotonic()
-    authored = plan_for_version(claimed.graph_version_id).nodes[claimed.node_id].input_default
-    try:
-        resolved = node_input_resolve(
-            user_id=claimed.user_id,
-            authored=merge_dynamic_pins(dict(authored)),
-            input_data=claimed.input_data,
-        )
-    except CredentialMissing as exc:
-        outcome.error = str(exc)
-        return outcome
+    resolved = ResolvedInput(claimed.input_data)
+    authored = _authored_with_credentials(claimed.graph_version_id, claimed.node_id)
+    if authored is not None:
+        try:
+            resolved = node_input_resolve(
+                user_id=claimed.user_id, authored=authored, input_data=claimed.input_data
+            )
+        except CredentialMissing as exc:
+            outcome.error = str(exc)
+            return outcome
     try:
         for pin, value in get_block(claimed.block).execute(resolved.input_data, ctx):
             if pin == ERROR_PIN:
@@ -313,6 +311,14 @@ def node_run(claimed: ClaimedNode) -> Outcome:
         outcome.outputs = redact(outcome.outputs, resolved.secrets)
         outcome.error = redact(outcome.error, resolved.secrets)
     return outcome
+
+
+@lru_cache(maxsize=4096)
+def _authored_with_credentials(version_id: int, node_id: str) -> dict[str, Any] | None:
+    """The node's own input (defaults, dynamic pins merged) if it names any credential, else
+    None: computed once per process and node, since versions never change."""
+    authored = merge_dynamic_pins(dict(plan_for_version(version_id).nodes[node_id].input_default))
+    return authored if referenced_names(authored) else None
 
 
 def _token_meter(claimed: ClaimedNode):
@@ -396,12 +402,13 @@ def _record(
     output_data: dict[str, list[Any]] = {}
     for pin, value in outputs:
         output_data.setdefault(pin, []).append(value)
+    ended = Status.FAILED if error is not None else Status.COMPLETED
     if not in_chord:
         plan = plan_for_version(version_id)
-        hop = _single_hop(plan, node_id, outputs)
+        hop = single_hop(plan, node_id, outputs)
         if hop is not None:
             with transaction.atomic():
-                _record_single_hop(
+                record_single_hop(
                     execution_id, plan, version_id, ne_id, node_id, block, output_data, error,
                     hop, payer, lease, outcome.seconds,
                 )  # fmt: skip
@@ -410,7 +417,7 @@ def _record(
         moved = move(
             NodeExecution.objects.filter(id=ne_id),
             Status.RUNNING,
-            Status.FAILED if error is not None else Status.COMPLETED,
+            ended,
             output_data=output_data,
             error=error,
             ended_at=timezone.now(),
@@ -418,20 +425,8 @@ def _record(
         )
         if not moved:
             return
-        ended = Status.FAILED if error is not None else Status.COMPLETED
-        transaction.on_commit(metrics.NODE_EXECUTIONS.labels(block, ended).inc)
-        if error is not None:
-            log.warning("node %s (%s) failed: %.500s", node_id, block, error)
-        if payer is not None:
-            settle_node_run(payer, seconds=outcome.seconds, output_data=output_data)
-        done = node_event(
-            execution_id,
-            ne_id,
-            node_id,
-            Status.FAILED if error is not None else Status.COMPLETED,
-            outputs=output_data,
-            error=error,
-        )
+        book_result(node_id, block, error, payer, outcome.seconds, output_data)
+        done = node_event(execution_id, ne_id, node_id, ended, outputs=output_data, error=error)
         drop = lease.dropped_with_event() if lease is not None else None
         if in_chord:
             events.emit(execution_id, [done], lease=drop)
@@ -441,98 +436,6 @@ def _record(
         events.emit(execution_id, [done, *result.node_events(execution_id)], lease=drop)
         unhandled = int(error is not None and not plan.handles_errors(node_id))
         settle(execution_id, plan, version_id, done=1, result=result, unhandled=unhandled)
-
-
-# One hop of a chain, in one statement: the finished node recorded, the next node's execution
-# queued, the run's counters booked (active: +1 queued -1 done; one more node execution).
-# Each part runs only if the node was still RUNNING (the same compare-and-set as move()).
-_SINGLE_HOP_SQL = """
-WITH moved AS (
-    UPDATE executions_nodeexecution
-       SET status = %(status)s, output_data = %(output)s::jsonb, error = %(error)s,
-           ended_at = %(now)s, propagated = true
-     WHERE id = %(ne_id)s AND status = 'RUNNING'
-    RETURNING id
-), queued AS (
-    INSERT INTO executions_nodeexecution
-           (execution_id, node_id, block, status, input_data, output_data, error, attempts,
-            cost, task_id, worker, propagated, join_id, created_at, queued_at, started_at,
-            ended_at)
-    SELECT %(run_id)s, %(sink_id)s, %(sink_block)s, 'QUEUED', %(input)s::jsonb, '{}'::jsonb,
-           NULL, 0, 0, %(task_id)s, '', false, NULL, %(now)s, %(now)s, NULL, NULL
-      FROM moved
-    RETURNING id
-), counted AS (
-    UPDATE executions_graphexecution
-       SET node_count = node_count + 1,
-           unhandled_error_count = unhandled_error_count + %(unhandled)s, progressed_at = now()
-     WHERE id = %(run_id)s AND EXISTS (SELECT 1 FROM moved)
-    RETURNING status, active_count, node_count, node_limit, unhandled_error_count
-)
-SELECT queued.id, counted.* FROM counted, queued
-"""
-
-
-def _single_hop(plan, node_id: str, outputs: list[tuple[str, Any]]):
-    """The one (link, value) a finished node sends, when it simply queues one execution of
-    its sink (one linked pin, not static, the sink feeding no fan-in with others): the case
-    of every link in a chain. None otherwise (propagate() handles the rest)."""
-    deliveries = list(route_outputs(plan, node_id, outputs))
-    if len(deliveries) != 1:
-        return None
-    link, value = deliveries[0]
-    if link.is_static or plan.linked_pins(link.sink_id) != {link.sink_name}:
-        return None
-    return link, value
-
-
-def _record_single_hop(
-    execution_id, plan, version_id: int, ne_id: int, node_id: str, block: str,
-    output_data: dict[str, list[Any]], error: str | None, hop, payer, lease, seconds: float,
-) -> bool:  # fmt: skip
-    """_record for a chain hop, in one statement instead of four. False if the node was no
-    longer RUNNING (nothing changed)."""
-    link, value = hop
-    sink = plan.nodes[link.sink_id]
-    task_id = str(uuid.uuid4())
-    ended = Status.FAILED if error is not None else Status.COMPLETED
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _SINGLE_HOP_SQL,
-            {
-                "status": ended,
-                "output": json.dumps(output_data),
-                "error": error,
-                "now": timezone.now(),
-                "ne_id": ne_id,
-                "run_id": execution_id,
-                "sink_id": sink.id,
-                "sink_block": sink.block,
-                "input": json.dumps(node_input(sink.input_default, {link.sink_name: value})),
-                "task_id": task_id,
-                "unhandled": int(error is not None and not plan.handles_errors(node_id)),
-            },
-        )
-        row = cursor.fetchone()
-    if row is None:
-        return False
-    queued_id, *counters = row
-    transaction.on_commit(metrics.NODE_EXECUTIONS.labels(block, ended).inc)
-    if error is not None:
-        log.warning("node %s (%s) failed: %.500s", node_id, block, error)
-    if payer is not None:
-        settle_node_run(payer, seconds=seconds, output_data=output_data)
-    queued = [Queued(queued_id, sink.id, sink.block, task_id)]
-    events.emit(
-        execution_id,
-        [
-            node_event(execution_id, ne_id, node_id, ended, outputs=output_data, error=error),
-            *Propagation(queued, 1).node_events(execution_id),
-        ],
-        lease=lease.dropped_with_event() if lease is not None else None,
-    )
-    settle_decide(execution_id, version_id, [queued], queued, counters)
-    return True
 
 
 def node_fail_unpaid(claimed: ClaimedNode, reason: str) -> None:

@@ -71,18 +71,24 @@ def _no_sessions_left_on_the_test_database(django_db_setup, django_db_blocker):
         )
 
 
+def child_database_url() -> str:
+    """The test database's URL, for the processes tests start (workers, server, beat)."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
 @pytest.fixture(scope="session")
 def celery_worker_process(django_db_setup, django_db_blocker):
     """One real worker for the whole session, pointed at the test database."""
-    from django.db import connection
 
     from config.celery import app
     from config.worker_process import start_worker, stop_worker
 
-    db = connection.settings_dict
     env = {
         **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "DATABASE_URL": child_database_url(),
         "DJANGO_SETTINGS_MODULE": "config.settings",
     }
     with django_db_blocker.unblock():
@@ -98,15 +104,12 @@ def asgi_server(celery_worker_process):
     import socket
     import urllib.request
 
-    from django.db import connection
-
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    db = connection.settings_dict
     env = {
         **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "DATABASE_URL": child_database_url(),
         "DATABASE_POOL": "1",  # as scripts/run.sh runs it
     }
     with open(ROOT / ".local" / "test-asgi.log", "w") as log:

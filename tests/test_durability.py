@@ -17,7 +17,7 @@ from credits.models import CreditTransaction
 from executions import recovery
 from executions.models import GraphExecution, NodeExecution, Recovery
 
-from .conftest import ROOT, create_graph, nodes_of, wait_for_run
+from .conftest import ROOT, child_database_url, create_graph, nodes_of, wait_for_run
 from .documents import link, node
 
 pytestmark = pytest.mark.integration
@@ -71,7 +71,7 @@ def fan_in(seconds):
 def test_a_worker_killed_with_sigkill_loses_nothing(api, user, worker):
     """A second worker (own processes) takes part of a fan-out; SIGKILL its whole process
     group mid-run. The broker redelivers its unacknowledged tasks to the other worker."""
-    env = {**os.environ, "DATABASE_URL": _test_database_url()}
+    env = {**os.environ, "DATABASE_URL": child_database_url()}
     extra = start_worker("doomed", ROOT / ".local" / "doomed-worker.log", env, concurrency=2)
     try:
         document = {
@@ -162,10 +162,3 @@ def test_a_lost_start_message_is_published_again(api, user, worker, monkeypatch)
     assert recovery.watchdog()["start"] == 1
     record = wait_for_run(api, eid)
     assert record["status"] == "COMPLETED" and record["outputs"] == {"joined": ["L+R"]}
-
-
-def _test_database_url():
-    from django.db import connection
-
-    db = connection.settings_dict
-    return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"

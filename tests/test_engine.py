@@ -197,8 +197,8 @@ def test_the_chain_hop_insert_names_every_node_execution_column():
     """node_runs inserts a chain hop's next row with raw SQL: it must set every column."""
     import re
 
+    from executions.chain_hop import _SINGLE_HOP_SQL
     from executions.models import NodeExecution
-    from executions.node_runs import _SINGLE_HOP_SQL
 
     listed = re.search(r"INSERT INTO executions_nodeexecution\s*\(([^)]*)\)", _SINGLE_HOP_SQL)
     columns = {c.strip() for c in listed[1].split(",")}

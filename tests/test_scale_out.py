@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from .conftest import ROOT
+from .conftest import ROOT, child_database_url
 
 pytestmark = pytest.mark.integration
 
@@ -26,12 +26,9 @@ pytestmark = pytest.mark.integration
     reason="creating network namespaces needs root, ip and socat",
 )
 def test_two_hosts_share_one_graph(transactional_db):
-    from django.db import connection
-
-    db = connection.settings_dict
     env = {
         **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "DATABASE_URL": child_database_url(),
     }
     result = subprocess.run(
         [sys.executable, "-m", "bench.scale_out", "400"],

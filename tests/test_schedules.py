@@ -26,7 +26,7 @@ from schedules.models import Occurrence, Schedule
 from schedules.services import schedule_fire
 from schedules.tasks import fire
 
-from .conftest import ROOT, create_graph, wait_for_run
+from .conftest import ROOT, child_database_url, create_graph, wait_for_run
 from .documents import greeting, link, node
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -369,12 +369,9 @@ def test_a_duplicate_fire_starts_one_run(api, graph, worker):
 
 @pytest.fixture
 def beat_process(worker):
-    from django.db import connection
-
-    db = connection.settings_dict
     env = {
         **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "DATABASE_URL": child_database_url(),
     }
 
     def start():
