@@ -37,7 +37,7 @@ django.setup()
 
 import logging  # noqa: E402
 
-logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
+logging.getLogger("httpx2").setLevel(logging.WARNING)  # one line per request otherwise
 
 from celery import chain, group  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402

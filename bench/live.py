@@ -13,9 +13,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-from rest_framework.authtoken.models import Token
 from websockets.asyncio.client import connect
 
+from accounts.services import token_issue
 from executions.models import NodeExecution
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,7 +84,7 @@ def _got_everything(received: list[tuple[float, dict]]) -> bool:
 def measure(host: str, user, graph, start_run, subscribers: int) -> dict:
     """`subscribers` clients subscribe to a graph; one run of a chain goes; each must get
     every event of it. Latency: client receive time minus the node's end in the database."""
-    token = Token.objects.get_or_create(user=user)[0].key
+    token = token_issue(user=user)[0]
     url = f"ws://{host}/ws/executions/?token={token}"
     run = None
 

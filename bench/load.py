@@ -2,7 +2,7 @@
   (f) many small executions submitted through the API at once: all complete, executions/s;
   (g) the API under load: 100 concurrent clients, p50/p99 latency and requests/s of
       GET /api/executions/{id}/ and POST /api/graphs/{id}/execute/.
-The load comes from httpx's async client in this process (no wrk on these machines), so the
+The load comes from httpx2's async client in this process (no wrk on these machines), so the
 figures are a floor of what the server does: the client shares the two cores."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import asyncio
 import statistics
 import time
 
-import httpx
-from rest_framework.authtoken.models import Token
+import httpx2
 
+from accounts.services import token_issue
 from executions.models import GraphExecution
 
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
@@ -36,7 +36,7 @@ def small_graph() -> dict:
 
 
 def _headers(user) -> dict[str, str]:
-    return {"Authorization": f"Token {Token.objects.get_or_create(user=user)[0].key}"}
+    return {"Authorization": f"Token {token_issue(user=user)[0]}"}
 
 
 def many_executions(host: str, user, graph_id, count: int, timeout: float = 600) -> dict:
@@ -46,8 +46,8 @@ def many_executions(host: str, user, graph_id, count: int, timeout: float = 600)
     headers = _headers(user)  # the database is read here, not inside the event loop
 
     async def submit():
-        limits = httpx.Limits(max_connections=count, max_keepalive_connections=count)
-        async with httpx.AsyncClient(
+        limits = httpx2.Limits(max_connections=count, max_keepalive_connections=count)
+        async with httpx2.AsyncClient(
             base_url=f"http://{host}", headers=headers, timeout=120, limits=limits
         ) as client:
             responses = await asyncio.gather(
@@ -100,8 +100,8 @@ async def _hammer(host, headers, method, path, clients, seconds) -> dict:
     latencies: list[float] = []
     errors: dict[int, int] = {}
     stop = time.perf_counter() + seconds
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(
+    limits = httpx2.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx2.AsyncClient(
         base_url=f"http://{host}", headers=headers, timeout=60, limits=limits
     ) as client:
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from types import UnionType
 from typing import Annotated, Any, ClassVar, Union, get_args, get_origin
@@ -58,6 +58,9 @@ class RunContext:
     # Charges a language-model call's tokens to the run (set by the engine; None in tests
     # that run blocks directly).
     meter: Callable[[str, int, int], None] | None = None
+    # The secret values resolved into this node's input (credentials): a block must not
+    # send them anywhere its author did not (e.g. on to a redirect's other origin).
+    secrets: tuple[str, ...] = field(default=(), repr=False)
 
     def meter_tokens(self, model: str, prompt_tokens: int, completion_tokens: int) -> None:
         if self.meter is not None:
@@ -83,6 +86,9 @@ class Block:
     # ENGINE_NODE_TIMEOUT_CAP), and how often a TransientBlockError is retried.
     timeout: ClassVar[int] = 300
     max_retries: ClassVar[int] = 0
+    # A block that starts runs of its own (agent_executor) gets the credentials in its input
+    # sealed for those runs, not in plaintext (credentials/references.py).
+    hands_on_credentials: ClassVar[bool] = False
 
     registry: ClassVar[dict[str, type[Block]]] = {}
 

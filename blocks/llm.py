@@ -6,7 +6,11 @@ The clients never retry on their own (max_retries=0): a rate limit, a 5xx, a tim
 dropped connection becomes a TransientBlockError and the engine's retry policy (backoff with
 jitter, ENGINE_RETRY_LIMITS) decides. The API key is the user's own (a node input written as
 {"$credential": NAME}) or, where the operator allows it (LLM_PLATFORM_KEYS), the platform's;
-only the platform's key makes the run pay for tokens (credits.ModelPrice)."""
+only the platform's key makes the run pay for tokens (credits.ModelPrice).
+
+The platform's key goes only to the operator's configured endpoint: a node that names a
+`base_url` of its own must bring its own key. Every call leaves through the outbound guard
+(outbound/), which follows no redirect and checks the address it connects to."""
 
 from __future__ import annotations
 
@@ -14,10 +18,13 @@ import inspect
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import anthropic
 import openai
 from django.conf import settings
+
+import outbound
 
 from .base import BlockError, RunContext, TransientBlockError
 
@@ -59,32 +66,37 @@ class Caller:
     own_key: bool
     timeout: float
     ctx: RunContext
+    # The operator's endpoint may be on an address users' URLs may not reach (a private
+    # vLLM, say); it alone is admitted by its host name.
+    trusted_host: str | None = None
 
     def call(self, messages: list[dict[str, str]], *, system: str, max_tokens: int,
              temperature: float) -> Reply:  # fmt: skip
         try:
-            if self.provider == "anthropic":
-                reply = self._anthropic(messages, system, max_tokens, temperature)
-            else:
-                reply = self._openai(messages, system, max_tokens, temperature)
-        except (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError,
-                openai.APIConnectionError, anthropic.RateLimitError,
-                anthropic.InternalServerError, anthropic.APITimeoutError,
-                anthropic.APIConnectionError) as exc:  # fmt: skip
-            raise TransientBlockError(f"{self.provider} {self.model}: {_describe(exc)}") from exc
-        except (openai.APIStatusError, anthropic.APIStatusError) as exc:
-            raise BlockError(f"{self.provider} {self.model}: {_describe(exc)}") from exc
+            with self._http_client() as http:
+                if self.provider == "anthropic":
+                    reply = self._anthropic(http, messages, system, max_tokens, temperature)
+                else:
+                    reply = self._openai(http, messages, system, max_tokens, temperature)
         except (openai.OpenAIError, anthropic.AnthropicError) as exc:
-            raise BlockError(f"{self.provider} {self.model}: {exc}") from exc
+            raise _block_error(f"{self.provider} {self.model}", exc) from exc
         if not self.own_key:
             self.ctx.meter_tokens(
                 self.model, reply.usage.prompt_tokens, reply.usage.completion_tokens
             )
         return reply
 
-    def _openai(self, messages, system, max_tokens, temperature) -> Reply:
+    def _http_client(self):
+        hosts = (self.trusted_host,) if self.trusted_host else ()
+        return outbound.client(timeout=self.timeout, also_allow_hosts=hosts)
+
+    def _openai(self, http, messages, system, max_tokens, temperature) -> Reply:
         client = openai.OpenAI(
-            api_key=self.api_key, base_url=self.base_url, max_retries=0, timeout=self.timeout
+            api_key=self.api_key,
+            base_url=self.base_url,
+            max_retries=0,
+            timeout=self.timeout,
+            http_client=http,
         )
         chat = [{"role": "system", "content": system}] if system else []
         response = client.chat.completions.create(
@@ -100,9 +112,13 @@ class Caller:
             Usage(usage.prompt_tokens, usage.completion_tokens) if usage else Usage(),
         )
 
-    def _anthropic(self, messages, system, max_tokens, temperature) -> Reply:
+    def _anthropic(self, http, messages, system, max_tokens, temperature) -> Reply:
         client = anthropic.Anthropic(
-            api_key=self.api_key, base_url=self.base_url, max_retries=0, timeout=self.timeout
+            api_key=self.api_key,
+            base_url=self.base_url,
+            max_retries=0,
+            timeout=self.timeout,
+            http_client=http,
         )
         extra: dict[str, Any] = {"system": system} if system else {}
         if "temperature" in _anthropic_parameters():  # newer clients dropped the parameter
@@ -117,6 +133,27 @@ class Caller:
         return Reply(text, Usage(response.usage.input_tokens, response.usage.output_tokens))
 
 
+_TRANSIENT = (
+    openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError,
+    openai.APIConnectionError, anthropic.RateLimitError, anthropic.InternalServerError,
+    anthropic.APITimeoutError, anthropic.APIConnectionError,
+)  # fmt: skip
+
+
+def _block_error(where: str, exc: Exception) -> BlockError:
+    """What a provider client's error means for the node: the guard's refusals (which the
+    clients wrap as connection errors) and the far side's 4xx fail it; rate limits, 5xx,
+    timeouts and dropped connections may pass and are retried."""
+    refused = outbound.refusal_of(exc)
+    if refused is not None:
+        return BlockError(f"{where}: {refused}")
+    if isinstance(exc, _TRANSIENT):
+        return TransientBlockError(f"{where}: {_describe(exc)}")
+    if isinstance(exc, openai.APIStatusError | anthropic.APIStatusError):
+        return BlockError(f"{where}: {_describe(exc)}")
+    return BlockError(f"{where}: {exc}")
+
+
 def caller(
     ctx: RunContext,
     *,
@@ -127,18 +164,26 @@ def caller(
     timeout: float,
 ) -> Caller:
     """The caller for a node's inputs: its own key when `credentials` is given, else the
-    platform's key if the operator allows it, else a BlockError saying what to do."""
-    from blocks.catalogue.http_request import check_destination
-
-    if base_url:
-        check_destination(base_url)  # a user's endpoint must not reach inside our network
+    platform's key (if the operator allows it, and only for the operator's endpoint), else a
+    BlockError saying what to do."""
+    configured = (
+        settings.ANTHROPIC_BASE_URL if provider == "anthropic" else settings.OPENAI_BASE_URL
+    ) or None
+    own_endpoint = bool(base_url) and _endpoint(base_url) != _endpoint(configured)
+    if own_endpoint:
+        try:
+            outbound.check_url(base_url or "")
+        except outbound.DestinationRefused as exc:
+            raise BlockError(str(exc)) from exc
     else:
-        base_url = (
-            settings.ANTHROPIC_BASE_URL if provider == "anthropic" else settings.OPENAI_BASE_URL
-        )
-        base_url = base_url or None
+        base_url = configured
     if credentials:
         key, own = credentials, True
+    elif own_endpoint:
+        raise BlockError(
+            "a node with its own `base_url` must bring its own API key: store it "
+            '(POST /api/credentials/) and set `credentials` to {"$credential": "NAME"}'
+        )
     elif settings.LLM_PLATFORM_KEYS:
         key = settings.ANTHROPIC_API_KEY if provider == "anthropic" else settings.OPENAI_API_KEY
         own = False
@@ -149,7 +194,12 @@ def caller(
             "no API key: store yours (POST /api/credentials/) and set `credentials` to "
             '{"$credential": "NAME"}'
         )
-    return Caller(provider, model, key, base_url, own, min(timeout, 600.0), ctx)
+    trusted = None if own_endpoint else urlsplit(configured or "").hostname
+    return Caller(provider, model, key, base_url, own, min(timeout, 600.0), ctx, trusted)
+
+
+def _endpoint(url: str | None) -> str:
+    return (url or "").strip().rstrip("/").lower()
 
 
 @cache

@@ -12,8 +12,11 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import path  # noqa: E402
 
+from config.logs import scrub_server_logs  # noqa: E402
 from config.websocket import BrowserOriginValidator  # noqa: E402
 from executions.consumers import ExecutionStreamConsumer  # noqa: E402
+
+scrub_server_logs()  # access lines print paths, and a path may carry ?token=
 
 application = ProtocolTypeRouter(
     {

@@ -53,7 +53,7 @@ app.conf.update(
 app.conf["CELERY_DB_REUSE_MAX"] = 1_000_000
 
 # Beat (django-celery-beat's database scheduler picks these up): the watchdog re-drives
-# stalled runs; retention deletes old finished runs.
+# stalled runs; retention deletes old finished runs (and expired API tokens).
 app.conf.beat_schedule = {
     "executions-watchdog": {
         "task": "executions.watchdog",
@@ -67,6 +67,10 @@ app.conf.beat_schedule = {
     "schedules-retention": {
         "task": "schedules.retention",
         "schedule": crontab(hour=3, minute=37),
+    },
+    "accounts-purge-expired-tokens": {
+        "task": "accounts.purge_expired_tokens",
+        "schedule": crontab(hour=3, minute=47),
     },
 }
 app.autodiscover_tasks()

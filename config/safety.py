@@ -16,6 +16,7 @@ def production_problems(
     flower_basic_auth: str,
     credentials_keys: list[str],
     dev_credentials_key: str,
+    outbound_allow_loopback: bool = False,
 ) -> list[str]:
     problems = []
     if secret_key == dev_secret_key or len(secret_key) < 32:
@@ -39,4 +40,10 @@ def production_problems(
         except (ValueError, binascii.Error):
             problems.append("CREDENTIALS_ENCRYPTION_KEYS holds a value that is not a Fernet key")
             break
+    if outbound_allow_loopback:
+        # Every tenant's graph could then reach the database, Redis and RabbitMQ ports.
+        problems.append(
+            "OUTBOUND_ALLOW_LOOPBACK must be off (name a local model server in "
+            "OUTBOUND_ALLOWED_HOSTS or OPENAI_BASE_URL instead)"
+        )
     return problems

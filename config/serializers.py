@@ -101,15 +101,6 @@ class BlockSerializer(serializers.Serializer):
     cost_per_mib = serializers.FloatField(help_text="Credits per MiB of output, settled after.")
 
 
-class TokenRequestSerializer(serializers.Serializer):
-    username = serializers.CharField()
-    password = serializers.CharField(trim_whitespace=False)
-
-
-class TokenSerializer(serializers.Serializer):
-    token = serializers.CharField()
-
-
 def paginated(item: type[serializers.Serializer]) -> type[serializers.Serializer]:
     """The {count, next, previous, results} page of `item`, for the schema."""
     return type(

@@ -50,23 +50,6 @@ if PRODUCTION:
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
 SESSION_COOKIE_HTTPONLY = True
 
-if PRODUCTION:
-    from .safety import production_problems
-
-    problems = production_problems(
-        secret_key=SECRET_KEY,
-        dev_secret_key=DEV_SECRET_KEY,
-        debug=DEBUG,
-        allowed_hosts=ALLOWED_HOSTS,
-        admin_password=ADMIN_PASSWORD,
-        dev_admin_password=DEV_ADMIN_PASSWORD,
-        flower_basic_auth=FLOWER_BASIC_AUTH,
-        credentials_keys=CREDENTIALS_ENCRYPTION_KEYS,
-        dev_credentials_key=DEV_CREDENTIALS_KEY,
-    )
-    if problems:
-        raise ImproperlyConfigured("unsafe production settings: " + "; ".join(problems))
-
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -75,7 +58,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
     "django_filters",
     "drf_spectacular",
     "django_celery_beat",
@@ -88,6 +71,7 @@ INSTALLED_APPS = [
     "notifications",
     "schedules",
     "credentials",
+    "accounts",
 ]
 
 MIDDLEWARE = [
@@ -195,6 +179,13 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 API_THROTTLE_USER = env.str("API_THROTTLE_USER", default="1200/minute")
 API_THROTTLE_ANON = env.str("API_THROTTLE_ANON", default="60/minute")
 
+# API tokens (django-rest-knox, stored hashed): seconds until a new token expires; 0 keeps
+# them until revoked (DELETE /api/auth/token/, or the admin's "revoke API tokens").
+API_TOKEN_TTL = env.int("API_TOKEN_TTL", default=0)
+REST_KNOX = {"TOKEN_TTL": None, "AUTH_HEADER_PREFIX": "Token"}
+# Seconds a WebSocket ticket (POST /api/auth/ws-ticket/) stays valid; each opens one socket.
+WS_TICKET_SECONDS = env.int("WS_TICKET_SECONDS", default=30)
+
 REST_FRAMEWORK = {
     # Proxies in front that append to X-Forwarded-For; 0 trusts only the peer address, so a
     # client cannot pick its own identity for the anonymous rate.
@@ -204,7 +195,7 @@ REST_FRAMEWORK = {
         "config.throttling.AnonRateThrottle",
     ],
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "config.authentication.StrictTokenAuthentication",
+        "accounts.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -269,10 +260,16 @@ ENGINE_WATCHDOG_INTERVAL = env.int("ENGINE_WATCHDOG_INTERVAL", default=15)
 EXECUTION_RETENTION_DAYS = env.int("EXECUTION_RETENTION_DAYS", default=30)
 # Longest wait the `sleep` block accepts, in seconds.
 BLOCK_SLEEP_MAX_SECONDS = env.float("BLOCK_SLEEP_MAX_SECONDS", default=3600.0)
-# `http_request` refuses private, loopback and link-local addresses unless allowed here
-# (tests allow loopback).
-HTTP_BLOCK_ALLOW_LOOPBACK = env.bool("HTTP_BLOCK_ALLOW_LOOPBACK", default=False)
-HTTP_BLOCK_ALLOW_PRIVATE = env.bool("HTTP_BLOCK_ALLOW_PRIVATE", default=False)
+# Outbound requests (http_request, LLM base URLs, webhooks; outbound/) reach only globally
+# routable addresses, checked where each connection is made. Operators may open loopback
+# (tests do), the private ranges (10/8, 172.16/12, 192.168/16, fc00::/7), networks by CIDR,
+# or host names whatever they resolve to. The configured LLM endpoints are always allowed.
+OUTBOUND_ALLOW_LOOPBACK = env.bool("OUTBOUND_ALLOW_LOOPBACK", default=False)
+OUTBOUND_ALLOW_PRIVATE = env.bool("OUTBOUND_ALLOW_PRIVATE", default=False)
+OUTBOUND_ALLOWED_NETWORKS = env.list("OUTBOUND_ALLOWED_NETWORKS", default=[])
+OUTBOUND_ALLOWED_HOSTS = env.list("OUTBOUND_ALLOWED_HOSTS", default=[])
+# Largest response body any outbound request reads (counted as it streams in).
+OUTBOUND_MAX_RESPONSE_BYTES = env.int("OUTBOUND_MAX_RESPONSE_BYTES", default=10 * 1024 * 1024)
 HTTP_BLOCK_MAX_TIMEOUT = env.float("HTTP_BLOCK_MAX_TIMEOUT", default=120.0)
 HTTP_BLOCK_MAX_RESPONSE_BYTES = env.int("HTTP_BLOCK_MAX_RESPONSE_BYTES", default=10 * 1024 * 1024)
 
@@ -323,7 +320,10 @@ LOG_FORMAT = env.str("LOG_FORMAT", default="json" if PRODUCTION else "plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"context": {"()": "config.logs.ContextFilter"}},
+    "filters": {
+        "context": {"()": "config.logs.ContextFilter"},
+        "scrub": {"()": "config.logs.ScrubFilter"},
+    },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s%(context)s: %(message)s"},
         "json": {
@@ -337,9 +337,33 @@ LOGGING = {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": LOG_FORMAT,
-            "filters": ["context"],
+            "filters": ["context", "scrub"],
         }
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # HTTP clients log every request's URL at INFO, query string (and any key in it)
+        # included: only their warnings.
+        **{name: {"level": "WARNING"} for name in ("httpx", "httpx2", "httpcore", "httpcore2")},
+    },
 }
+
+# Checked last, once every setting has its value.
+if PRODUCTION:
+    from .safety import production_problems
+
+    problems = production_problems(
+        secret_key=SECRET_KEY,
+        dev_secret_key=DEV_SECRET_KEY,
+        debug=DEBUG,
+        allowed_hosts=ALLOWED_HOSTS,
+        admin_password=ADMIN_PASSWORD,
+        dev_admin_password=DEV_ADMIN_PASSWORD,
+        flower_basic_auth=FLOWER_BASIC_AUTH,
+        credentials_keys=CREDENTIALS_ENCRYPTION_KEYS,
+        dev_credentials_key=DEV_CREDENTIALS_KEY,
+        outbound_allow_loopback=OUTBOUND_ALLOW_LOOPBACK,
+    )
+    if problems:
+        raise ImproperlyConfigured("unsafe production settings: " + "; ".join(problems))

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from accounts.apis import TokenApi, WsTicketApi
 from blocks.apis import BlockListApi
 from credentials.apis import CredentialDetailApi, CredentialListApi
 from credits.apis import BalanceApi, GrantApi, TransactionListApi
@@ -16,12 +17,12 @@ from graphs.apis import GraphDetailApi, GraphListApi, GraphVersionListApi
 from notifications.apis import MarkReadApi, NotificationListApi, RotateSecretApi, SettingsApi
 from schedules.apis import OccurrenceListApi, ScheduleDetailApi, ScheduleListApi
 
-from .auth_apis import TokenApi
 from .health import health, ready
 from .metrics import metrics_view
 
 api = [
     path("auth/token/", TokenApi.as_view(), name="token"),
+    path("auth/ws-ticket/", WsTicketApi.as_view(), name="ws-ticket"),
     path("blocks/", BlockListApi.as_view(), name="blocks"),
     path("graphs/", GraphListApi.as_view(), name="graphs"),
     path("graphs/<uuid:graph_id>/", GraphDetailApi.as_view(), name="graph"),

@@ -1,7 +1,8 @@
 """`ws://HOST/ws/executions/`: live status of your runs (api.md).
 
-Authenticate with `?token=` or an `Authorization: Token ...` header (or the Django session,
-for the live page); a missing or bad token closes the socket with code 4401. Then send
+Authenticate with a single-use `?ticket=` (POST /api/auth/ws-ticket/), an
+`Authorization: Token ...` header, `?token=` (kept for older clients), or the Django session
+(the live page); a missing, bad, expired or revoked one closes the socket with code 4401. Then send
 `{"action": "subscribe", "execution_id" | "graph_id": ...}`, `unsubscribe`, `ping`.
 
 Each subscription starts with a `snapshot` of the run as it stands, then every event of the
@@ -24,8 +25,6 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
-from config.authentication import TOKEN_RE
-
 from . import events
 
 log = logging.getLogger(__name__)
@@ -47,7 +46,8 @@ class ExecutionStreamConsumer(AsyncJsonWebsocketConsumer):
                 {
                     "type": "error",
                     "message": "authentication required: "
-                    "send a valid token as ?token= or an Authorization header",
+                    "send a ticket (POST /api/auth/ws-ticket/) as ?ticket=, or a token in "
+                    "the Authorization header",
                 }
             )
             await self.close(code=CLOSE_UNAUTHENTICATED)
@@ -186,20 +186,24 @@ def _publish_lost_end(run_id: str) -> None:
 
 @database_sync_to_async
 def _authenticate(scope):
+    """The user of a `?ticket=` (single-use), a token (`Authorization: Token` header, or
+    `?token=` for older clients; access logs scrub it), or the Django session."""
     from django.contrib.auth.models import AnonymousUser
-    from rest_framework.authtoken.models import Token
+
+    from accounts.services import token_lookup, ws_ticket_redeem
 
     query = parse_qs(scope.get("query_string", b"").decode())
+    ticket = (query.get("ticket") or [None])[0]
+    if ticket is not None:
+        return ws_ticket_redeem(ticket)
     key = (query.get("token") or [None])[0]
     if key is None:
         header = dict(scope.get("headers") or []).get(b"authorization", b"").decode()
         scheme, _, value = header.partition(" ")
         key = value.strip() if scheme.lower() == "token" else None
     if key:
-        if not TOKEN_RE.match(key):
-            return None
-        token = Token.objects.select_related("user").filter(key=key, user__is_active=True).first()
-        return token.user if token else None
+        token = token_lookup(key)
+        return token.user if token is not None else None
     user = scope.get("user")  # the Django session (the live page)
     return user if user is not None and not isinstance(user, AnonymousUser) else None
 

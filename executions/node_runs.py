@@ -27,6 +27,7 @@ from blocks.base import ERROR_PIN, BlockError, RunContext, TransientBlockError
 from blocks.registry import get_block, get_block_class
 from config import metrics
 from config.json_values import clean_text
+from config.logs import secrets_kept_out_of_logs
 from credentials.references import redact, referenced_names
 from credentials.services import CredentialMissing, ResolvedInput, node_input_resolve
 from credits.costs import price_of
@@ -92,6 +93,8 @@ class ClaimedNode:
     attempt: int
     depth: int
     in_chord: bool
+    # A sub-graph run's parent node execution: credential references sealed by it resolve.
+    parent_node_execution_id: int | None
 
     @property
     def payer(self) -> NodeCharge:
@@ -188,7 +191,7 @@ UPDATE executions_nodeexecution AS ne
             AND ne.started_at < clock_timestamp() - make_interval(secs => %s)))
 RETURNING ne.execution_id, ne.node_id, ne.block, ne.input_data, ge.graph_version_id,
           ge.user_id, ge.graph_id, ne.attempts, ge.depth, ne.join_id IS NOT NULL,
-          EXTRACT(EPOCH FROM clock_timestamp() - ne.queued_at)
+          ge.parent_node_execution_id, EXTRACT(EPOCH FROM clock_timestamp() - ne.queued_at)
 """
 
 
@@ -258,9 +261,16 @@ def _charge(claimed: ClaimedNode) -> bool:
 
 def node_run(claimed: ClaimedNode) -> Outcome:
     """Runs the block within the node's time limit: what it yielded, and how it ended
-    (yields before a failure are kept, like a stream that broke). Credential references the
-    graph's author wrote are resolved here, in the worker, and every secret put in is
-    redacted from what comes out (outputs, error, log)."""
+    (yields before a failure are kept, like a stream that broke). Credentials are resolved
+    here, in the worker, and every secret put in is redacted from what comes out (outputs,
+    error, log lines)."""
+    outcome = Outcome()
+    started = time.monotonic()
+    try:
+        resolved = _resolve_credentials(claimed)
+    except CredentialMissing as exc:
+        outcome.error = str(exc)
+        return outcome
     ctx = RunContext(
         claimed.user_id,
         str(claimed.execution_id),
@@ -270,25 +280,15 @@ def node_run(claimed: ClaimedNode) -> Outcome:
         retries_left=claimed.retries_left,
         depth=claimed.depth,
         meter=_token_meter(claimed),
+        secrets=tuple(resolved.secrets),
     )
-    outcome = Outcome()
-    started = time.monotonic()
-    resolved = ResolvedInput(claimed.input_data)
-    authored = _authored_with_credentials(claimed.graph_version_id, claimed.node_id)
-    if authored is not None:
-        try:
-            resolved = node_input_resolve(
-                user_id=claimed.user_id, authored=authored, input_data=claimed.input_data
-            )
-        except CredentialMissing as exc:
-            outcome.error = str(exc)
-            return outcome
     try:
-        for pin, value in get_block(claimed.block).execute(resolved.input_data, ctx):
-            if pin == ERROR_PIN:
-                outcome.error = str(value)
-                break
-            outcome.outputs.append((pin, value))
+        with secrets_kept_out_of_logs(resolved.secrets):
+            for pin, value in get_block(claimed.block).execute(resolved.input_data, ctx):
+                if pin == ERROR_PIN:
+                    outcome.error = str(value)
+                    break
+                outcome.outputs.append((pin, value))
     except SubgraphStarted as exc:
         outcome.child_execution_id = exc.child_execution_id
     except SoftTimeLimitExceeded:
@@ -308,9 +308,27 @@ def node_run(claimed: ClaimedNode) -> Outcome:
         outcome.error = f"{type(exc).__name__}: {exc}"
     outcome.seconds = time.monotonic() - started
     if resolved.secrets:
-        outcome.outputs = redact(outcome.outputs, resolved.secrets)
+        outcome.outputs = redact(outcome.outputs, resolved.secrets, resolved.restore)
         outcome.error = redact(outcome.error, resolved.secrets)
     return outcome
+
+
+def _resolve_credentials(claimed: ClaimedNode) -> ResolvedInput:
+    """The node's input with its secrets put in (credentials/services.py): the references
+    its author wrote and, in a sub-graph run, those its parent node sealed for it. A block
+    that starts runs of its own (agent_executor) hands them on sealed instead."""
+    authored = _authored_with_credentials(claimed.graph_version_id, claimed.node_id)
+    sealed_by = claimed.parent_node_execution_id
+    if authored is None and sealed_by is None:
+        return ResolvedInput(claimed.input_data)
+    cls = get_block_class(claimed.block)
+    return node_input_resolve(
+        user_id=claimed.user_id,
+        authored=authored,
+        input_data=claimed.input_data,
+        sealed_by=sealed_by,
+        hand_on_as=claimed.id if cls is not None and cls.hands_on_credentials else None,
+    )
 
 
 @lru_cache(maxsize=4096)

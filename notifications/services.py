@@ -10,13 +10,15 @@ import logging
 import time
 from typing import Any
 
-import httpx
+import httpx2
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
+
+import outbound
 
 from .models import Notification, NotificationSettings, WebhookAttempt, WebhookDelivery
 
@@ -106,9 +108,6 @@ class DeliveryFailed(Exception):
 
 def webhook_attempt(delivery_id: int) -> None:
     """One try at a webhook delivery, recorded. Raises DeliveryFailed to be retried."""
-    from blocks.base import BlockError
-    from blocks.catalogue.http_request import check_destination
-
     delivery = WebhookDelivery.objects.select_related("notification").get(pk=delivery_id)
     if delivery.status != WebhookDelivery.Status.PENDING:
         return
@@ -123,12 +122,10 @@ def webhook_attempt(delivery_id: int) -> None:
     started = time.monotonic()
     status_code, error = None, ""
     try:
-        check_destination(delivery.url)  # the same network rules as http_request
-        response = httpx.post(
-            delivery.url, content=body, headers=headers, timeout=settings.WEBHOOK_TIMEOUT_SECONDS
-        )
-        status_code = response.status_code
-    except (httpx.HTTPError, BlockError) as exc:
+        outbound.check_url(delivery.url)  # the same guard as every request a run makes
+        with outbound.client(timeout=settings.WEBHOOK_TIMEOUT_SECONDS) as client:
+            status_code = client.post(delivery.url, content=body, headers=headers).status_code
+    except (httpx2.HTTPError, *outbound.Refused) as exc:
         error = str(exc) or type(exc).__name__
     WebhookAttempt.objects.create(
         delivery=delivery,

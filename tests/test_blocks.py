@@ -166,7 +166,7 @@ def http_server():
     server.shutdown()
 
 
-@override_settings(HTTP_BLOCK_ALLOW_LOOPBACK=True)
+@override_settings(OUTBOUND_ALLOW_LOOPBACK=True)
 def test_http_request_sorts_responses_by_status(http_server):
     assert run("http_request", url=f"{http_server}/ok") == [("response", {"hello": "world"})]
     assert run("http_request", url=f"{http_server}/text") == [("response", "plain words")]
@@ -185,13 +185,13 @@ def test_http_request_sorts_responses_by_status(http_server):
     assert posted == [("response", {"got": {"a": [1]}, "auth": "k"})]
 
 
-@override_settings(HTTP_BLOCK_ALLOW_LOOPBACK=True, HTTP_BLOCK_MAX_RESPONSE_BYTES=1000)
+@override_settings(OUTBOUND_ALLOW_LOOPBACK=True, HTTP_BLOCK_MAX_RESPONSE_BYTES=1000)
 def test_http_request_caps_the_response_size(http_server):
     with pytest.raises(BlockError, match="larger than"):
         run("http_request", url=f"{http_server}/big")
 
 
-@override_settings(HTTP_BLOCK_ALLOW_LOOPBACK=False, HTTP_BLOCK_ALLOW_PRIVATE=False)
+@override_settings(OUTBOUND_ALLOW_LOOPBACK=False, OUTBOUND_ALLOW_PRIVATE=False)
 @pytest.mark.parametrize(
     "url, reason",
     [
@@ -211,7 +211,7 @@ def test_http_request_refuses_internal_destinations(url, reason):
         run("http_request", url=url)
 
 
-@override_settings(HTTP_BLOCK_ALLOW_LOOPBACK=True, HTTP_BLOCK_ALLOW_PRIVATE=False)
+@override_settings(OUTBOUND_ALLOW_LOOPBACK=True, OUTBOUND_ALLOW_PRIVATE=False)
 def test_http_request_checks_every_redirect_hop(http_server):
     # The first hop (loopback) is allowed; the redirect it answers leads into a private
     # network, and the check before the second request refuses it.

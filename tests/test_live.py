@@ -7,9 +7,10 @@ from contextlib import ExitStack
 from urllib.parse import quote
 
 import pytest
-from rest_framework.authtoken.models import Token
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
+
+from accounts.services import token_issue
 
 from .conftest import create_graph, wait_for_run
 from .documents import greeting, link, node
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def token(user):
-    return Token.objects.create(user=user).key
+    return token_issue(user=user)[0]
 
 
 @pytest.fixture
@@ -176,7 +177,7 @@ def test_a_late_subscriber_gets_the_final_state(api, live):
 def test_other_users_runs_and_graphs_are_refused(api, live, other_user):
     graph = create_graph(api, greeting())
     run_id = api.post(f"/api/graphs/{graph['id']}/execute/", {}, format="json").json()["id"]
-    intruder = live(Token.objects.create(user=other_user).key)
+    intruder = live(token_issue(user=other_user)[0])
     intruder.send(json.dumps({"action": "subscribe", "execution_id": run_id}))
     assert receive(intruder) == {
         "type": "error",

@@ -17,6 +17,9 @@ from .documents import link, node
 pytestmark = pytest.mark.integration
 
 PLATFORM_KEY = "platform-test-key"  # pyproject's pytest-env gives it to the worker
+# The operator's configured endpoints (OPENAI_BASE_URL, ANTHROPIC_BASE_URL in pyproject's
+# pytest-env): the platform's key goes there and nowhere else.
+PLATFORM_PORT = 58480
 
 
 class FakeProvider(BaseHTTPRequestHandler):
@@ -70,19 +73,21 @@ class FakeProvider(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def provider():
+    """The operator's endpoint (the platform's key is sent here)."""
     FakeProvider.script, FakeProvider.requests = [], []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeProvider)
+    server = ThreadingHTTPServer(("127.0.0.1", PLATFORM_PORT), FakeProvider)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
+    server.server_close()  # the next test binds the same port
 
 
-def llm_graph(block, base_url, **inputs):
+def llm_graph(block, **inputs):
     return {
         "name": block,
         "nodes": [
             node("ask", "input", name="question", value="What is 2+2?"),
-            node("llm", block, base_url=base_url, **inputs),
+            node("llm", block, **inputs),
             node("out", "output", name="answer"),
         ],
         "links": [
@@ -104,7 +109,7 @@ def token_rows(record):
 def test_llm_text_through_openai_is_answered_and_metered(api, worker, provider):
     ModelPrice.objects.create(model="gpt-test", prompt_per_1k=2, completion_per_1k=5)
     FakeProvider.script = [(200, "4")]
-    record = run_graph(api, llm_graph("llm_text", f"{provider}/v1", model="gpt-test"))
+    record = run_graph(api, llm_graph("llm_text", model="gpt-test"))
     assert record["status"] == "COMPLETED", record
     assert record["outputs"]["answer"] == ["4"]
     usage = nodes_of(record, "llm")[0]["output_data"]["usage"][0]
@@ -119,7 +124,7 @@ def test_llm_text_through_openai_is_answered_and_metered(api, worker, provider):
 
 def test_a_rate_limit_is_retried_then_succeeds(api, worker, provider):
     FakeProvider.script = [(429, ""), (200, "4")]
-    record = run_graph(api, llm_graph("llm_text", f"{provider}/v1", model="gpt-test"))
+    record = run_graph(api, llm_graph("llm_text", model="gpt-test"))
     assert record["status"] == "COMPLETED", record
     llm = nodes_of(record, "llm")[0]
     assert llm["attempts"] == 2 and len(FakeProvider.requests) == 2
@@ -130,8 +135,7 @@ def test_anthropic_through_its_own_client(api, worker, provider):
     FakeProvider.script = [(200, "four")]
     record = run_graph(
         api,
-        llm_graph("llm_text", provider, provider="anthropic", model="claude-test",
-                  sys_prompt="Be brief."),
+        llm_graph("llm_text", provider="anthropic", model="claude-test", sys_prompt="Be brief."),
     )  # fmt: skip
     assert record["status"] == "COMPLETED", (record["error"], record["node_executions"])
     assert record["outputs"]["answer"] == ["four"]
@@ -144,7 +148,7 @@ def test_structured_answers_are_asked_again_after_a_malformed_one(api, worker, p
     FakeProvider.script = [(200, "Sure! The answer is 4."), (200, '{"answer": 4}'),
                            (200, '```json\n{"answer": 4, "why": "2+2"}\n```')]  # fmt: skip
     document = llm_graph(
-        "llm_structured", f"{provider}/v1", model="gpt-test",
+        "llm_structured", model="gpt-test",
         expected_format={"answer": "the number", "why": "one line"},
     )  # fmt: skip
     document["nodes"].append(node("why", "output", name="why"))
@@ -163,7 +167,7 @@ def test_structured_answers_are_asked_again_after_a_malformed_one(api, worker, p
 
 def test_tokens_are_charged_once_when_the_task_is_delivered_again(api, worker, provider):
     FakeProvider.script = [(200, "4")]
-    record = run_graph(api, llm_graph("llm_text", f"{provider}/v1", model="gpt-test"))
+    record = run_graph(api, llm_graph("llm_text", model="gpt-test"))
     llm = NodeExecution.objects.get(execution_id=record["id"], node_id="llm")
     again = run_node.apply_async(args=[llm.pk, record["id"]], ignore_result=False)
     again.get(timeout=30)
@@ -175,8 +179,7 @@ def test_a_users_own_key_is_used_and_not_charged_for_tokens(api, user, worker, p
     FakeProvider.script = [(200, "4")]
     graph = create_graph(
         api,
-        llm_graph("llm_text", f"{provider}/v1", model="gpt-test",
-                  credentials={"$credential": "OPENAI"}),
+        llm_graph("llm_text", model="gpt-test", credentials={"$credential": "OPENAI"}),
     )  # fmt: skip
     run_id = api.post(f"/api/graphs/{graph['id']}/execute/", {}, format="json").json()["id"]
     record = wait_for_run(api, run_id)
@@ -189,9 +192,6 @@ def test_a_users_own_key_is_used_and_not_charged_for_tokens(api, user, worker, p
 
 def test_the_worked_example_loops_until_the_model_rates_its_title_8(api, worker, provider):
     document = json.loads((ROOT / "docs" / "examples" / "llm_title_loop.json").read_text())
-    for n in document["nodes"]:
-        if n["id"] == "draft":
-            n["input_default"]["base_url"] = f"{provider}/v1"
     FakeProvider.script = [
         (200, '{"title": "Graphs", "score": 5}'),
         (200, '{"title": "Agents That Never Lose Work", "score": 9}'),

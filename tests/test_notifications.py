@@ -11,9 +11,9 @@ from urllib.parse import quote
 
 import pytest
 from django.core import mail
-from rest_framework.authtoken.models import Token
 from websockets.sync.client import connect
 
+from accounts.services import token_issue
 from notifications import services
 from notifications.models import Notification, WebhookDelivery
 
@@ -89,7 +89,7 @@ def test_webhook_is_signed_retried_after_a_500_and_recorded(api, user, worker, h
 
 @pytest.mark.integration
 def test_notifications_are_pushed_on_the_users_stream(api, user, worker, asgi_server):
-    token = Token.objects.create(user=user).key
+    token = token_issue(user=user)[0]
     url = f"ws://{asgi_server}/ws/executions/?token={quote(token)}"
     with connect(url, open_timeout=10) as ws:
         ws.send(json.dumps({"action": "ping"}))

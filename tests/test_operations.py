@@ -428,20 +428,20 @@ def test_hundreds_of_concurrent_submissions_are_all_accepted(asgi_server, transa
     requests waits for connections instead of exhausting PostgreSQL (which gave 500s)."""
     import asyncio
 
-    import httpx
+    import httpx2
     from django.contrib.auth import get_user_model
     from django.db import connection
-    from rest_framework.authtoken.models import Token
 
+    from accounts.services import token_issue
     from graphs.services import graph_create
 
     user = get_user_model().objects.create_user("burst", password="pw-123456")
     graph = graph_create(owner=user, document=greeting()).graph
-    headers = {"Authorization": f"Token {Token.objects.create(user=user).key}"}
+    headers = {"Authorization": f"Token {token_issue(user=user)[0]}"}
 
     async def burst():
-        limits = httpx.Limits(max_connections=300)
-        async with httpx.AsyncClient(
+        limits = httpx2.Limits(max_connections=300)
+        async with httpx2.AsyncClient(
             base_url=f"http://{asgi_server}", headers=headers, timeout=120, limits=limits
         ) as client:
             return await asyncio.gather(

@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from rest_framework.authtoken.models import Token
+
+from accounts.services import token_issue
 
 pytestmark = pytest.mark.integration
 
@@ -18,7 +19,7 @@ SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
 
 def test_no_generated_request_gets_a_server_error(asgi_server, transactional_db, django_user_model):
     user = django_user_model.objects.create_user("fuzzer", password="pw-123456")
-    token = Token.objects.create(user=user).key
+    token = token_issue(user=user)[0]
     result = subprocess.run(
         [
             str(SCHEMATHESIS),

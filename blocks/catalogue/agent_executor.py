@@ -20,6 +20,8 @@ class AgentExecutorBlock(Block):
     category = "agent"
     # Waiting for the child holds no worker; the node's time limit still bounds the wait.
     timeout = 3600
+    # Credentials in `inputs` reach the child sealed; the child's worker resolves them.
+    hands_on_credentials = True
 
     class Input(BlockSchema):
         graph_id: str = Field(min_length=1, max_length=64, description="The graph to run")

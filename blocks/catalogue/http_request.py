@@ -1,14 +1,14 @@
-"""Real HTTP through httpx, refusing addresses inside the service's own network."""
+"""Real HTTP through the outbound guard (outbound/): only public addresses, checked where
+each connection is made, every redirect hop again."""
 
-import ipaddress
 import json
-import socket
 from typing import Any, Literal
 from urllib.parse import urljoin, urlsplit
 
-import httpx
+import httpx2
 from django.conf import settings
 
+import outbound
 from blocks.base import Block, BlockError, BlockSchema, Field, TransientBlockError
 
 MAX_REDIRECTS = 5
@@ -51,30 +51,34 @@ class HttpRequestBlock(Block):
                     data.body if isinstance(data.body, str) else json.dumps(data.body)
                 )
         url, method, headers = data.url, data.method, dict(data.headers)
-        with httpx.Client(timeout=timeout, follow_redirects=False) as client:
+        limit = settings.HTTP_BLOCK_MAX_RESPONSE_BYTES
+        with outbound.client(timeout=timeout, max_response_bytes=limit) as client:
             for _ in range(MAX_REDIRECTS + 1):
-                check_destination(url)
                 try:
+                    outbound.check_url(url)
                     with client.stream(method, url, headers=headers, **content) as resp:
                         if resp.is_redirect and "location" in resp.headers:
                             target = urljoin(url, resp.headers["location"])
                             if _origin(target) != _origin(url):
-                                headers = _without_secrets(headers)
+                                headers = without_secrets(headers, ctx.secrets)
                             url = target
                             if resp.status_code in (301, 302, 303):
                                 method, content = "GET", {}
                             continue
-                        body = _read_limited(resp)
+                        body = resp.read()
                         status = resp.status_code
-                        is_json = data.json_format
                         break
-                except httpx.TransportError as exc:  # connection refused/reset, timeouts
+                except outbound.DestinationRefused as exc:
+                    raise BlockError(str(exc)) from exc
+                except outbound.ResponseTooLarge as exc:
+                    raise BlockError(str(exc)) from exc
+                except httpx2.TransportError as exc:  # connection refused/reset, timeouts
                     raise TransientBlockError(f"request to {url} failed: {exc!r}") from exc
-                except httpx.HTTPError as exc:
+                except httpx2.HTTPError as exc:
                     raise BlockError(f"request to {url} failed: {exc}") from exc
             else:
                 raise BlockError(f"more than {MAX_REDIRECTS} redirects")
-        value = _decode(body, is_json)
+        value = _decode(body, data.json_format)
         if 200 <= status < 300:
             yield "response", value
         elif 400 <= status < 500:
@@ -87,7 +91,7 @@ class HttpRequestBlock(Block):
             raise BlockError(f"unexpected HTTP status {status}")
 
 
-# Headers that carry credentials: never sent on to another origin by a redirect.
+# Headers that carry credentials by their name; never sent on to another origin.
 SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
 
 
@@ -96,19 +100,15 @@ def _origin(url: str) -> tuple[str, str | None, int | None]:
     return parts.scheme, parts.hostname, parts.port
 
 
-def _without_secrets(headers: dict[str, str]) -> dict[str, str]:
-    return {k: v for k, v in headers.items() if k.lower() not in SECRET_HEADERS}
-
-
-def _read_limited(resp: httpx.Response) -> bytes:
-    limit = settings.HTTP_BLOCK_MAX_RESPONSE_BYTES
-    chunks, size = [], 0
-    for chunk in resp.iter_bytes():
-        size += len(chunk)
-        if size > limit:
-            raise BlockError(f"response larger than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+def without_secrets(headers: dict[str, str], secrets: tuple[str, ...]) -> dict[str, str]:
+    """The headers that may follow a redirect to another origin: none named for credentials,
+    and none whose value holds a secret the node was given (whatever the header's name)."""
+    return {
+        name: value
+        for name, value in headers.items()
+        if name.lower() not in SECRET_HEADERS
+        and not any(secret and secret in value for secret in secrets)
+    }
 
 
 def _decode(body: bytes, as_json: bool) -> Any:
@@ -119,35 +119,3 @@ def _decode(body: bytes, as_json: bool) -> Any:
         except ValueError:
             return text
     return text
-
-
-def check_destination(url: str) -> None:
-    """Refuse URLs whose host resolves to a loopback, private, link-local or otherwise
-    internal address, unless settings allow it. Every redirect hop is checked again."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise BlockError(f"only http and https URLs with a host are allowed, not {url!r}")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise BlockError(f"cannot resolve {parts.hostname}: {exc}") from exc
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
-        reason = _refusal(address)
-        if reason:
-            raise BlockError(f"requests to {reason} addresses are not allowed ({address})")
-
-
-def _refusal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
-    if address.is_loopback:
-        return None if settings.HTTP_BLOCK_ALLOW_LOOPBACK else "loopback"
-    if address.is_link_local:
-        return "link-local"
-    if address.is_multicast or address.is_unspecified or address.is_reserved:
-        return "reserved"
-    if address.is_private:
-        return None if settings.HTTP_BLOCK_ALLOW_PRIVATE else "private"
-    return None
