@@ -78,7 +78,7 @@ class Caller:
                     reply = self._anthropic(http, messages, system, max_tokens, temperature)
                 else:
                     reply = self._openai(http, messages, system, max_tokens, temperature)
-        except (openai.OpenAIError, anthropic.AnthropicError) as exc:
+        except (openai.OpenAIError, anthropic.AnthropicError, *outbound.Refused) as exc:
             raise _block_error(f"{self.provider} {self.model}", exc) from exc
         if not self.own_key:
             self.ctx.meter_tokens(
@@ -141,9 +141,9 @@ _TRANSIENT = (
 
 
 def _block_error(where: str, exc: Exception) -> BlockError:
-    """What a provider client's error means for the node: the guard's refusals (which the
-    clients wrap as connection errors) and the far side's 4xx fail it; rate limits, 5xx,
-    timeouts and dropped connections may pass and are retried."""
+    """What a provider client's error means for the node: the guard's refusals (raised as
+    they are, or wrapped as a connection error) and the far side's 4xx fail it; rate limits,
+    5xx, timeouts and dropped connections may pass and are retried."""
     refused = outbound.refusal_of(exc)
     if refused is not None:
         return BlockError(f"{where}: {refused}")

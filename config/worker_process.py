@@ -15,7 +15,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def start_worker(
-    prefix: str, log_path: Path, env: dict[str, str], *extra_args: str, concurrency: int = 2
+    prefix: str,
+    log_path: Path,
+    env: dict[str, str],
+    *extra_args: str,
+    concurrency: int = 2,
+    log_level: str = "warning",
 ) -> subprocess.Popen:
     """A prefork worker on this app's queues, answering pings within 60 s, or RuntimeError."""
     name = f"{prefix}-{uuid.uuid4().hex[:6]}@{os.uname().nodename}"
@@ -36,7 +41,7 @@ def start_worker(
                 "--without-mingle",
                 "--without-gossip",
                 "-l",
-                "warning",
+                log_level,
                 *extra_args,
             ],
             cwd=ROOT,

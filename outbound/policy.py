@@ -77,12 +77,12 @@ class Policy:
             return "link-local"
         if address.is_multicast:
             return "multicast"
+        if any(address in network for network in EMBEDDING_NETWORKS):
+            return "address-embedding"
         if address.is_unspecified or address.is_reserved:
             return "reserved"
         if any(address in network for network in PRIVATE_NETWORKS):
             return None if self.allow_private else "private"
-        if any(address in network for network in EMBEDDING_NETWORKS):
-            return "address-embedding"
         if not address.is_global:
             return "non-global"
         return None

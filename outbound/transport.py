@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import time
 from collections.abc import Iterable, Iterator
 
 import httpcore2
@@ -82,30 +83,38 @@ class GuardedBackend(httpcore2.NetworkBackend):
     ) -> httpcore2.NetworkStream:
         addresses = resolve(host, port)
         self.policy.check(host, addresses)
-        address = addresses[0]
-        family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            sock.settimeout(timeout)
-            if local_address:
-                sock.bind((local_address, 0))
-            # A numeric address: the socket connects to exactly it, no name is looked up.
-            sock.connect((str(address), port))
-        except TimeoutError as exc:
-            sock.close()
-            raise httpcore2.ConnectTimeout(str(exc)) from exc
-        except OSError as exc:
-            sock.close()
-            raise httpcore2.ConnectError(f"{exc} ({host} at {address})") from exc
-        for option in socket_options or ():
-            sock.setsockopt(*option)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return SyncStream(sock)
+        failure: OSError | None = None
+        for address in addresses:  # in the resolver's order, as socket.create_connection does
+            try:
+                sock = _connect(address, port, timeout, local_address)
+            except OSError as exc:
+                failure = exc
+                continue
+            for option in socket_options or ():
+                sock.setsockopt(*option)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return SyncStream(sock)
+        if isinstance(failure, TimeoutError):
+            raise httpcore2.ConnectTimeout(f"{failure} ({host})") from failure
+        raise httpcore2.ConnectError(f"{failure} ({host})") from failure
 
     def sleep(self, seconds: float) -> None:
-        import time
-
         time.sleep(seconds)
+
+
+def _connect(address: Address, port: int, timeout, local_address) -> socket.socket:
+    family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        if local_address:
+            sock.bind((local_address, 0))
+        # A numeric address: the socket connects to exactly it, no name is looked up again.
+        sock.connect((str(address), port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 class _CappedStream(httpx2.SyncByteStream):

@@ -93,7 +93,8 @@ def celery_worker_process(django_db_setup, django_db_blocker):
     }
     with django_db_blocker.unblock():
         app.control.purge()
-    proc = start_worker("test", ROOT / ".local" / "test-worker.log", env)
+    # At INFO, as `make run` runs it: tests read this log for what must never be in it.
+    proc = start_worker("test", ROOT / ".local" / "test-worker.log", env, log_level="info")
     yield proc
     stop_worker(proc)
 
@@ -128,7 +129,7 @@ def asgi_server(celery_worker_process):
                 "--timeout-graceful-shutdown",
                 "3",
                 "--log-level",
-                "warning",
+                "info",  # access lines too: tests read them for what must never be there
             ],
             cwd=ROOT,
             env=env,

@@ -170,6 +170,7 @@ GOOD_PRODUCTION = {
     "ADMIN_PASSWORD": "a-long-admin-password",
     "FLOWER_BASIC_AUTH": "ops:a-long-flower-password",
     "CREDENTIALS_ENCRYPTION_KEYS": "Q2hhbmdlTWVDaGFuZ2VNZUNoYW5nZU1lQ2hhbmdlTWU=",
+    "OUTBOUND_ALLOW_LOOPBACK": "false",  # the test environment allows it
 }
 
 
@@ -195,6 +196,7 @@ def settings_start(**overrides):
         ({"CREDENTIALS_ENCRYPTION_KEYS": None}, "CREDENTIALS_ENCRYPTION_KEYS"),
         ({"CREDENTIALS_ENCRYPTION_KEYS": "not-a-key"}, "not a Fernet key"),
         ({"DJANGO_ALLOWED_HOSTS": "*"}, "DJANGO_ALLOWED_HOSTS"),
+        ({"OUTBOUND_ALLOW_LOOPBACK": "true"}, "OUTBOUND_ALLOW_LOOPBACK must be off"),
     ],
 )
 def test_production_refuses_unsafe_settings(override, complaint):

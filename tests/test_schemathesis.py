@@ -37,6 +37,10 @@ def test_no_generated_request_gets_a_server_error(asgi_server, transactional_db,
             "30",
             "--generation-deterministic",
             "--continue-on-failure",
+            # Revoking its own token would leave the fuzzer nothing but 401s; the revocation
+            # has its own tests (tests/test_tokens.py).
+            "--exclude-operation-id",
+            "auth_token_destroy",
         ],
         capture_output=True,
         text=True,
@@ -46,4 +50,5 @@ def test_no_generated_request_gets_a_server_error(asgi_server, transactional_db,
     assert result.returncode == 0, report
     counts = re.search(r"(\d+) generated, (\d+) passed", result.stdout)
     assert counts and counts[1] == counts[2] and int(counts[1]) > 500, report
-    assert re.search(r"Selected: (\d+)/\1", result.stdout), report  # every operation
+    selected = re.search(r"Selected: (\d+)/(\d+)", result.stdout)
+    assert selected and int(selected[1]) == int(selected[2]) - 1, report  # every other one

@@ -42,7 +42,9 @@ class LlmStructuredBlock(Block):
         )
         attempts: int = Field(default=3, ge=1, le=10, description="Answers asked for at most")
         credentials: str | None = Field(default=None, description='{"$credential": "NAME"}')
-        base_url: str | None = None
+        base_url: str | None = Field(
+            default=None, description="Your own endpoint; needs your own `credentials`"
+        )
         timeout: float = Field(default=120.0, gt=0)
 
     class Output(BlockSchema):

@@ -36,7 +36,9 @@ class LlmTextBlock(Block):
             default=None, description='Your API key: {"$credential": "NAME"}'
         )
         base_url: str | None = Field(
-            default=None, description="Endpoint (vLLM, Ollama, Azure...); default the provider's"
+            default=None,
+            description="Your own endpoint (vLLM, Ollama, Azure...); needs your own "
+            "`credentials` (the platform's key goes only to the operator's endpoint)",
         )
         timeout: float = Field(default=120.0, gt=0, description="Seconds per call")
 
