@@ -6,18 +6,15 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-import redis
-from django.conf import settings
-from django.db import connection
 
 from credentials.crypto import decrypt, forget_keys
 from credentials.models import Credential
 from credentials.references import REDACTED, redact, substitute
-from executions.events import stream_key
 from executions.models import NodeExecution
 
 from .conftest import ROOT, create_graph, nodes_of, run_graph, wait_for_run
 from .documents import link, node
+from .recording import database_text, events_text
 
 SECRET = "sk-live-7f3a9c1e5b2d4068"
 
@@ -166,9 +163,9 @@ def test_a_credential_reaches_the_server_and_nowhere_else(api, user, worker, aut
         "node rows": json.dumps(
             list(NodeExecution.objects.values("input_data", "output_data", "error"))
         ),
-        "events": _events_of(run_id),
+        "events": events_text(run_id),
         "worker log": (ROOT / ".local" / "test-worker.log").read_text(errors="replace"),
-        "database dump": _database_text(),
+        "database dump": database_text(),
     }
     for place, text in places.items():
         assert SECRET not in text, f"the secret appears in the {place}"
@@ -203,30 +200,3 @@ def test_a_reference_arriving_over_a_link_is_not_resolved(api, worker, auth_serv
     record = wait_for_run(api, run_id)
     assert record["status"] == "FAILED"  # a dict is not a header value
     assert SECRET not in json.dumps(record) and _EchoAuth.seen == []
-
-
-def _events_of(run_id) -> str:
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    try:
-        return json.dumps(
-            [
-                {k.decode(): v.decode(errors="replace") for k, v in fields.items()}
-                for _, fields in client.xrange(stream_key(run_id))
-            ]
-        )
-    finally:
-        client.close()
-
-
-def _database_text() -> str:
-    """Every text and JSON column of the tables a run writes, as one string."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT string_agg(t::text, ' ') FROM ("
-            " SELECT row_to_json(x)::text AS t FROM executions_nodeexecution x"
-            " UNION ALL SELECT row_to_json(x)::text FROM executions_graphexecution x"
-            " UNION ALL SELECT row_to_json(x)::text FROM credits_credittransaction x"
-            " UNION ALL SELECT row_to_json(x)::text FROM notifications_notification x"
-            " UNION ALL SELECT row_to_json(x)::text FROM credentials_credential x) rows"
-        )
-        return cursor.fetchone()[0] or ""

@@ -4,74 +4,31 @@ worker write to their logs. Real worker, real ASGI server, local servers that re
 reaches them."""
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import quote
 
 import pytest
-import redis
-from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import connection
 from websockets.sync.client import connect
 
 from accounts.services import token_issue
 from credentials.references import REDACTED
-from executions.events import stream_key
 from executions.models import GraphExecution
 
 from .conftest import ROOT, create_graph, wait_for_run
 from .documents import link, node
+from .recording import Recorders, database_text, events_text
 
 pytestmark = pytest.mark.integration
 
 SECRET = "sk-live-3c9d2e7a1f6b4085"
 
 
-class Recorder(BaseHTTPRequestHandler):
-    """Records every request; echoes the Authorization header it got (a careless API would),
-    redirects /redirect-to/<url>, answers 200 to anything else."""
-
-    def log_message(self, *args):
-        pass
-
-    def _answer(self):
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        headers = {name.lower(): value for name, value in self.headers.items()}
-        self.server.seen.append({"path": self.path, "headers": headers, "body": body})
-        if self.path.startswith("/redirect-to/"):
-            self.send_response(302)
-            self.send_header("Location", self.path.removeprefix("/redirect-to/"))
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        data = json.dumps({"you_sent": headers.get("authorization", "")}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    do_GET = do_POST = _answer
-
-
 @pytest.fixture
 def recorder():
-    servers = []
-
-    def start():
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-        server.seen = []
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return f"http://127.0.0.1:{server.server_address[1]}", server.seen
-
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    servers = Recorders()
+    yield servers.start
+    servers.close()
 
 
 def execute(api, graph, **body):
@@ -168,8 +125,8 @@ def test_a_credential_handed_to_a_sub_graph_is_used_there_and_shown_nowhere(
         "executions list": web.get("/api/executions/"),
         "notifications API": web.get("/api/notifications/"),
         "webhooks received": repr([h["body"] for h in hooks]),
-        "events": _events_of(record["id"]) + _events_of(child_run.pk),
-        "database": _database_text(),
+        "events": events_text(record["id"]) + events_text(child_run.pk),
+        "database": database_text(),
         "admin execution page": _admin_page(admin, "graphexecution", record["id"]),
         "admin child execution page": _admin_page(admin, "graphexecution", child_run.pk),
         "admin executions list": admin.get("/admin/executions/graphexecution/").content.decode(),
@@ -208,39 +165,6 @@ class _Web:
         )
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.read().decode()
-
-
-def _events_of(run_id) -> str:
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    try:
-        return json.dumps(
-            [
-                {k.decode(): v.decode(errors="replace") for k, v in fields.items()}
-                for _, fields in client.xrange(stream_key(run_id))
-            ]
-        )
-    finally:
-        client.close()
-
-
-def _database_text() -> str:
-    """Every row of every table of the apps a run writes to, as JSON text."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
-            " AND (table_name LIKE 'executions%%' OR table_name LIKE 'credits%%'"
-            " OR table_name LIKE 'notifications%%' OR table_name LIKE 'credentials%%'"
-            " OR table_name LIKE 'graphs%%' OR table_name LIKE 'knox%%')"
-        )
-        tables = [row[0] for row in cursor.fetchall()]
-        assert "executions_nodeexecution" in tables and "notifications_webhookattempt" in tables
-        texts = []
-        for table in tables:
-            cursor.execute(
-                f"SELECT coalesce(string_agg(row_to_json(t)::text, ' '), '') FROM \"{table}\" t"
-            )
-            texts.append(cursor.fetchone()[0])
-        return " ".join(texts)
 
 
 # --- the platform's key, and credential headers on redirects, in a real worker ------------
