@@ -12,6 +12,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import path  # noqa: E402
 
+from config.body_limit import BodyLimit  # noqa: E402
 from config.logs import scrub_server_logs  # noqa: E402
 from config.websocket import BrowserOriginValidator  # noqa: E402
 from executions.consumers import ExecutionStreamConsumer  # noqa: E402
@@ -20,7 +21,7 @@ scrub_server_logs()  # access lines print paths, and a path may carry ?token=
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": BodyLimit(django_asgi_app),
         "websocket": BrowserOriginValidator(
             AuthMiddlewareStack(
                 URLRouter([path("ws/executions/", ExecutionStreamConsumer.as_asgi())])

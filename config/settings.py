@@ -76,7 +76,6 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "config.metrics.RequestLatencyMiddleware",
-    "config.middleware.RequestSizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files (the admin's) from the ASGI server itself, compressed and cached.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -170,8 +169,11 @@ WHITENOISE_USE_FINDERS = DEBUG
 Path(STATIC_ROOT).mkdir(parents=True, exist_ok=True)  # WhiteNoise warns on every request else
 
 # --- API ----------------------------------------------------------------------------------
-# Largest request body accepted, in bytes; larger ones get 413 before anything is parsed.
+# Largest request body accepted, in bytes; larger ones get 413 before the body is read
+# (config/body_limit.py, in front of Django).
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=5 * 1024 * 1024)
+# A body that stops arriving for this long is refused (408): slow senders hold no request.
+API_BODY_READ_SECONDS = env.float("API_BODY_READ_SECONDS", default=30.0)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 
 # Request rates (DRF throttling counted in Redis, config/throttling.py): per user (token or

@@ -1,5 +1,7 @@
 """`/api/credentials/`: create, list names, delete. The value is write-only."""
 
+import re
+
 from django.http import Http404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
@@ -61,6 +63,8 @@ class CredentialListApi(APIView):
 class CredentialDetailApi(APIView):
     @extend_schema(responses={204: None})
     def delete(self, request, name):
+        if not re.match(NAME_PATTERN, name):  # no such name can exist (and NUL cannot be sent)
+            raise Http404("credential not found")
         credential = Credential.objects.filter(owner=request.user, name=name).first()
         if credential is None:
             raise Http404("credential not found")

@@ -99,8 +99,8 @@ class ExecutionStreamConsumer(AsyncJsonWebsocketConsumer):
     async def receive(self, text_data=None, bytes_data=None, **kwargs):
         try:
             content = json.loads(text_data or "")
-        except ValueError:
-            await self._error("messages must be JSON", {})
+        except (ValueError, RecursionError):  # RecursionError: nested too deeply
+            await self._error("messages must be JSON objects of a few levels", {})
             return
         await self.receive_json(content)
 

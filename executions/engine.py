@@ -86,7 +86,7 @@ def merge_dynamic_pins(data: dict[str, Any]) -> dict[str, Any]:
         base, kind, key = split_pin(name)
         if kind == "#":
             dict_parts.setdefault(base, {})[key] = value  # type: ignore[index]
-        elif kind == "$" and key is not None and key.isdigit():
+        elif kind == "$" and key is not None and key.isascii() and key.isdigit():
             list_parts.setdefault(base, {})[int(key)] = value
         else:
             merged[name] = value
@@ -117,10 +117,16 @@ def extract_output(source_name: str, pin: str, value: Any) -> Any:
         return _MISSING
     if kind == "#" and isinstance(value, dict):
         return value.get(key, _MISSING)
-    if kind == "$" and isinstance(value, list) and key.lstrip("-").isdigit():
+    if kind == "$" and isinstance(value, list) and _is_index(key):
         index = int(key)
         return value[index] if -len(value) <= index < len(value) else _MISSING
     return _MISSING
+
+
+def _is_index(key: str) -> bool:
+    """An ASCII integer, maybe negative (str.isdigit() also takes '²' and full-width digits)."""
+    digits = key.removeprefix("-")
+    return digits.isascii() and digits.isdigit()
 
 
 # --- graph plan -----------------------------------------------------------------------------

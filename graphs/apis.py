@@ -34,7 +34,7 @@ def version_param(request) -> int | None:
     raw = request.query_params.get("version")
     if raw in (None, ""):
         return None
-    if not raw.isdigit() or int(raw) < 1:
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
         raise ValidationError({"version": "must be a positive integer"})
     return int(raw)
 

@@ -248,7 +248,7 @@ def _check_sink_pin(node: dict[str, Any], pin: str, index: int, problems: _Probl
         kind is not None
         and key
         and block.pin_accepts(base, kind)
-        and (kind == "#" or key.isdigit())
+        and (kind == "#" or (key.isascii() and key.isdigit()))
     ):
         return
     problems.add(

@@ -153,7 +153,7 @@ class GuardedTransport(httpx2.HTTPTransport):
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
         response = super().handle_request(request)
         declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_response_bytes:
+        if declared.isascii() and declared.isdigit() and int(declared) > self.max_response_bytes:
             response.close()
             raise ResponseTooLarge(self.max_response_bytes)
         assert isinstance(response.stream, httpx2.SyncByteStream)

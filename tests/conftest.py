@@ -112,6 +112,7 @@ def asgi_server(celery_worker_process):
         **os.environ,
         "DATABASE_URL": child_database_url(),
         "DATABASE_POOL": "1",  # as scripts/run.sh runs it
+        "API_BODY_READ_SECONDS": "2",  # tests/test_hardening.py waits for it
     }
     with open(ROOT / ".local" / "test-asgi.log", "w") as log:
         proc = subprocess.Popen(

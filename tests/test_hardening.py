@@ -1,0 +1,113 @@
+"""What a hostile client can send: nothing gives a 500, nothing holds the server.
+
+Requests here go to the real ASGI server (uvicorn) over raw sockets where the point is what
+arrives on the wire, and through the test client elsewhere."""
+
+import contextlib
+import json
+import socket
+import time
+
+import pytest
+from websockets.sync.client import connect
+
+from accounts.services import token_issue
+
+from .conftest import create_graph
+from .documents import greeting
+
+
+def raw_request(host_port, head: bytes, body: bytes = b"", pause: float = 0.0) -> tuple[int, float]:
+    """Send `head` (and `body`), return the status line's code and the seconds it took."""
+    host, port = host_port.rsplit(":", 1)
+    started = time.monotonic()
+    with socket.create_connection((host, int(port)), timeout=20) as sock:
+        sock.sendall(head)
+        if body:
+            # The server may answer and close before it takes it all.
+            with contextlib.suppress(OSError):
+                sock.sendall(body)
+        if pause:
+            time.sleep(pause)
+        reply = b""
+        while b"\r\n" not in reply:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            reply += chunk
+    status = int(reply.split(b" ", 2)[1]) if reply else 0
+    return status, time.monotonic() - started
+
+
+def post_head(path, headers: dict[str, str]) -> bytes:
+    lines = [f"POST {path} HTTP/1.1", "Host: test", *(f"{k}: {v}" for k, v in headers.items())]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+@pytest.mark.integration
+def test_a_body_announced_too_large_is_refused_before_it_is_sent(asgi_server, transactional_db):
+    head = post_head("/api/graphs/", {"Content-Length": str(50 * 1024 * 1024),
+                                       "Content-Type": "application/json"})  # fmt: skip
+    status, seconds = raw_request(asgi_server, head)  # not one byte of the body follows
+    assert status == 413 and seconds < 2
+
+
+@pytest.mark.integration
+def test_a_streamed_body_is_cut_at_the_limit(asgi_server, transactional_db):
+    head = post_head("/api/graphs/", {"Transfer-Encoding": "chunked",
+                                       "Content-Type": "application/json"})  # fmt: skip
+    chunk = b"x" * 1024 * 1024
+    body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(8))  # 8 MiB > 5 MiB
+    status, _ = raw_request(asgi_server, head, body)
+    assert status == 413
+
+
+@pytest.mark.integration
+def test_a_trickling_body_is_refused_when_it_stops(asgi_server, transactional_db):
+    head = post_head("/api/graphs/", {"Content-Length": "1000",
+                                       "Content-Type": "application/json"})  # fmt: skip
+    status, seconds = raw_request(asgi_server, head, b'{"name": ')  # then nothing more
+    assert status == 408 and seconds < 10
+
+
+@pytest.mark.integration
+def test_a_bad_content_length_is_400(asgi_server, transactional_db):
+    status, _ = raw_request(
+        asgi_server, post_head("/api/graphs/", {"Content-Length": "\uff11\uff10"})
+    )
+    assert status == 400
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("version", ["\u00b2", "\uff11", "0", "-1", "1.0", "9" * 400, "\x00"])
+def test_odd_version_numbers_are_400(api, version):
+    graph = create_graph(api, greeting())
+    response = api.get(f"/api/graphs/{graph['id']}/", {"version": version})
+    assert response.status_code in (400, 404), (version, response.status_code)
+
+
+@pytest.mark.django_db
+def test_a_nul_in_a_path_or_query_is_not_a_server_error(api):
+    assert api.delete("/api/credentials/%00/").status_code == 404
+    assert api.delete("/api/credentials/a%00b/").status_code == 404
+    assert api.get("/api/executions/", {"status": "\x00"}).status_code == 400
+    assert api.get("/api/executions/", {"graph": "\x00"}).status_code == 400
+
+
+@pytest.mark.integration
+def test_a_deeply_nested_websocket_message_gets_an_error_not_a_dropped_socket(
+    asgi_server, user, transactional_db
+):
+    key = token_issue(user=user)[0]
+    with connect(f"ws://{asgi_server}/ws/executions/",
+                 additional_headers={"Authorization": f"Token {key}"}) as ws:  # fmt: skip
+        ws.send("[" * 100_000 + "]" * 100_000)
+        assert json.loads(ws.recv(timeout=10))["type"] == "error"
+        for odd in ("null", "[]", '"text"', '{"action": ["subscribe"]}',
+                    '{"action": "subscribe", "execution_id": {"a": 1}}',
+                    '{"action": "subscribe", "execution_id": "\\u0000"}',
+                    '{"action": "subscribe", "graph_id": "' + "9" * 10_000 + '"}'):  # fmt: skip
+            ws.send(odd)
+            assert json.loads(ws.recv(timeout=10))["type"] == "error", odd
+        ws.send(json.dumps({"action": "ping"}))
+        assert json.loads(ws.recv(timeout=10))["type"] == "pong"
