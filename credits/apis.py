@@ -17,6 +17,7 @@ from .services import (
     STAFF_TYPES,
     CreditError,
     InsufficientCredits,
+    ReferenceInUse,
     balance_of,
     credits_grant,
 )
@@ -99,6 +100,8 @@ class GrantApi(APIView):
                 {"detail": f"a balance never goes below zero: {exc}", "balance": exc.balance},
                 status=status.HTTP_409_CONFLICT,
             )
+        except ReferenceInUse as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         return Response(
             transaction_record(applied.transaction),
             status=status.HTTP_201_CREATED if applied.created else status.HTTP_200_OK,

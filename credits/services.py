@@ -43,6 +43,11 @@ class CreditError(Exception):
     """A change that cannot be made as asked (bad amount, unknown user)."""
 
 
+class ReferenceInUse(Exception):
+    """The reference was applied before, to another user or for another amount: applying it
+    again is not a retry of that change."""
+
+
 @dataclass(frozen=True)
 class Applied:
     transaction: CreditTransaction
@@ -83,7 +88,7 @@ def ledger_apply(
     with transaction.atomic():
         existing = CreditTransaction.objects.filter(reference=reference).first()
         if existing is not None:
-            return Applied(existing, False)
+            return Applied(_same_change(existing, user_id, type), False)
         try:
             with transaction.atomic():  # a duplicate reference also undoes the balance change
                 before, after = _apply(user_id, amount, partial)
@@ -102,13 +107,20 @@ def ledger_apply(
                 )
         except IntegrityError:
             # A concurrent transaction applied this reference first.
-            return Applied(CreditTransaction.objects.get(reference=reference), False)
+            existing = CreditTransaction.objects.get(reference=reference)
+            return Applied(_same_change(existing, user_id, type), False)
         if type == Type.USAGE and row.amount < 0:
             transaction.on_commit(functools.partial(metrics.CREDITS_CHARGED.inc, -row.amount))
         if node_execution_id is not None and row.amount:
             NodeExecution.objects.filter(id=node_execution_id).update(cost=F("cost") - row.amount)
         _notify_on_crossing(user_id, before, after)
     return Applied(row, True)
+
+
+def _same_change(existing: CreditTransaction, user_id: int, type: str) -> CreditTransaction:
+    if existing.user_id != user_id or existing.type != type:
+        raise ReferenceInUse(f"reference {existing.reference!r} was used for another change")
+    return existing
 
 
 def _apply(user_id: int, amount: int, partial: bool) -> tuple[int, int]:

@@ -15,7 +15,7 @@ from executions.events import stream_key
 class Recorder(BaseHTTPRequestHandler):
     """Records every request (path, headers with lower-case names, body). Answers by path:
     /redirect-to/<url> redirects there (307 keeps the method), /big streams 1 MiB without
-    a declared length, anything else echoes the Authorization header it got (a careless
+    a declared length, /unavailable answers 503, anything else echoes the Authorization header it got (a careless
     API would) as JSON."""
 
     def log_message(self, *args):
@@ -33,6 +33,10 @@ class Recorder(BaseHTTPRequestHandler):
             self.end_headers()
         elif self.path == "/big":
             self._stream_a_mebibyte()
+        elif self.path == "/unavailable":
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
         else:
             data = json.dumps({"you_sent": headers.get("authorization", "")}).encode()
             self.send_response(200)
@@ -53,7 +57,7 @@ class Recorder(BaseHTTPRequestHandler):
         except OSError:
             pass  # the client stopped reading: that is the point
 
-    do_GET = do_POST = do_PUT = _answer
+    do_GET = do_POST = do_PUT = do_PATCH = _answer
 
 
 class Recorders:

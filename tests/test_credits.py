@@ -276,6 +276,13 @@ def test_staff_grant_top_up_and_adjust(staff_api, api, user):
     top_up = {"username": user.username, "amount": 5, "type": "TOP_UP", "reference": "pay-42"}
     assert staff_api.post("/api/credits/grant/", top_up, format="json").status_code == 201
     assert staff_api.post("/api/credits/grant/", top_up, format="json").status_code == 200  # once
+    # The same reference for someone else is not a retry: 409, and their balance is untouched.
+    other = get_user_model().objects.create_user("another-payer", password="pw-123456")
+    reused = staff_api.post(
+        "/api/credits/grant/", {**top_up, "username": other.username}, format="json"
+    )
+    assert reused.status_code == 409 and "pay-42" in reused.json()["detail"]
+    assert balance_of(other.pk) == 100
     adjust = {"username": user.username, "amount": -55, "type": "ADJUSTMENT"}
     assert staff_api.post("/api/credits/grant/", adjust, format="json").status_code == 201
     assert balance_of(user.pk) == 100 == ledger_sum(user.pk)

@@ -13,8 +13,9 @@ from websockets.sync.client import connect
 
 from accounts.services import token_issue
 
-from .conftest import create_graph
-from .documents import greeting
+from .conftest import create_graph, nodes_of, run_graph
+from .documents import greeting, node
+from .recording import Recorders
 
 
 def raw_request(host_port, head: bytes, body: bytes = b"", pause: float = 0.0) -> tuple[int, float]:
@@ -111,3 +112,40 @@ def test_a_deeply_nested_websocket_message_gets_an_error_not_a_dropped_socket(
             assert json.loads(ws.recv(timeout=10))["type"] == "error", odd
         ws.send(json.dumps({"action": "ping"}))
         assert json.loads(ws.recv(timeout=10))["type"] == "pong"
+
+
+# --- requests with side effects are not repeated -------------------------------------------
+
+
+@pytest.fixture
+def recorder():
+    servers = Recorders()
+    yield servers.start
+    servers.close()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    "method, retry_unsafe, sent",
+    [("POST", False, 1), ("POST", True, 4), ("PATCH", False, 1)],
+)
+def test_only_idempotent_requests_are_retried_after_a_5xx(
+    api, worker, recorder, method, retry_unsafe, sent
+):
+    base, seen = recorder()
+    document = {
+        "name": "Pay once",
+        "nodes": [
+            node(
+                "pay",
+                "http_request",
+                url=f"{base}/unavailable",
+                method=method,
+                body={"amount": 10},
+                retry_unsafe=retry_unsafe,
+            ),
+        ],
+    }
+    record = run_graph(api, document)
+    assert len(seen) == sent, seen
+    assert nodes_of(record, "pay")[0]["attempts"] == sent

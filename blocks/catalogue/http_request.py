@@ -24,7 +24,9 @@ class HttpRequestBlock(Block):
     cost = 2
     cost_per_mib = 1.0
     # Connection errors, timeouts and 5xx are retried (with backoff) this many times; the
-    # last attempt's 5xx goes to `server_error`.
+    # last attempt's 5xx goes to `server_error`. A request that may have reached the server
+    # is retried only if its method is idempotent, or the node opts in (`retry_unsafe`): a
+    # POST to a payment API must not be sent twice. A refused connection sent nothing.
     max_retries = 3
 
     class Input(BlockSchema):
@@ -34,6 +36,10 @@ class HttpRequestBlock(Block):
         body: Any = Field(default=None, description="Sent as JSON when json_format, else as text")
         json_format: bool = Field(default=True, description="Send and parse bodies as JSON")
         timeout: float = Field(default=30.0, gt=0, description="Seconds")
+        retry_unsafe: bool = Field(
+            default=False,
+            description="Retry POST and PATCH after a timeout or 5xx too (they may repeat)",
+        )
 
     class Output(BlockSchema):
         response: Any
@@ -51,6 +57,7 @@ class HttpRequestBlock(Block):
                     data.body if isinstance(data.body, str) else json.dumps(data.body)
                 )
         url, method, headers = data.url, data.method, dict(data.headers)
+        retryable = data.retry_unsafe or method in IDEMPOTENT_METHODS
         limit = settings.HTTP_BLOCK_MAX_RESPONSE_BYTES
         with outbound.client(timeout=timeout, max_response_bytes=limit) as client:
             for _ in range(MAX_REDIRECTS + 1):
@@ -72,8 +79,11 @@ class HttpRequestBlock(Block):
                     raise BlockError(str(exc)) from exc
                 except outbound.ResponseTooLarge as exc:
                     raise BlockError(str(exc)) from exc
-                except httpx2.TransportError as exc:  # connection refused/reset, timeouts
+                except (httpx2.ConnectError, httpx2.ConnectTimeout) as exc:  # nothing was sent
                     raise TransientBlockError(f"request to {url} failed: {exc!r}") from exc
+                except httpx2.TransportError as exc:  # reset, timed out: it may have arrived
+                    error = TransientBlockError if retryable else BlockError
+                    raise error(f"request to {url} failed: {exc!r}") from exc
                 except httpx2.HTTPError as exc:
                     raise BlockError(f"request to {url} failed: {exc}") from exc
             else:
@@ -84,12 +94,14 @@ class HttpRequestBlock(Block):
         elif 400 <= status < 500:
             yield "client_error", value
         elif status >= 500:
-            if ctx.retries_left > 0:
+            if ctx.retries_left > 0 and retryable:
                 raise TransientBlockError(f"{url} answered HTTP {status}")
             yield "server_error", value
         else:
             raise BlockError(f"unexpected HTTP status {status}")
 
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 
 # Headers that carry credentials by their name; never sent on to another origin.
 SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
