@@ -64,9 +64,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    await _refuse(
-                        send, 413, f"Request body too large; the limit is {limit} bytes."
-                    )
+                    await _refuse(send, 413, f"Request body too large; the limit is {limit} bytes.")
                     return {"type": "http.disconnect"}
                 reading = message.get("more_body", False)
             return message

@@ -42,7 +42,9 @@ class CreditBalanceAdmin(admin.ModelAdmin):
         return [path("grant/", view, name="credits_grant"), *super().get_urls()]
 
     def grant_view(self, request):
-        ids = [int(i) for i in request.GET.get("users", "").split(",") if i.isascii() and i.isdigit()]
+        ids = [
+            int(i) for i in request.GET.get("users", "").split(",") if i.isascii() and i.isdigit()
+        ]
         balances = list(CreditBalance.objects.filter(pk__in=ids).select_related("user"))
         form = GrantForm(request.POST or None)
         if request.method == "POST" and form.is_valid():

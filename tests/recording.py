@@ -15,8 +15,8 @@ from executions.events import stream_key
 class Recorder(BaseHTTPRequestHandler):
     """Records every request (path, headers with lower-case names, body). Answers by path:
     /redirect-to/<url> redirects there (307 keeps the method), /big streams 1 MiB without
-    a declared length, /unavailable answers 503, anything else echoes the Authorization header it got (a careless
-    API would) as JSON."""
+    a declared length, /unavailable answers 503, anything else echoes the Authorization
+    header it got (a careless API would) as JSON."""
 
     def log_message(self, *args):
         pass
