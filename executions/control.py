@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -15,7 +16,7 @@ from .engine import Status
 from .models import GraphExecution, NodeExecution
 from .plans import plan_for_version
 from .propagation import Propagation, Queued, propagate
-from .services import execution_finish, outputs_of_rows, settle
+from .services import execution_finish, outputs_of_rows, settle, slot_free
 from .transitions import move
 
 
@@ -56,8 +57,16 @@ def execution_resume(execution_id) -> None:
         if execution is None:
             raise ConflictingState("no such run")
         if execution.status == Status.PAUSED:
-            _unpause(execution)
+            _unpause(execution)  # a paused run holds its slot already
+        elif execution.status in (Status.FAILED, Status.CANCELLED) and not execution.started_at:
+            _requeue(execution)
         elif execution.status in (Status.FAILED, Status.CANCELLED):
+            if not slot_free(execution.user_id, execution.depth):
+                raise ConflictingState(
+                    f"you have {settings.ENGINE_MAX_RUNNING_PER_USER} runs running or paused, "
+                    "the most at once (ENGINE_MAX_RUNNING_PER_USER); resume this one when "
+                    "one of them ends"
+                )
             _reopen(execution)
         else:
             raise ConflictingState(
@@ -97,6 +106,15 @@ def redispatch_queued(execution_id, version_id: int, *, older_than=None) -> int:
     if groups:
         transaction.on_commit(lambda: dispatch.send_groups(execution_id, version_id, groups))
     return len(rows)
+
+
+def _requeue(execution: GraphExecution) -> None:
+    """A run stopped before it started (cancelled while it waited for a slot or for its
+    start task) starts from the beginning, through the usual start and its slot check."""
+    runs = GraphExecution.objects.filter(id=execution.pk)
+    move(runs, execution.status, Status.QUEUED, error=None, ended_at=None, stats={})
+    events.emit_run(execution.pk)
+    transaction.on_commit(lambda: dispatch.start_execution(execution.pk))
 
 
 def _reopen(execution: GraphExecution) -> None:

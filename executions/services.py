@@ -111,7 +111,7 @@ def execution_start(execution_id) -> None:
             .values_list("user_id", "depth")
             .first()
         )
-        if owner is None or not _slot_free(*owner):
+        if owner is None or not slot_free(*owner):
             return
         now = timezone.now()
         moved = move(
@@ -160,7 +160,7 @@ _USER_RUNS_LOCK = 7_302  # advisory lock namespace: one user's run starts take t
 OCCUPYING = [Status.RUNNING, Status.PAUSED]
 
 
-def _slot_free(user_id: int, depth: int) -> bool:
+def slot_free(user_id: int, depth: int) -> bool:
     """Whether a user's top-level run may start now. Sub-graph runs always may: their parent
     holds a slot and waits for them."""
     cap = settings.ENGINE_MAX_RUNNING_PER_USER

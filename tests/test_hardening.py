@@ -12,8 +12,10 @@ import pytest
 from websockets.sync.client import connect
 
 from accounts.services import token_issue
+from executions.models import GraphExecution
+from executions.services import execution_create
 
-from .conftest import create_graph, nodes_of, run_graph
+from .conftest import create_graph, nodes_of, run_graph, wait_for_run
 from .documents import greeting, node
 from .recording import Recorders
 
@@ -149,3 +151,42 @@ def test_only_idempotent_requests_are_retried_after_a_5xx(
     record = run_graph(api, document)
     assert len(seen) == sent, seen
     assert nodes_of(record, "pay")[0]["attempts"] == sent
+
+
+# --- resume ---------------------------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_a_run_cancelled_before_it_started_runs_from_the_start_when_resumed(api, user, worker):
+    from django.db import transaction
+
+    from executions.control import execution_cancel
+    from graphs.models import Graph
+
+    graph = Graph.objects.get(pk=create_graph(api, greeting())["id"])
+    with transaction.atomic():  # cancelled before its start task could run
+        run = execution_create(user=user, graph=graph, inputs={"who": "Ada"})
+        execution_cancel(run.pk)
+    assert api.get(f"/api/executions/{run.pk}/").json()["status"] == "CANCELLED"
+    assert api.post(f"/api/executions/{run.pk}/resume/").status_code == 200
+    record = wait_for_run(api, run.pk)
+    assert record["status"] == "COMPLETED" and record["outputs"] == {"greeting": ["Hello Ada!"]}
+
+
+@pytest.mark.django_db
+def test_resuming_a_stopped_run_takes_a_slot_like_a_start(api, user, settings):
+    from django.utils import timezone
+
+    from graphs.models import Graph
+
+    settings.ENGINE_MAX_RUNNING_PER_USER = 1
+    graph = Graph.objects.get(pk=create_graph(api, greeting())["id"])
+    version = graph.versions.get()
+    started = {"graph": graph, "graph_version": version, "user": user,
+               "started_at": timezone.now()}  # fmt: skip
+    GraphExecution.objects.create(**started, status="RUNNING")
+    stopped = GraphExecution.objects.create(**started, status="CANCELLED")
+    refused = api.post(f"/api/executions/{stopped.pk}/resume/")
+    assert refused.status_code == 409
+    assert "ENGINE_MAX_RUNNING_PER_USER" in refused.json()["detail"]
+    assert GraphExecution.objects.get(pk=stopped.pk).status == "CANCELLED"  # nothing changed
