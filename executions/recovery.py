@@ -10,6 +10,7 @@ joins claim their members, leases protect nodes whose owner is alive.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import timedelta
 
@@ -33,17 +34,25 @@ log = logging.getLogger(__name__)
 
 
 def watchdog() -> dict[str, int]:
-    """One pass; returns how many recoveries of each kind it made."""
+    """One pass; returns how many recoveries of each kind it made. Each run is handled on
+    its own: one whose recovery fails (logged, and recorded as a `failed` recovery) does not
+    stop the pass for the others."""
     now = timezone.now()
     stalled_since = now - timedelta(seconds=settings.ENGINE_STALL_SECONDS)
-    counts = {"deadline": 0, "start": 0, "queued": 0, "join": 0, "orphan": 0}
+    counts = {"deadline": 0, "start": 0, "queued": 0, "join": 0, "orphan": 0, "failed": 0}
+
+    def each(run_id, kind: str, step) -> None:
+        try:
+            with transaction.atomic():
+                counts[kind] += step()
+        except Exception as exc:
+            log.exception("watchdog: the %s recovery of run %s failed", kind, run_id)
+            counts["failed"] += 1
+            with contextlib.suppress(Exception):  # the database itself may be what failed
+                _recorded(run_id, "failed", f"{kind}: {type(exc).__name__}: {exc}")
 
     for run in GraphExecution.objects.filter(status=Status.RUNNING, deadline__lt=now):
-        if execution_finish(
-            run.pk, Status.FAILED, stop_running=True, error=f"timed out after {run.time_limit} s"
-        ):
-            _recorded(run.pk, "deadline", f"wall-clock limit of {run.time_limit} s passed")
-            counts["deadline"] += 1
+        each(run.pk, "deadline", lambda run=run: _time_out(run))
 
     waiting = list(
         GraphExecution.objects.filter(
@@ -56,24 +65,40 @@ def watchdog() -> dict[str, int]:
     for run_id, user_id, depth in waiting:
         if depth == 0 and user_id in full:
             continue
-        dispatch.start_execution(run_id)
-        _recorded(run_id, "start", "start message published again")
-        counts["start"] += 1
+        each(run_id, "start", lambda run_id=run_id: _restart(run_id))
 
     stalled = GraphExecution.objects.filter(status=Status.RUNNING).filter(
         Q(progressed_at__lt=stalled_since) | Q(progressed_at=None, started_at__lt=stalled_since)
     )
     for run in stalled.only("id", "graph_version_id"):
-        with transaction.atomic():
-            n = redispatch_queued(run.pk, run.graph_version_id, older_than=stalled_since)
-            if n:
-                _recorded(run.pk, "queued", f"{n} queued node task(s) published again")
-                counts["queued"] += n
-        counts["join"] += _redrive_joins(run, stalled_since)
-        counts["orphan"] += _redrive_orphans(run, stalled_since)
+        each(run.pk, "queued", lambda run=run: _redispatch(run, stalled_since))
+        each(run.pk, "join", lambda run=run: _redrive_joins(run, stalled_since))
+        each(run.pk, "orphan", lambda run=run: _redrive_orphans(run, stalled_since))
     if any(counts.values()):
         log.warning("watchdog recoveries: %s", counts)
     return counts
+
+
+def _time_out(run: GraphExecution) -> int:
+    if execution_finish(
+        run.pk, Status.FAILED, stop_running=True, error=f"timed out after {run.time_limit} s"
+    ):
+        _recorded(run.pk, "deadline", f"wall-clock limit of {run.time_limit} s passed")
+        return 1
+    return 0
+
+
+def _restart(run_id) -> int:
+    dispatch.start_execution(run_id)
+    _recorded(run_id, "start", "start message published again")
+    return 1
+
+
+def _redispatch(run: GraphExecution, stalled_since) -> int:
+    n = redispatch_queued(run.pk, run.graph_version_id, older_than=stalled_since)
+    if n:
+        _recorded(run.pk, "queued", f"{n} queued node task(s) published again")
+    return n
 
 
 def _redrive_joins(run: GraphExecution, stalled_since) -> int:

@@ -190,3 +190,51 @@ def test_resuming_a_stopped_run_takes_a_slot_like_a_start(api, user, settings):
     assert refused.status_code == 409
     assert "ENGINE_MAX_RUNNING_PER_USER" in refused.json()["detail"]
     assert GraphExecution.objects.get(pk=stopped.pk).status == "CANCELLED"  # nothing changed
+
+
+# --- the watchdog ---------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_one_run_whose_recovery_fails_does_not_stop_the_watchdog_for_the_others(
+    api, user, monkeypatch
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from executions import recovery
+    from executions.models import NodeExecution, Recovery
+    from graphs.models import Graph
+
+    graph = Graph.objects.get(pk=create_graph(api, greeting())["id"])
+    long_ago = timezone.now() - timedelta(hours=1)
+    runs = [
+        GraphExecution.objects.create(
+            graph=graph,
+            graph_version=graph.versions.get(),
+            user=user,
+            status="RUNNING",
+            started_at=long_ago,
+            progressed_at=long_ago,
+        )
+        for _ in range(2)
+    ]
+    for run in runs:
+        NodeExecution.objects.create(
+            execution=run, node_id="who", block="input", status="QUEUED", queued_at=long_ago
+        )
+    broken, healthy = runs
+    real = recovery._redispatch
+
+    def redispatch(run, since):
+        if run.pk == broken.pk:
+            raise RuntimeError("this run's rows are in a bad way")
+        return real(run, since)
+
+    monkeypatch.setattr(recovery, "_redispatch", redispatch)
+    counts = recovery.watchdog()
+    assert counts["failed"] == 1 and counts["queued"] == 1
+    assert Recovery.objects.filter(execution=healthy, kind="queued").exists()
+    failed = Recovery.objects.get(execution=broken, kind="failed")
+    assert "bad way" in failed.detail
