@@ -60,6 +60,11 @@ app.conf.beat_schedule = {
         "schedule": float(settings.ENGINE_WATCHDOG_INTERVAL),
         "options": {"expires": settings.ENGINE_WATCHDOG_INTERVAL},
     },
+    "notifications-redeliver": {
+        "task": "notifications.redeliver",
+        "schedule": 60.0,
+        "options": {"expires": 60},
+    },
     "executions-retention": {
         "task": "executions.retention",
         "schedule": crontab(hour=3, minute=17),

@@ -19,9 +19,19 @@ class Notification(models.Model):
     data = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     read_at = models.DateTimeField(null=True, blank=True)
+    # E-mail owed to the user (they opted in): set with the notification, cleared once sent,
+    # so a lost send task is found again (notifications.redeliver).
+    email_pending = models.BooleanField(default=False)
 
     class Meta:
-        indexes = [models.Index(fields=["user", "-created_at"])]
+        indexes = [
+            models.Index(fields=["user", "-created_at"]),
+            models.Index(
+                fields=["created_at"],
+                condition=models.Q(email_pending=True),
+                name="notification_email_pending",
+            ),
+        ]
         ordering = ["-created_at"]
 
     def __str__(self):

@@ -8,6 +8,7 @@ import hmac
 import json
 import logging
 import time
+from datetime import timedelta
 from typing import Any
 
 import httpx2
@@ -16,6 +17,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
+from django.db.models import Max
 from django.utils import timezone
 
 import outbound
@@ -36,24 +38,71 @@ def notify(
     data: dict[str, Any] | None = None,
     webhook_url: str = "",
 ) -> Notification:
-    """Record a notification (in the caller's transaction) and deliver it after commit."""
-    note = Notification.objects.create(user_id=user_id, kind=kind, message=message, data=data or {})
+    """Record a notification, with the e-mail and webhook it owes, in the caller's
+    transaction; deliver after commit. Delivering never fails the caller: what could not be
+    handed on stays owed and `redeliver` (beat) sends it again."""
     prefs = settings_of(user_id)
+    note = Notification.objects.create(
+        user_id=user_id,
+        kind=kind,
+        message=message,
+        data=data or {},
+        email_pending=prefs.email_enabled,
+    )
     delivery = None
     if webhook_url:
         delivery = WebhookDelivery.objects.create(notification=note, url=webhook_url)
-
-    def deliver():
-        _push(note)
-        from . import tasks
-
-        if prefs.email_enabled:
-            tasks.send_email.delay(note.pk)
-        if delivery is not None:
-            tasks.deliver_webhook.delay(delivery.pk)
-
-    transaction.on_commit(deliver)
+    transaction.on_commit(lambda: _deliver(note, delivery))
     return note
+
+
+def _deliver(note: Notification, delivery: WebhookDelivery | None) -> None:
+    from . import tasks
+
+    steps = [lambda: _push(note)]
+    if note.email_pending:
+        steps.append(lambda: tasks.send_email.delay(note.pk))
+    if delivery is not None:
+        steps.append(lambda: tasks.deliver_webhook.delay(delivery.pk))
+    for step in steps:
+        try:
+            step()
+        except Exception:  # the broker is away: redeliver() sends it when it is back
+            log.warning("could not hand on notification %s", note.pk, exc_info=True)
+
+
+# A delivery still owed this long after its last try (or its creation) was lost on the way.
+REDELIVER_AFTER_SECONDS = 120
+
+
+def redeliver() -> dict[str, int]:
+    """Send again what is owed and was lost: e-mails not sent, webhook deliveries PENDING
+    with no try for longer than their backoff allows. Sending twice is harmless: the e-mail
+    task and webhook_attempt look at the state first."""
+    from . import tasks
+
+    now = timezone.now()
+    stale = now - timedelta(seconds=REDELIVER_AFTER_SECONDS)
+    emails = list(
+        Notification.objects.filter(email_pending=True, created_at__lt=stale).values_list(
+            "pk", flat=True
+        )[:500]
+    )
+    for pk in emails:
+        tasks.send_email.delay(pk)
+    webhooks = 0
+    pending = WebhookDelivery.objects.filter(
+        status=WebhookDelivery.Status.PENDING, created_at__lt=stale
+    ).annotate(last_try=Max("tries__created_at"))[:500]
+    for delivery in pending:
+        backoff = settings.WEBHOOK_RETRY_BASE_SECONDS * 2**delivery.attempts
+        due = (delivery.last_try or delivery.created_at) + timedelta(
+            seconds=backoff + REDELIVER_AFTER_SECONDS
+        )
+        if due < now:
+            tasks.deliver_webhook.delay(delivery.pk)
+            webhooks += 1
+    return {"emails": len(emails), "webhooks": webhooks}
 
 
 def settings_of(user_id: int) -> NotificationSettings:
@@ -85,14 +134,26 @@ def _push(note: Notification) -> None:
 
 
 def email(notification_id: int) -> None:
-    note = Notification.objects.select_related("user").get(pk=notification_id)
-    if note.user.email:
-        send_mail(
-            f"[agentgraph] {note.message[:80]}",
-            note.message,
-            settings.DEFAULT_FROM_EMAIL,
-            [note.user.email],
+    """Send the e-mail a notification owes, and mark it sent. The row stays locked while it
+    is sent: a duplicate task at the same time skips it, a later one finds nothing owed; if
+    sending fails it stays owed (the task retries, then redeliver())."""
+    with transaction.atomic():
+        note = (
+            Notification.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("user")
+            .filter(pk=notification_id, email_pending=True)
+            .first()
         )
+        if note is None:
+            return
+        if note.user.email:
+            send_mail(
+                f"[agentgraph] {note.message[:80]}",
+                note.message,
+                settings.DEFAULT_FROM_EMAIL,
+                [note.user.email],
+            )
+        Notification.objects.filter(pk=notification_id).update(email_pending=False)
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:

@@ -19,3 +19,8 @@ def deliver_webhook(self, delivery_id: int) -> None:
         # Exponential backoff; webhook_attempt stops at WEBHOOK_MAX_ATTEMPTS.
         delay = settings.WEBHOOK_RETRY_BASE_SECONDS * 2**self.request.retries
         raise self.retry(exc=exc, countdown=delay) from exc
+
+
+@shared_task(name="notifications.redeliver")
+def redeliver() -> None:
+    services.redeliver()

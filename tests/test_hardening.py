@@ -238,3 +238,51 @@ def test_one_run_whose_recovery_fails_does_not_stop_the_watchdog_for_the_others(
     assert Recovery.objects.filter(execution=healthy, kind="queued").exists()
     failed = Recovery.objects.get(execution=broken, kind="failed")
     assert "bad way" in failed.detail
+
+
+# --- notifications are never lost ----------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_notification_that_cannot_be_handed_on_stays_owed_and_is_sent_later(
+    user, monkeypatch, django_capture_on_commit_callbacks, mailoutbox
+):
+    from datetime import timedelta
+
+    from django.db import transaction
+    from django.utils import timezone
+
+    from notifications import services, tasks
+    from notifications.models import Notification, WebhookDelivery
+
+    user.email = "owner@example.com"
+    user.save()
+    services.settings_of(user.pk).__class__.objects.filter(user=user).update(email_enabled=True)
+
+    def broker_away(*args, **kwargs):
+        raise ConnectionError("broker restarting")
+
+    monkeypatch.setattr(tasks.send_email, "delay", broker_away)
+    monkeypatch.setattr(tasks.deliver_webhook, "delay", broker_away)
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        note = services.notify(user_id=user.pk, kind="RUN_COMPLETED", message="done",
+                               webhook_url="https://hooks.example.com/x")
+    # The caller went on; what could not be handed on is still owed.
+    assert Notification.objects.get(pk=note.pk).email_pending
+    assert WebhookDelivery.objects.get(notification=note).status == "PENDING"
+
+    sent = []
+    monkeypatch.setattr(tasks.send_email, "delay", lambda pk: sent.append(("email", pk)))
+    monkeypatch.setattr(tasks.deliver_webhook, "delay", lambda pk: sent.append(("hook", pk)))
+    assert services.redeliver() == {"emails": 0, "webhooks": 0}  # too recent to be lost
+    long_ago = timezone.now() - timedelta(hours=1)
+    Notification.objects.filter(pk=note.pk).update(created_at=long_ago)
+    WebhookDelivery.objects.filter(notification=note).update(created_at=long_ago)
+    assert services.redeliver() == {"emails": 1, "webhooks": 1}
+    delivery = WebhookDelivery.objects.get(notification=note)
+    assert sorted(sent) == [("email", note.pk), ("hook", delivery.pk)]
+
+    services.email(note.pk)
+    services.email(note.pk)  # a duplicate task sends nothing more
+    assert [m.to for m in mailoutbox] == [["owner@example.com"]]
+    assert not Notification.objects.get(pk=note.pk).email_pending
