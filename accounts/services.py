@@ -23,6 +23,8 @@ from knox.crypto import hash_token
 from knox.models import AuthToken
 from knox.settings import CONSTANTS
 
+from config import redis_clients
+
 # knox's tokens are 64 hexadecimal characters (32 random bytes).
 TOKEN_RE = re.compile(r"^[0-9a-f]{64}$")
 TICKET_RE = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
@@ -78,7 +80,7 @@ _redis: redis.Redis | None = None
 def _client() -> redis.Redis:
     global _redis
     if _redis is None:
-        _redis = redis.Redis.from_url(settings.REDIS_URL)
+        _redis = redis_clients.client(settings.REDIS_URL)
     return _redis
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from config import redis_clients
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env") if (BASE_DIR / ".env").exists() else None
@@ -132,8 +134,14 @@ if env.bool("DATABASE_POOL", default=False):
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:56379/0")
+# Every Redis client and pool reconnects and retries after a dropped connection
+# (config/redis_clients.py): the cache's and the channel layer's pools included.
 CACHES = {
-    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "OPTIONS": redis_clients.sync_options(),
+    }
 }
 CHANNEL_LAYERS = {
     "default": {
@@ -147,6 +155,7 @@ CHANNEL_LAYERS = {
                     "address": env.str("CHANNEL_REDIS_URL", default="redis://127.0.0.1:56379/2"),
                     "socket_timeout": 30,
                     "socket_connect_timeout": 5,
+                    **redis_clients.async_options(),
                 }
             ]
         },

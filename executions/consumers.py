@@ -20,10 +20,11 @@ import logging
 import time
 from urllib.parse import parse_qs
 
-import redis.asyncio as aioredis
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
+
+from config import redis_clients
 
 from . import events
 
@@ -53,7 +54,7 @@ class ExecutionStreamConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         # XREAD blocks for up to 0.5 s; the socket timeout must be well above that under load.
-        self.redis = aioredis.from_url(settings.REDIS_URL, socket_timeout=30)
+        self.redis = redis_clients.async_client(settings.REDIS_URL, socket_timeout=30)
         self.reader = asyncio.create_task(self._read_forever())
         await self.channel_layer.group_add(f"user.{self.user.pk}", self.channel_name)
 

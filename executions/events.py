@@ -18,6 +18,8 @@ import redis
 from django.conf import settings
 from django.db import transaction
 
+from config import redis_clients
+
 log = logging.getLogger(__name__)
 
 STREAM_MAXLEN = 10_000  # events kept per run for catching up (a snapshot covers the rest)
@@ -56,7 +58,7 @@ _append_script = None
 def client() -> redis.Redis:
     global _client
     if _client is None:
-        _client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
+        _client = redis_clients.client(settings.REDIS_URL, socket_timeout=5)
     return _client
 
 

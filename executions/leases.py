@@ -19,6 +19,8 @@ import uuid
 import redis
 from django.conf import settings
 
+from config import redis_clients
+
 log = logging.getLogger(__name__)
 
 _COMPARE_AND_DELETE = (
@@ -36,7 +38,7 @@ _client_pid: int | None = None
 def _redis() -> redis.Redis:
     global _client, _client_pid
     if _client is None or _client_pid != os.getpid():  # one client per (forked) process
-        _client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
+        _client = redis_clients.client(settings.REDIS_URL, socket_timeout=5)
         _client_pid = os.getpid()
     return _client
 

@@ -265,8 +265,12 @@ def test_a_notification_that_cannot_be_handed_on_stays_owed_and_is_sent_later(
     monkeypatch.setattr(tasks.send_email, "delay", broker_away)
     monkeypatch.setattr(tasks.deliver_webhook, "delay", broker_away)
     with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
-        note = services.notify(user_id=user.pk, kind="RUN_COMPLETED", message="done",
-                               webhook_url="https://hooks.example.com/x")
+        note = services.notify(
+            user_id=user.pk,
+            kind="RUN_COMPLETED",
+            message="done",
+            webhook_url="https://hooks.example.com/x",
+        )
     # The caller went on; what could not be handed on is still owed.
     assert Notification.objects.get(pk=note.pk).email_pending
     assert WebhookDelivery.objects.get(notification=note).status == "PENDING"
@@ -286,3 +290,54 @@ def test_a_notification_that_cannot_be_handed_on_stays_owed_and_is_sent_later(
     services.email(note.pk)  # a duplicate task sends nothing more
     assert [m.to for m in mailoutbox] == [["owner@example.com"]]
     assert not Notification.objects.get(pk=note.pk).email_pending
+
+
+# --- Redis connections dropping --------------------------------------------------------------
+
+
+def _drop_redis_clients():
+    import redis
+    from django.conf import settings
+
+    admin = redis.Redis.from_url(settings.REDIS_URL)
+    try:
+        admin.client_kill_filter(_type="normal", skipme=True)
+    finally:
+        admin.close()
+
+
+@pytest.mark.integration
+def test_dropped_redis_connections_cost_a_retry_not_a_socket_or_a_500(
+    api, user, worker, asgi_server
+):
+    from .test_live import receive, until_terminal
+
+    key = token_issue(user=user)[0]
+    graph = create_graph(api, greeting())
+    header = {"Authorization": f"Token {key}"}
+    # Warm every process's connections up, then drop them all.
+    with connect(f"ws://{asgi_server}/ws/executions/", additional_headers=header) as ws:
+        ws.send(json.dumps({"action": "ping"}))
+        assert receive(ws)["type"] == "pong"
+    run_graph(api, greeting())
+    for _ in range(3):
+        _drop_redis_clients()
+        with connect(f"ws://{asgi_server}/ws/executions/", additional_headers=header) as ws:
+            started = _web_post(asgi_server, key, f"/api/graphs/{graph['id']}/execute/", {})
+            ws.send(json.dumps({"action": "subscribe", "execution_id": started["id"]}))
+            messages = until_terminal(ws, started["id"])
+            assert messages[-1]["status"] == "COMPLETED"
+
+
+def _web_post(host, key, path, body):
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"http://{host}{path}",
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Token {key}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=20) as response:
+        assert response.status == 201
+        return json.loads(response.read())

@@ -1,0 +1,52 @@
+"""Every Redis client of the project rides out a dropped connection (a Redis restart, a
+failover, a network blip, `CLIENT KILL`): it reconnects and retries the command with
+exponential backoff and jitter, and checks a connection idle for a while before using it.
+
+redis-py's `Redis(...)` retries by default, but connection pools made on their own (Django's
+cache, channels-redis's channel layer) get connections that retry nothing: the first command
+on a stale connection failed, and with it a WebSocket's connect or a request. These options
+go to every client and pool. A retried command may in rare cases have run once already
+(the reply was lost, not the request): our commands are idempotent or harmless to repeat
+(SET NX, GET, XREAD, ZADD, a rate counter's INCR)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError, TimeoutError
+from redis.retry import Retry
+
+RETRIES = 5
+HEALTH_CHECK_SECONDS = 15
+
+
+def _backoff() -> ExponentialWithJitterBackoff:
+    return ExponentialWithJitterBackoff(base=0.05, cap=1.0)
+
+
+def sync_options() -> dict[str, Any]:
+    return {
+        "retry": Retry(_backoff(), RETRIES),
+        "retry_on_error": [ConnectionError, TimeoutError],
+        "health_check_interval": HEALTH_CHECK_SECONDS,
+    }
+
+
+def async_options() -> dict[str, Any]:
+    return {
+        "retry": AsyncRetry(_backoff(), RETRIES),
+        "retry_on_error": [ConnectionError, TimeoutError],
+        "health_check_interval": HEALTH_CHECK_SECONDS,
+    }
+
+
+def client(url: str, **options) -> redis.Redis:
+    return redis.Redis.from_url(url, **sync_options(), **options)
+
+
+def async_client(url: str, **options) -> aioredis.Redis:
+    return aioredis.from_url(url, **async_options(), **options)
