@@ -269,6 +269,13 @@ ENGINE_STALL_SECONDS = env.int("ENGINE_STALL_SECONDS", default=60)
 ENGINE_WATCHDOG_INTERVAL = env.int("ENGINE_WATCHDOG_INTERVAL", default=15)
 # Finished runs older than this are deleted with their node executions (daily, beat).
 EXECUTION_RETENTION_DAYS = env.int("EXECUTION_RETENTION_DAYS", default=30)
+# Longest text a template (text_template, output.format) may render, in characters.
+BLOCK_TEMPLATE_MAX_CHARS = env.int("BLOCK_TEMPLATE_MAX_CHARS", default=1_000_000)
+# What one node execution may produce: bytes of JSON over all its outputs, and yields.
+ENGINE_MAX_NODE_OUTPUT_BYTES = env.int("ENGINE_MAX_NODE_OUTPUT_BYTES", default=8 * 1024 * 1024)
+ENGINE_MAX_NODE_YIELDS = env.int("ENGINE_MAX_NODE_YIELDS", default=20_000)
+# The combined `outputs` of a run (its output nodes' values), in bytes of JSON.
+ENGINE_MAX_RUN_OUTPUT_BYTES = env.int("ENGINE_MAX_RUN_OUTPUT_BYTES", default=16 * 1024 * 1024)
 # Longest wait the `sleep` block accepts, in seconds.
 BLOCK_SLEEP_MAX_SECONDS = env.float("BLOCK_SLEEP_MAX_SECONDS", default=3600.0)
 # Outbound requests (http_request, LLM base URLs, webhooks; outbound/) reach only globally
@@ -282,7 +289,7 @@ OUTBOUND_ALLOWED_HOSTS = env.list("OUTBOUND_ALLOWED_HOSTS", default=[])
 # Largest response body any outbound request reads (counted as it streams in).
 OUTBOUND_MAX_RESPONSE_BYTES = env.int("OUTBOUND_MAX_RESPONSE_BYTES", default=10 * 1024 * 1024)
 HTTP_BLOCK_MAX_TIMEOUT = env.float("HTTP_BLOCK_MAX_TIMEOUT", default=120.0)
-HTTP_BLOCK_MAX_RESPONSE_BYTES = env.int("HTTP_BLOCK_MAX_RESPONSE_BYTES", default=10 * 1024 * 1024)
+HTTP_BLOCK_MAX_RESPONSE_BYTES = env.int("HTTP_BLOCK_MAX_RESPONSE_BYTES", default=4 * 1024 * 1024)
 
 # Node outputs in live events are cut past this many bytes of JSON (the API keeps them whole).
 EVENTS_MAX_VALUE_BYTES = env.int("EVENTS_MAX_VALUE_BYTES", default=16 * 1024)

@@ -7,6 +7,7 @@ the final status of a run. services.py applies these decisions to rows.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -127,6 +128,41 @@ def _is_index(key: str) -> bool:
     """An ASCII integer, maybe negative (str.isdigit() also takes '²' and full-width digits)."""
     digits = key.removeprefix("-")
     return digits.isascii() and digits.isdigit()
+
+
+# --- what one node execution may produce -----------------------------------------------------
+
+
+class OutputBudget:
+    """What one node execution may yield: `max_yields` values and `max_bytes` of JSON,
+    counted as they come (ENGINE_MAX_NODE_YIELDS, ENGINE_MAX_NODE_OUTPUT_BYTES)."""
+
+    def __init__(self, max_yields: int, max_bytes: int):
+        self.max_yields, self.max_bytes = max_yields, max_bytes
+        self.yields, self.size = 0, 0
+
+    def spend(self, value: Any) -> str | None:
+        """None while within the budget, else what was passed."""
+        self.yields += 1
+        if self.yields > self.max_yields:
+            return f"the node yielded more than {self.max_yields} values (ENGINE_MAX_NODE_YIELDS)"
+        self.size += json_size(value)
+        if self.size > self.max_bytes:
+            return (
+                f"the node's outputs are larger than {self.max_bytes} bytes "
+                "(ENGINE_MAX_NODE_OUTPUT_BYTES)"
+            )
+        return None
+
+
+def json_size(value: Any) -> int:
+    """About how many bytes `value` takes as JSON: exact for containers and long text,
+    near enough (and without an encoding pass) for scalars and short text."""
+    if value is None or isinstance(value, bool | int | float):
+        return 8
+    if isinstance(value, str) and len(value) < 256:
+        return len(value) + 2
+    return len(json.dumps(value, separators=(",", ":")))
 
 
 # --- graph plan -----------------------------------------------------------------------------

@@ -41,6 +41,7 @@ from credits.services import (
 from . import events
 from .chain_hop import book_result, record_single_hop, single_hop
 from .engine import (
+    OutputBudget,
     Status,
     merge_dynamic_pins,
     node_time_limit,
@@ -282,11 +283,16 @@ def node_run(claimed: ClaimedNode) -> Outcome:
         meter=_token_meter(claimed),
         secrets=tuple(resolved.secrets),
     )
+    budget = OutputBudget(settings.ENGINE_MAX_NODE_YIELDS, settings.ENGINE_MAX_NODE_OUTPUT_BYTES)
     try:
         with secrets_kept_out_of_logs(resolved.secrets):
             for pin, value in get_block(claimed.block).execute(resolved.input_data, ctx):
                 if pin == ERROR_PIN:
                     outcome.error = str(value)
+                    break
+                exceeded = budget.spend(value)
+                if exceeded:  # nothing of it goes on: a cut-off stream is not a result
+                    outcome.outputs, outcome.error = [], exceeded
                     break
                 outcome.outputs.append((pin, value))
     except SubgraphStarted as exc:

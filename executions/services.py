@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import json
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -333,6 +334,12 @@ def execution_finish(
     sub-graph run that ends hands its outputs to the node waiting for it."""
     now = timezone.now()
     with transaction.atomic():
+        outputs = _outputs_of(execution_id)
+        too_large = _outputs_too_large(outputs)
+        if too_large:
+            outputs = {}
+            if status == Status.COMPLETED:
+                status, error = Status.FAILED, too_large
         moved = move(
             GraphExecution.objects.filter(id=execution_id),
             [s for s in sources_for(GRAPH_TRANSITIONS, status) if s not in TERMINAL],
@@ -380,7 +387,7 @@ def execution_finish(
                 )
             transaction.on_commit(lambda: dispatch.revoke(task_ids))
         execution = GraphExecution.objects.get(id=execution_id)
-        execution.outputs = _outputs_of(execution_id)
+        execution.outputs = outputs
         execution.stats = execution_stats(execution)
         execution.save(update_fields=["outputs", "stats"])
         events.emit_run(execution_id)  # the terminal event: the run changes no node any more
@@ -443,6 +450,19 @@ def _outputs_of(execution_id) -> dict[str, list[Any]]:
         .values_list("input_data", "output_data")
     )
     return collect_outputs((data.get("name"), out.get("output", [])) for data, out in runs)
+
+
+def _outputs_too_large(outputs: dict[str, list[Any]]) -> str | None:
+    """Why a run's combined outputs cannot be kept, or None. The values stay on the output
+    nodes' executions; only the run's `outputs` would be too large."""
+    limit = settings.ENGINE_MAX_RUN_OUTPUT_BYTES
+    size = len(json.dumps(outputs, separators=(",", ":")))
+    if size <= limit:
+        return None
+    return (
+        f"the run's outputs come to {size} bytes, more than ENGINE_MAX_RUN_OUTPUT_BYTES "
+        f"({limit}); each value is on its output node's execution"
+    )
 
 
 def _unhandled_message(execution_id) -> str:

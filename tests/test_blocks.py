@@ -45,6 +45,19 @@ def test_text_template_renders_values():
         "{{ ''.__class__.__mro__[1].__subclasses__() }}",  # no way out of the sandbox
         "{{ 'a' * 10000000 }}",  # no memory bombs
         "{{ 2 ** 100000 }}",
+        "{{ ((10**1000)**1000)**10 }}",  # each power small, the number is not
+        "{% set ns = namespace(x=3) %}{% for i in range(40) %}{% set ns.x = ns.x * ns.x %}"
+        "{% endfor %}",
+        "{{ 'x'.center(10**9) }}",  # padding: a gigabyte from a few characters
+        "{{ 'x'.ljust(999999999) }}",
+        "{{ 'x'|center(999999999) }}",
+        "{{ '%0999999999d' % 1 }}",
+        "{{ '%0999999999d'|format(1) }}",
+        "{{ '{:>999999999}'.format(1) }}",
+        "{{ '{:>{w}}'.format(1, w=999999999) }}",
+        "{% set ns = namespace(s='ab') %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}"
+        "{% endfor %}",
+        "{% for i in range(100000) %}{{ 'twenty characters...' }}{% endfor %}",  # too long
         "{{ missing }}",  # undefined names are errors, not silent blanks
         "{% for %}",  # syntax errors are reported
     ],

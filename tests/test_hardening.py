@@ -49,16 +49,19 @@ def post_head(path, headers: dict[str, str]) -> bytes:
 
 @pytest.mark.integration
 def test_a_body_announced_too_large_is_refused_before_it_is_sent(asgi_server, transactional_db):
-    head = post_head("/api/graphs/", {"Content-Length": str(50 * 1024 * 1024),
-                                       "Content-Type": "application/json"})  # fmt: skip
+    head = post_head(
+        "/api/graphs/",
+        {"Content-Length": str(50 * 1024 * 1024), "Content-Type": "application/json"},
+    )
     status, seconds = raw_request(asgi_server, head)  # not one byte of the body follows
     assert status == 413 and seconds < 2
 
 
 @pytest.mark.integration
 def test_a_streamed_body_is_cut_at_the_limit(asgi_server, transactional_db):
-    head = post_head("/api/graphs/", {"Transfer-Encoding": "chunked",
-                                       "Content-Type": "application/json"})  # fmt: skip
+    head = post_head(
+        "/api/graphs/", {"Transfer-Encoding": "chunked", "Content-Type": "application/json"}
+    )
     chunk = b"x" * 1024 * 1024
     body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(8))  # 8 MiB > 5 MiB
     status, _ = raw_request(asgi_server, head, body)
@@ -67,8 +70,7 @@ def test_a_streamed_body_is_cut_at_the_limit(asgi_server, transactional_db):
 
 @pytest.mark.integration
 def test_a_trickling_body_is_refused_when_it_stops(asgi_server, transactional_db):
-    head = post_head("/api/graphs/", {"Content-Length": "1000",
-                                       "Content-Type": "application/json"})  # fmt: skip
+    head = post_head("/api/graphs/", {"Content-Length": "1000", "Content-Type": "application/json"})
     status, seconds = raw_request(asgi_server, head, b'{"name": ')  # then nothing more
     assert status == 408 and seconds < 10
 
@@ -103,13 +105,13 @@ def test_a_deeply_nested_websocket_message_gets_an_error_not_a_dropped_socket(
 ):
     key = token_issue(user=user)[0]
     with connect(f"ws://{asgi_server}/ws/executions/",
-                 additional_headers={"Authorization": f"Token {key}"}) as ws:  # fmt: skip
+                 additional_headers={"Authorization": f"Token {key}"}) as ws:
         ws.send("[" * 100_000 + "]" * 100_000)
         assert json.loads(ws.recv(timeout=10))["type"] == "error"
         for odd in ("null", "[]", '"text"', '{"action": ["subscribe"]}',
                     '{"action": "subscribe", "execution_id": {"a": 1}}',
                     '{"action": "subscribe", "execution_id": "\\u0000"}',
-                    '{"action": "subscribe", "graph_id": "' + "9" * 10_000 + '"}'):  # fmt: skip
+                    '{"action": "subscribe", "graph_id": "' + "9" * 10_000 + '"}'):
             ws.send(odd)
             assert json.loads(ws.recv(timeout=10))["type"] == "error", odd
         ws.send(json.dumps({"action": "ping"}))
@@ -183,7 +185,7 @@ def test_resuming_a_stopped_run_takes_a_slot_like_a_start(api, user, settings):
     graph = Graph.objects.get(pk=create_graph(api, greeting())["id"])
     version = graph.versions.get()
     started = {"graph": graph, "graph_version": version, "user": user,
-               "started_at": timezone.now()}  # fmt: skip
+               "started_at": timezone.now()}
     GraphExecution.objects.create(**started, status="RUNNING")
     stopped = GraphExecution.objects.create(**started, status="CANCELLED")
     refused = api.post(f"/api/executions/{stopped.pk}/resume/")
@@ -341,3 +343,76 @@ def _web_post(host, key, path, body):
     with urllib.request.urlopen(request, timeout=20) as response:
         assert response.status == 201
         return json.loads(response.read())
+
+
+# --- every node has a bounded output ---------------------------------------------------------
+
+
+def _claimed(user, block, input_data):
+    from executions.node_runs import ClaimedNode
+    from graphs.services import graph_create
+
+    document = {"name": "One node", "nodes": [{"id": "n", "block": block,
+                                               "input_default": input_data}]}
+    version = graph_create(owner=user, document=document)
+    return ClaimedNode(
+        1, "run", "n", block, input_data, version.pk, user.pk, version.graph_id, 1, 0, False, None
+    )
+
+
+@pytest.mark.django_db
+def test_a_node_that_yields_too_many_values_fails_and_passes_none_on(user, settings):
+    from executions.node_runs import node_run
+
+    settings.ENGINE_MAX_NODE_YIELDS = 10
+    outcome = node_run(_claimed(user, "step_through_items", {"items": list(range(6))}))
+    assert outcome.outputs == [] and "ENGINE_MAX_NODE_YIELDS" in outcome.error
+    within = node_run(_claimed(user, "step_through_items", {"items": list(range(5))}))
+    assert len(within.outputs) == 10 and within.error is None
+
+
+@pytest.mark.django_db
+def test_a_node_whose_outputs_are_too_large_fails_and_passes_none_on(user, settings):
+    from executions.node_runs import node_run
+
+    settings.ENGINE_MAX_NODE_OUTPUT_BYTES = 50_000
+    big = ["x" * 1000] * 60  # 60 kB of items, each small
+    outcome = node_run(_claimed(user, "step_through_items", {"items": big}))
+    assert outcome.outputs == [] and "ENGINE_MAX_NODE_OUTPUT_BYTES" in outcome.error
+
+
+@pytest.mark.django_db
+def test_step_through_items_refuses_more_items_than_a_run_may_run(settings):
+    from blocks.base import BlockError, RunContext
+    from blocks.registry import get_block
+
+    settings.ENGINE_MAX_NODE_EXECUTIONS = 100
+    ctx = RunContext(1, "run", "n", 1)
+    with pytest.raises(BlockError, match="ENGINE_MAX_NODE_EXECUTIONS"):
+        next(get_block("step_through_items").execute({"items": list(range(101))}, ctx))
+
+
+@pytest.mark.django_db
+def test_a_run_whose_outputs_are_too_large_fails_with_the_setting_named(api, user, settings):
+    from executions.models import NodeExecution
+    from executions.services import execution_finish
+    from graphs.models import Graph
+
+    settings.ENGINE_MAX_RUN_OUTPUT_BYTES = 10_000
+    graph = Graph.objects.get(pk=create_graph(api, greeting())["id"])
+    run = GraphExecution.objects.create(
+        graph=graph, graph_version=graph.versions.get(), user=user, status="RUNNING"
+    )
+    for _ in range(3):
+        NodeExecution.objects.create(
+            execution=run,
+            node_id="out",
+            block="output",
+            status="COMPLETED",
+            input_data={"name": "greeting"},
+            output_data={"output": ["y" * 4000]},
+        )
+    assert execution_finish(run.pk, "COMPLETED")
+    run.refresh_from_db()
+    assert run.status == "FAILED" and "ENGINE_MAX_RUN_OUTPUT_BYTES" in run.error
+    assert run.outputs == {}

@@ -1,6 +1,8 @@
 from typing import Any
 
-from blocks.base import Block, BlockSchema, Field
+from django.conf import settings
+
+from blocks.base import Block, BlockError, BlockSchema, Field
 
 
 class StepThroughItemsBlock(Block):
@@ -18,6 +20,14 @@ class StepThroughItemsBlock(Block):
         key: Any
 
     def run(self, data, ctx):
+        # Each element starts at least one node execution downstream: a list longer than a
+        # run may create is refused before anything is yielded.
+        cap = settings.ENGINE_MAX_NODE_EXECUTIONS
+        if len(data.items) > cap:
+            raise BlockError(
+                f"{len(data.items)} items are more than a run may create node executions for "
+                f"({cap}, ENGINE_MAX_NODE_EXECUTIONS)"
+            )
         pairs = data.items.items() if isinstance(data.items, dict) else enumerate(data.items)
         for key, item in pairs:
             yield "item", item
