@@ -104,14 +104,20 @@ def test_a_deeply_nested_websocket_message_gets_an_error_not_a_dropped_socket(
     asgi_server, user, transactional_db
 ):
     key = token_issue(user=user)[0]
-    with connect(f"ws://{asgi_server}/ws/executions/",
-                 additional_headers={"Authorization": f"Token {key}"}) as ws:
+    with connect(
+        f"ws://{asgi_server}/ws/executions/", additional_headers={"Authorization": f"Token {key}"}
+    ) as ws:
         ws.send("[" * 100_000 + "]" * 100_000)
         assert json.loads(ws.recv(timeout=10))["type"] == "error"
-        for odd in ("null", "[]", '"text"', '{"action": ["subscribe"]}',
-                    '{"action": "subscribe", "execution_id": {"a": 1}}',
-                    '{"action": "subscribe", "execution_id": "\\u0000"}',
-                    '{"action": "subscribe", "graph_id": "' + "9" * 10_000 + '"}'):
+        for odd in (
+            "null",
+            "[]",
+            '"text"',
+            '{"action": ["subscribe"]}',
+            '{"action": "subscribe", "execution_id": {"a": 1}}',
+            '{"action": "subscribe", "execution_id": "\\u0000"}',
+            '{"action": "subscribe", "graph_id": "' + "9" * 10_000 + '"}',
+        ):
             ws.send(odd)
             assert json.loads(ws.recv(timeout=10))["type"] == "error", odd
         ws.send(json.dumps({"action": "ping"}))
@@ -184,8 +190,7 @@ def test_resuming_a_stopped_run_takes_a_slot_like_a_start(api, user, settings):
     settings.ENGINE_MAX_RUNNING_PER_USER = 1
     graph = Graph.objects.get(pk=create_graph(api, greeting())["id"])
     version = graph.versions.get()
-    started = {"graph": graph, "graph_version": version, "user": user,
-               "started_at": timezone.now()}
+    started = {"graph": graph, "graph_version": version, "user": user, "started_at": timezone.now()}
     GraphExecution.objects.create(**started, status="RUNNING")
     stopped = GraphExecution.objects.create(**started, status="CANCELLED")
     refused = api.post(f"/api/executions/{stopped.pk}/resume/")
@@ -352,8 +357,10 @@ def _claimed(user, block, input_data):
     from executions.node_runs import ClaimedNode
     from graphs.services import graph_create
 
-    document = {"name": "One node", "nodes": [{"id": "n", "block": block,
-                                               "input_default": input_data}]}
+    document = {
+        "name": "One node",
+        "nodes": [{"id": "n", "block": block, "input_default": input_data}],
+    }
     version = graph_create(owner=user, document=document)
     return ClaimedNode(
         1, "run", "n", block, input_data, version.pk, user.pk, version.graph_id, 1, 0, False, None
