@@ -73,6 +73,10 @@ app.conf.beat_schedule = {
         "task": "schedules.retention",
         "schedule": crontab(hour=3, minute=37),
     },
+    "idempotency-purge-expired": {
+        "task": "idempotency.purge_expired",
+        "schedule": crontab(hour=3, minute=57),
+    },
     "accounts-purge-expired-tokens": {
         "task": "accounts.purge_expired_tokens",
         "schedule": crontab(hour=3, minute=47),

@@ -74,6 +74,7 @@ INSTALLED_APPS = [
     "schedules",
     "credentials",
     "accounts",
+    "idempotency",
 ]
 
 MIDDLEWARE = [
@@ -194,6 +195,8 @@ API_THROTTLE_ANON = env.str("API_THROTTLE_ANON", default="60/minute")
 # them until revoked (DELETE /api/auth/token/, or the admin's "revoke API tokens").
 API_TOKEN_TTL = env.int("API_TOKEN_TTL", default=0)
 REST_KNOX = {"TOKEN_TTL": None, "AUTH_HEADER_PREFIX": "Token"}
+# How long a write's Idempotency-Key answers with its first response (idempotency/).
+IDEMPOTENCY_TTL_HOURS = env.int("IDEMPOTENCY_TTL_HOURS", default=24)
 # Seconds a WebSocket ticket (POST /api/auth/ws-ticket/) stays valid; each opens one socket.
 WS_TICKET_SECONDS = env.int("WS_TICKET_SECONDS", default=30)
 

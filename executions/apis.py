@@ -12,6 +12,8 @@ from credits.services import InsufficientCredits
 from graphs.apis import invalid_graph_response
 from graphs.selectors import graph_get
 from graphs.validation import GraphInvalid
+from idempotency.services import SCHEMA_PARAMETER as IDEMPOTENCY_KEY
+from idempotency.services import idempotent
 
 from . import control
 from .models import GRAPH_STATUSES, GraphExecution
@@ -31,7 +33,12 @@ class ExecutionFilter(django_filters.FilterSet):
 class GraphExecuteApi(APIView):
     """Starts a run and answers at once with its record; the run goes on in the workers."""
 
-    @extend_schema(request=ExecuteRequestSerializer, responses={201: ExecutionSerializer})
+    @extend_schema(
+        request=ExecuteRequestSerializer,
+        responses={201: ExecutionSerializer},
+        parameters=[IDEMPOTENCY_KEY],
+    )
+    @idempotent
     def post(self, request, graph_id):
         graph = graph_get(user=request.user, graph_id=graph_id)
         body = ExecuteRequestSerializer(data=request.data)

@@ -12,6 +12,8 @@ from config.serializers import (
     GraphVersionSerializer,
     paginated,
 )
+from idempotency.services import SCHEMA_PARAMETER as IDEMPOTENCY_KEY
+from idempotency.services import idempotent
 
 from .models import GraphVersion
 from .selectors import graph_get, graph_record, graphs_of, version_get
@@ -55,7 +57,12 @@ class GraphListApi(APIView):
             [graph_record(versions[(g.pk, g.latest_version)]) for g in graphs]
         )
 
-    @extend_schema(request=GraphDocumentSerializer, responses={201: GraphSerializer})
+    @extend_schema(
+        request=GraphDocumentSerializer,
+        responses={201: GraphSerializer},
+        parameters=[IDEMPOTENCY_KEY],
+    )
+    @idempotent
     def post(self, request):
         try:
             version = graph_create(owner=request.user, document=request.data)

@@ -10,6 +10,8 @@ from config.pagination import Pagination
 from config.serializers import paginated
 from graphs.apis import invalid_graph_response
 from graphs.validation import GraphInvalid
+from idempotency.services import SCHEMA_PARAMETER as IDEMPOTENCY_KEY
+from idempotency.services import idempotent
 
 from .models import Occurrence, Overlap
 from .selectors import (
@@ -75,7 +77,12 @@ class ScheduleListApi(APIView):
         page = paginator.paginate_queryset(schedules_of(request.user), request, view=self)
         return paginator.get_paginated_response([schedule_record(s) for s in page])
 
-    @extend_schema(request=ScheduleInputSerializer, responses={201: ScheduleSerializer})
+    @extend_schema(
+        request=ScheduleInputSerializer,
+        responses={201: ScheduleSerializer},
+        parameters=[IDEMPOTENCY_KEY],
+    )
+    @idempotent
     def post(self, request):
         body = ScheduleInputSerializer(data=request.data)
         body.is_valid(raise_exception=True)
