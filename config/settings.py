@@ -241,8 +241,11 @@ ENGINE_QUEUE = env.str("CELERY_ENGINE_QUEUE", default="engine")
 ENGINE_BLOCK_QUEUES = env.dict("ENGINE_BLOCK_QUEUES", default={})
 
 # --- Engine -------------------------------------------------------------------------------
-# Node executions one graph execution may create before it fails (graphs.md: default 10,000).
+# Node executions one run tree (a run and every sub-graph run under it) may create; the
+# execution that would pass it is never written and the run fails (graphs.md: 10,000).
 ENGINE_MAX_NODE_EXECUTIONS = env.int("ENGINE_MAX_NODE_EXECUTIONS", default=10_000)
+# Sub-graph runs (agent_executor) one run tree may start, however deep.
+ENGINE_MAX_SUBGRAPH_RUNS = env.int("ENGINE_MAX_SUBGRAPH_RUNS", default=100)
 # Largest graph document accepted, in nodes and in links.
 ENGINE_MAX_GRAPH_NODES = env.int("ENGINE_MAX_GRAPH_NODES", default=20_000)
 ENGINE_MAX_GRAPH_LINKS = env.int("ENGINE_MAX_GRAPH_LINKS", default=40_000)

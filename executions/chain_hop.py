@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection, transaction
@@ -24,8 +25,10 @@ from credits.services import NodeCharge, settle_node_run
 from . import events
 from .engine import Status, node_input, route_outputs
 from .events import node_event
+from .limits import node_limit_message
+from .models import GraphExecution
 from .propagation import Propagation, Queued
-from .services import settle_decide
+from .services import Counters, settle, settle_decide
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +51,11 @@ def book_result(
         settle_node_run(payer, seconds=seconds, output_data=output_data)
 
 
-# One hop of a chain, in one statement: the finished node recorded, the next node's execution
-# queued, the run's counters booked (active: +1 queued -1 done; one more node execution).
-# Each part runs only if the node was still RUNNING (the same compare-and-set as move()).
+# One hop of a chain, in one statement: the finished node recorded, the run's counters booked
+# (one more node execution, within the run's limit), the next node's execution queued (active:
+# +1 queued -1 done). Each part runs only if the node was still RUNNING (the same
+# compare-and-set as move()), and the next execution is inserted only if the count fit. Only
+# for top-level runs, whose own row holds their tree's count (limits.py).
 _SINGLE_HOP_SQL = """
 WITH moved AS (
     UPDATE executions_nodeexecution
@@ -58,6 +63,12 @@ WITH moved AS (
            ended_at = %(now)s, propagated = true
      WHERE id = %(ne_id)s AND status = 'RUNNING'
     RETURNING id
+), counted AS (
+    UPDATE executions_graphexecution
+       SET node_count = node_count + 1,
+           unhandled_error_count = unhandled_error_count + %(unhandled)s, progressed_at = now()
+     WHERE id = %(run_id)s AND EXISTS (SELECT 1 FROM moved) AND node_count < node_limit
+    RETURNING status, active_count, unhandled_error_count
 ), queued AS (
     INSERT INTO executions_nodeexecution
            (execution_id, node_id, block, status, input_data, output_data, error, attempts,
@@ -65,17 +76,26 @@ WITH moved AS (
             ended_at)
     SELECT %(run_id)s, %(sink_id)s, %(sink_block)s, 'QUEUED', %(input)s::jsonb, '{}'::jsonb,
            NULL, 0, 0, %(task_id)s, '', false, NULL, %(now)s, %(now)s, NULL, NULL
-      FROM moved
+      FROM counted
     RETURNING id
-), counted AS (
-    UPDATE executions_graphexecution
-       SET node_count = node_count + 1,
-           unhandled_error_count = unhandled_error_count + %(unhandled)s, progressed_at = now()
-     WHERE id = %(run_id)s AND EXISTS (SELECT 1 FROM moved)
-    RETURNING status, active_count, node_count, node_limit, unhandled_error_count
 )
-SELECT queued.id, counted.* FROM counted, queued
+SELECT EXISTS (SELECT 1 FROM moved), queued.id, counted.status, counted.active_count,
+       counted.unhandled_error_count
+  FROM (SELECT 1) AS one LEFT JOIN counted ON true LEFT JOIN queued ON true
 """
+
+
+@dataclass(frozen=True)
+class HopRow:
+    """What the chain-hop statement answers: whether the node was still RUNNING (so it was
+    recorded), the queued execution's id (None when the run's limit would be passed), and
+    the run's counters."""
+
+    recorded: bool
+    queued_id: int | None
+    status: str | None
+    active: int | None
+    unhandled: int | None
 
 
 def single_hop(plan, node_id: str, outputs: list[tuple[str, Any]]):
@@ -115,22 +135,31 @@ def record_single_hop(
                 "sink_block": sink.block,
                 "input": json.dumps(node_input(sink.input_default, {link.sink_name: value})),
                 "task_id": task_id,
+                # Booked by the statement when the hop fits, else by settle() below.
                 "unhandled": int(error is not None and not plan.handles_errors(node_id)),
             },
         )
-        row = cursor.fetchone()
-    if row is None:
+        hop_row = HopRow(*cursor.fetchone())
+    if not hop_row.recorded:
         return False
-    queued_id, *counters = row
     book_result(node_id, block, error, payer, seconds, output_data)
-    queued = [Queued(queued_id, sink.id, sink.block, task_id)]
-    events.emit(
-        execution_id,
-        [
-            node_event(execution_id, ne_id, node_id, ended, outputs=output_data, error=error),
-            *Propagation(queued, 1).node_events(execution_id),
-        ],
-        lease=lease.dropped_with_event() if lease is not None else None,
-    )
+    unhandled = int(error is not None and not plan.handles_errors(node_id))
+    done = node_event(execution_id, ne_id, node_id, ended, outputs=output_data, error=error)
+    drop = lease.dropped_with_event() if lease is not None else None
+    if hop_row.queued_id is None:  # the run's limit: nothing was queued, the run fails
+        events.emit(execution_id, [done], lease=drop)
+        passed = Propagation([], 0, limit_passed=node_limit_message(plan_limit(execution_id)))
+        settle(execution_id, plan, version_id, done=1, result=passed, unhandled=unhandled)
+        return True
+    queued = [Queued(hop_row.queued_id, sink.id, sink.block, task_id)]
+    events.emit(execution_id, [done, *Propagation(queued, 1).node_events(execution_id)], lease=drop)
+    counters = Counters(hop_row.status, hop_row.active, hop_row.unhandled)  # type: ignore[arg-type]
     settle_decide(execution_id, version_id, [queued], queued, counters)
     return True
+
+
+def plan_limit(execution_id) -> int:
+    return (
+        GraphExecution.objects.filter(id=execution_id).values_list("node_limit", flat=True).first()
+        or 0
+    )

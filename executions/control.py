@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from . import dispatch, events
 from .engine import Status
+from .limits import reserve_node_executions
 from .models import GraphExecution, NodeExecution
 from .plans import plan_for_version
 from .propagation import Propagation, Queued, propagate
@@ -145,6 +146,9 @@ def _reopen(execution: GraphExecution) -> None:
             "id", "node_id", "block", "input_data"
         )
     )
+    passed = reserve_node_executions(execution.pk, len(rerun) + len(waiting))
+    if passed:  # raised inside the transaction: nothing of the resume is kept
+        raise ConflictingState(f"cannot resume: {passed}")
     # The old rows' pending joins must find nothing left to claim.
     nodes.filter(id__in=[r["id"] for r in unjoined + rerun + waiting]).update(propagated=True)
     now = timezone.now()

@@ -49,9 +49,16 @@ class GraphExecution(models.Model):
     # Engine counters, changed only with F() updates in the transaction that changes the
     # node executions they count. active_count: node executions QUEUED or RUNNING plus
     # pending chord joins; the run is over when it reaches zero.
+    # The run tree: a top-level run is its own root (its id, or null); a sub-graph run has
+    # its root's. The tree's limits are counted and checked on the root's row, before
+    # anything is written (limits.py): node executions of the whole tree, its sub-graph runs.
+    root_id = models.UUIDField(db_index=True, null=True, blank=True)
     node_count = models.PositiveIntegerField(default=0)
-    # The cap on node executions in force when the run was created (ENGINE_MAX_NODE_EXECUTIONS).
+    # The caps in force when the tree started (ENGINE_MAX_NODE_EXECUTIONS,
+    # ENGINE_MAX_SUBGRAPH_RUNS).
     node_limit = models.PositiveIntegerField(default=10_000)
+    subgraph_count = models.PositiveIntegerField(default=0)
+    subgraph_limit = models.PositiveIntegerField(default=100)
     # The wall-clock limit in force when the run was created (ENGINE_MAX_EXECUTION_SECONDS),
     # and when it runs out: set at start, moved on by the time spent paused.
     time_limit = models.PositiveIntegerField(default=6 * 3600)

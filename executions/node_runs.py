@@ -376,6 +376,7 @@ def node_complete(claimed: ClaimedNode, outcome: Outcome, lease: NodeLease | Non
         outcome,
         payer=claimed.payer,
         lease=lease,
+        top_level=claimed.depth == 0,
     )
 
 
@@ -385,7 +386,14 @@ def node_complete_from_child(node_execution_id: int, child) -> None:
     transaction."""
     row = (
         NodeExecution.objects.filter(id=node_execution_id)
-        .values("execution_id", "node_id", "block", "join_id", "execution__graph_version_id")
+        .values(
+            "execution_id",
+            "node_id",
+            "block",
+            "join_id",
+            "execution__graph_version_id",
+            "execution__depth",
+        )
         .first()
     )
     if row is None:
@@ -404,6 +412,7 @@ def node_complete_from_child(node_execution_id: int, child) -> None:
         row["join_id"] is not None,
         outcome,
         payer=None,
+        top_level=row["execution__depth"] == 0,
     )
 
 
@@ -418,6 +427,7 @@ def _record(
     *,
     payer: NodeCharge | None,
     lease: NodeLease | None = None,
+    top_level: bool = True,
 ) -> None:
     outputs, error = outcome.outputs, outcome.error
     if error is not None:
@@ -427,7 +437,7 @@ def _record(
     for pin, value in outputs:
         output_data.setdefault(pin, []).append(value)
     ended = Status.FAILED if error is not None else Status.COMPLETED
-    if not in_chord:
+    if not in_chord and top_level:  # a sub-graph run's count is on its root (limits.py)
         plan = plan_for_version(version_id)
         hop = single_hop(plan, node_id, outputs)
         if hop is not None:

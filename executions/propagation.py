@@ -28,6 +28,7 @@ from .engine import (
     route_outputs,
 )
 from .events import node_event
+from .limits import reserve_node_executions
 from .models import NodeExecution, StaticInput
 from .transitions import move
 
@@ -45,8 +46,11 @@ class Queued:
 @dataclass
 class Propagation:
     queued: list[Queued]
-    created: int  # node executions created (ready or waiting), for the per-run cap
+    created: int  # node executions created (ready or waiting)
     waiting: list[tuple[int, str]] = field(default_factory=list)  # new INCOMPLETE (id, node)
+    # Set when new executions would have passed the run tree's limit: the message (those
+    # executions were not written; limits.py).
+    limit_passed: str | None = None
 
     def node_events(self, execution_id) -> list[dict]:
         """The status events of the node executions this propagation queued or created."""
@@ -169,7 +173,9 @@ def _store(
             NodeExecution.objects.filter(id=p.id, status=Status.INCOMPLETE).update(
                 input_data=p.inputs
             )
-    if new_rows:
+    if new_rows and result.limit_passed is None:
+        result.limit_passed = reserve_node_executions(execution_id, len(new_rows))
+    if new_rows and result.limit_passed is None:
         NodeExecution.objects.bulk_create(new_rows)
         result.created += len(new_rows)
         result.queued.extend(Queued(row.id, sink_id, node.block, tid) for row, tid in new_ready)

@@ -13,6 +13,7 @@ import collections
 import functools
 import json
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -39,6 +40,7 @@ from .engine import (
     sources_for,
     starting_input,
 )
+from .limits import reserve_node_executions, reserve_subgraph_run
 from .models import GraphExecution, NodeExecution
 from .plans import plan_for_version
 from .propagation import Propagation, Queued, propagate
@@ -60,8 +62,9 @@ def execution_create(
     schedule_id=None,
 ) -> GraphExecution:
     """Validates the run's inputs and records a QUEUED execution; its start is published
-    once the record is committed. Raises GraphInvalid on bad input and InsufficientCredits
-    when the balance cannot pay the first paid node (nothing is stored either way).
+    once the record is committed. Raises GraphInvalid on bad input, InsufficientCredits
+    when the balance cannot pay the first paid node, and LimitPassed when a sub-graph run
+    would pass its tree's ENGINE_MAX_SUBGRAPH_RUNS (nothing is stored either way).
 
     A sub-graph run names the agent_executor node execution waiting for it; there is one
     child per such node execution, so a repeated start returns the child it already has."""
@@ -85,13 +88,23 @@ def execution_create(
     inputs = validate_graph_inputs(nodes, inputs)
     ensure_can_start(user_id=user.pk, plan=plan)
     with transaction.atomic():
+        run_id = uuid.uuid4()
+        root_id = run_id
+        if parent_node_execution_id is not None:  # counted in its tree (LimitPassed)
+            parent_run = NodeExecution.objects.filter(id=parent_node_execution_id).values(
+                "execution_id"
+            )
+            root_id = reserve_subgraph_run(parent_run[0]["execution_id"])
         execution = GraphExecution.objects.create(
+            id=run_id,
+            root_id=root_id,
             graph=graph,
             graph_version=graph_version,
             user=user,
             inputs=inputs,
             status=Status.QUEUED,
             node_limit=settings.ENGINE_MAX_NODE_EXECUTIONS,
+            subgraph_limit=settings.ENGINE_MAX_SUBGRAPH_RUNS,
             time_limit=settings.ENGINE_MAX_EXECUTION_SECONDS,
             parent_node_execution_id=parent_node_execution_id,
             depth=depth,
@@ -131,6 +144,11 @@ def execution_start(execution_id) -> None:
             deadline=now + timedelta(seconds=execution.time_limit)
         )
         plan = plan_for_version(execution.graph_version_id)
+        passed = reserve_node_executions(execution_id, len(plan.starting_nodes))
+        if passed:
+            events.emit_run(execution_id)
+            execution_finish(execution_id, Status.FAILED, error=passed)
+            return
         task_ids = [str(uuid.uuid4()) for _ in plan.starting_nodes]
         rows = NodeExecution.objects.bulk_create(
             NodeExecution(
@@ -270,12 +288,14 @@ def outputs_of_rows(rows) -> list[tuple[str, list[tuple[str, Any]]]]:
 
 # --- counters and the end of a run ----------------------------------------------------------
 
+# An ended run has nothing active: its count stays 0 whatever still settles late.
 _SETTLE_SQL = """
 UPDATE executions_graphexecution
-   SET active_count = active_count + %s, node_count = node_count + %s,
+   SET active_count = CASE WHEN status IN ('COMPLETED', 'FAILED', 'CANCELLED') THEN 0
+                           ELSE active_count + %s END,
        unhandled_error_count = unhandled_error_count + %s, progressed_at = now()
  WHERE id = %s
-RETURNING status, active_count, node_count, node_limit, unhandled_error_count
+RETURNING status, active_count, unhandled_error_count
 """
 
 
@@ -291,35 +311,50 @@ def settle(
         NodeExecution.objects.filter(id__in=[q.id for q in members]).update(join_id=uuid.uuid4())
     added = len(result.queued) + len(chords)  # one unit per join
     with connection.cursor() as cursor:
-        cursor.execute(_SETTLE_SQL, [added - done, result.created, unhandled, execution_id])
-        counters = cursor.fetchone()
-    settle_decide(execution_id, version_id, groups, result.queued, counters)
+        cursor.execute(_SETTLE_SQL, [added - done, unhandled, execution_id])
+        status, active, unhandled_total = cursor.fetchone()
+    settle_decide(
+        execution_id,
+        version_id,
+        groups,
+        result.queued,
+        Counters(status, active, unhandled_total, result.limit_passed),
+    )
+
+
+@dataclass(frozen=True)
+class Counters:
+    """The run's counters as the settling statement left them."""
+
+    status: str
+    active: int
+    unhandled: int
+    # Set when what was to be queued would have passed the tree's node limit (limits.py):
+    # the message; those executions were not written.
+    limit_passed: str | None = None
 
 
 def settle_decide(
-    execution_id, version_id: int, groups: list[list[Queued]], queued: list[Queued], counters
-) -> None:
+    execution_id, version_id: int, groups: list[list[Queued]], queued: list[Queued],
+    counters: Counters,
+) -> None:  # fmt: skip
     """What the run's counters, as just updated, mean: dispatch the queued work after
-    commit, hold it (paused), cancel it (the run ended or hit its cap), or end the run."""
-    status, active, node_count, cap, unhandled_total = counters
-    if status == Status.PAUSED:
+    commit, hold it (paused), cancel it (the run ended or hit its tree's cap), or end the
+    run."""
+    if counters.status == Status.PAUSED:
         return  # queued work waits for resume, which dispatches it
-    if status != Status.RUNNING:
+    if counters.status != Status.RUNNING:
         cancel_queued(queued, execution_id)
         return
-    if node_count > cap:
+    if counters.limit_passed:
         cancel_queued(queued, execution_id)
-        execution_finish(
-            execution_id,
-            Status.FAILED,
-            error=f"node execution limit reached: a run may create at most {cap}",
-        )
+        execution_finish(execution_id, Status.FAILED, error=counters.limit_passed)
         return
-    if active <= 0:
+    if counters.active <= 0:
         execution_finish(
             execution_id,
-            final_status(unhandled_total),
-            error=_unhandled_message(execution_id) if unhandled_total else None,
+            final_status(counters.unhandled),
+            error=_unhandled_message(execution_id) if counters.unhandled else None,
         )
         return
     transaction.on_commit(lambda: dispatch.send_groups(execution_id, version_id, groups))
@@ -346,6 +381,7 @@ def execution_finish(
             status,
             ended_at=now,
             error=error,
+            active_count=0,  # nothing of an ended run is active (late settles keep it so)
         )
         if not moved:
             return False

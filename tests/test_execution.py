@@ -253,7 +253,8 @@ def test_a_loop_that_passes_the_cap_fails_clearly(api, worker):
     assert record["status"] == "FAILED"
     assert "node execution limit" in record["error"] and "40" in record["error"]
     assert NodeExecution.objects.filter(status="RUNNING").count() == 0
-    assert GraphExecution.objects.get().node_count > 40
+    assert GraphExecution.objects.get().node_count == 40  # not one row past the cap
+    assert NodeExecution.objects.count() == 40
 
 
 def test_loop_through_a_condition_ends(api, worker):

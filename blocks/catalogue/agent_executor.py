@@ -38,6 +38,7 @@ class AgentExecutorBlock(Block):
     def run(self, data, ctx):
         # Imported here: the engine imports the block registry, not the other way round.
         from credits.services import InsufficientCredits
+        from executions.limits import LimitPassed
         from executions.node_runs import SubgraphStarted
         from executions.services import execution_create
         from graphs.models import Graph
@@ -63,7 +64,7 @@ class AgentExecutorBlock(Block):
             )
         except GraphInvalid as exc:
             raise BlockError(f"sub-graph inputs rejected: {exc.problems[0]['message']}") from exc
-        except (InsufficientCredits, Http404) as exc:  # Http404: no such version
+        except (InsufficientCredits, Http404, LimitPassed) as exc:  # Http404: no version
             raise BlockError(str(exc)) from exc
         raise SubgraphStarted(child.pk)
         yield  # a generator, like every block

@@ -1,0 +1,78 @@
+"""A run tree's limits hold before anything is written: node executions of the whole tree,
+and its sub-graph runs; the run fails naming the limit and its setting."""
+
+import pytest
+from django.test import override_settings
+
+from executions.models import GraphExecution, NodeExecution
+
+from .conftest import create_graph, run_graph, wait_for_run
+from .documents import link, node
+
+pytestmark = pytest.mark.integration
+
+
+def self_calling_graph(api):
+    """A graph that runs itself twice per level (a fork bomb), depth-limited only by the
+    tree's limits and ENGINE_MAX_DEPTH."""
+    graph = create_graph(api, {"name": "Fork", "nodes": [node("x", "store_value", input=1)]})
+    document = {
+        "name": "Fork",
+        "nodes": [
+            node("left", "agent_executor", graph_id=graph["id"]),
+            node("right", "agent_executor", graph_id=graph["id"]),
+        ],
+    }
+    assert api.put(f"/api/graphs/{graph['id']}/", document, format="json").status_code == 200
+    return graph
+
+
+@override_settings(ENGINE_MAX_SUBGRAPH_RUNS=5)
+def test_a_graph_that_runs_itself_twice_per_level_stops_at_the_tree_cap(api, worker):
+    graph = self_calling_graph(api)
+    run_id = api.post(f"/api/graphs/{graph['id']}/execute/", {}, format="json").json()["id"]
+    record = wait_for_run(api, run_id)
+    assert record["status"] == "FAILED"
+    assert "ENGINE_MAX_SUBGRAPH_RUNS" in record["error"], record["error"]
+    assert GraphExecution.objects.count() <= 1 + 5
+    root = GraphExecution.objects.get(pk=run_id)
+    assert root.subgraph_count == 5
+    assert all(r.status in ("FAILED", "CANCELLED") for r in GraphExecution.objects.all())
+
+
+@override_settings(ENGINE_MAX_NODE_EXECUTIONS=30)
+def test_node_executions_are_counted_for_the_whole_tree(api, worker):
+    child = create_graph(api, {
+        "name": "Fan",
+        "nodes": [node("items", "step_through_items", items=list(range(12))),
+                  node("each", "store_value"), node("out", "output", name="n")],
+        "links": [link("items", "item", "each", "input"), link("each", "output", "out", "value")],
+    })
+    document = {
+        "name": "Two fans",
+        "nodes": [node("a", "agent_executor", graph_id=child["id"]),
+                  node("b", "agent_executor", graph_id=child["id"])],
+    }
+    record = run_graph(api, document)
+    assert record["status"] == "FAILED"
+    assert "ENGINE_MAX_NODE_EXECUTIONS" in record["error"], record["error"]
+    root = GraphExecution.objects.get(pk=record["id"])
+    assert root.node_count <= 30
+    assert NodeExecution.objects.count() <= 30  # not one row past the cap, in any run
+
+
+@override_settings(ENGINE_MAX_NODE_EXECUTIONS=20)
+def test_a_fan_out_stops_before_the_row_that_would_pass_the_cap(api, worker):
+    document = {
+        "name": "Fan",
+        "nodes": [node("items", "step_through_items", items=list(range(15))),
+                  node("each", "store_value"), node("out", "output", name="n")],
+        "links": [link("items", "item", "each", "input"), link("each", "output", "out", "value")],
+    }
+    record = run_graph(api, document)
+    assert record["status"] == "FAILED" and "ENGINE_MAX_NODE_EXECUTIONS" in record["error"]
+    # The 15 `each` run as one chord; its join would queue 15 `out`, 31 in all: none is
+    # written (a batch fits whole or not at all).
+    assert NodeExecution.objects.count() == 16
+    assert not NodeExecution.objects.filter(node_id="out").exists()
+    assert GraphExecution.objects.get(pk=record["id"]).active_count == 0  # exact at the end
