@@ -76,7 +76,7 @@ class _CappedSandbox(SandboxedEnvironment):
             _check_spec(getattr(value, "__self__", None))
         return super().wrap_str_format(value)
 
-    def call(__self, __context, __obj, *args, **kwargs):  # noqa: N805 (Jinja's signature)
+    def call(__self, __context, __obj, *args, **kwargs):  # Jinja's own signature
         owner, name = getattr(__obj, "__self__", None), getattr(__obj, "__name__", "")
         if isinstance(owner, str) and name in _WIDTH_METHODS and args:
             _check_width(args[0])

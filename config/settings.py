@@ -246,6 +246,8 @@ ENGINE_BLOCK_QUEUES = env.dict("ENGINE_BLOCK_QUEUES", default={})
 ENGINE_MAX_NODE_EXECUTIONS = env.int("ENGINE_MAX_NODE_EXECUTIONS", default=10_000)
 # Sub-graph runs (agent_executor) one run tree may start, however deep.
 ENGINE_MAX_SUBGRAPH_RUNS = env.int("ENGINE_MAX_SUBGRAPH_RUNS", default=100)
+# Compiled graph versions each process keeps, counted in nodes plus links (executions.plans).
+PLAN_CACHE_ITEMS = env.int("PLAN_CACHE_ITEMS", default=500_000)
 # Largest graph document accepted, in nodes and in links.
 ENGINE_MAX_GRAPH_NODES = env.int("ENGINE_MAX_GRAPH_NODES", default=20_000)
 ENGINE_MAX_GRAPH_LINKS = env.int("ENGINE_MAX_GRAPH_LINKS", default=40_000)

@@ -100,8 +100,11 @@ class ExecutionStreamConsumer(AsyncJsonWebsocketConsumer):
     async def receive(self, text_data=None, bytes_data=None, **kwargs):
         try:
             content = json.loads(text_data or "")
-        except (ValueError, RecursionError):  # RecursionError: nested too deeply
-            await self._error("messages must be JSON objects of a few levels", {})
+        except ValueError:
+            await self._error("messages must be JSON", {})
+            return
+        except RecursionError:
+            await self._error("messages must not be nested so deeply", {})
             return
         await self.receive_json(content)
 

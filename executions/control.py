@@ -3,11 +3,15 @@ run). Each is one transaction of compare-and-set moves; tasks go out after commi
 
 from __future__ import annotations
 
+import functools
+import logging
+import random
+import time
 import uuid
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import OperationalError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -20,11 +24,41 @@ from .propagation import Propagation, Queued, propagate
 from .services import execution_finish, outputs_of_rows, settle, slot_free
 from .transitions import move
 
+log = logging.getLogger(__name__)
+
 
 class ConflictingState(Exception):
     """The run is not in a state this action applies to (answered 409)."""
 
 
+# PostgreSQL's deadlock_detected and serialization_failure: the transaction was rolled back
+# whole and may simply run again.
+_RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+def retried_on_deadlock(action):
+    """Run a user's action again when PostgreSQL chose its transaction as a deadlock's
+    victim. A cancel takes the run row, then its node rows; a node finishing at the same
+    moment holds its node row and wants the run row: one of the two is rolled back, and
+    rolling back the node's task (it retries) or our action (here) is all it costs."""
+
+    @functools.wraps(action)
+    def run(*args, **kwargs):
+        for attempt in range(1, 6):
+            try:
+                return action(*args, **kwargs)
+            except OperationalError as exc:
+                sqlstate = getattr(exc.__cause__, "sqlstate", None)
+                if sqlstate not in _RETRYABLE_SQLSTATES or attempt == 5:
+                    raise
+                log.info("%s: %s, trying again", action.__name__, type(exc.__cause__).__name__)
+                time.sleep(random.uniform(0.01, 0.05) * attempt)
+        return None
+
+    return run
+
+
+@retried_on_deadlock
 def execution_cancel(execution_id, *, reason: str = "cancelled by its user") -> None:
     """Stop the run now: running node tasks are terminated, queued ones revoked, sub-graph
     runs cancelled; the run and its unfinished nodes end CANCELLED."""
@@ -32,6 +66,7 @@ def execution_cancel(execution_id, *, reason: str = "cancelled by its user") -> 
         raise ConflictingState(f"the run has already ended ({_status(execution_id)})")
 
 
+@retried_on_deadlock
 def execution_pause(execution_id) -> None:
     """Nothing new starts; running nodes finish. The deadline stops running meanwhile."""
     with transaction.atomic():
@@ -49,6 +84,7 @@ def execution_pause(execution_id) -> None:
         )
 
 
+@retried_on_deadlock
 def execution_resume(execution_id) -> None:
     """Carry on from the persisted state: a paused run dispatches what is queued; a failed or
     cancelled run re-runs only what had not completed (completed nodes are neither run nor

@@ -36,7 +36,8 @@ _RESERVE_NODES_SQL = """
 UPDATE executions_graphexecution AS root
    SET node_count = root.node_count + %(n)s
   FROM executions_graphexecution AS run
- WHERE run.id = %(run)s AND root.id = COALESCE(run.root_id, run.id) AND root.node_count + %(n)s <= root.node_limit
+ WHERE run.id = %(run)s AND root.id = COALESCE(run.root_id, run.id)
+   AND root.node_count + %(n)s <= root.node_limit
 RETURNING root.id
 """
 
@@ -58,7 +59,8 @@ _RESERVE_SUBGRAPH_SQL = """
 UPDATE executions_graphexecution AS root
    SET subgraph_count = root.subgraph_count + 1
   FROM executions_graphexecution AS run
- WHERE run.id = %(run)s AND root.id = COALESCE(run.root_id, run.id) AND root.subgraph_count < root.subgraph_limit
+ WHERE run.id = %(run)s AND root.id = COALESCE(run.root_id, run.id)
+   AND root.subgraph_count < root.subgraph_limit
 RETURNING root.id, root.node_limit, root.subgraph_limit
 """
 

@@ -1,3 +1,4 @@
+from django.db.models import F
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
@@ -46,12 +47,13 @@ class GraphListApi(APIView):
     def get(self, request):
         paginator = Pagination()
         graphs = paginator.paginate_queryset(graphs_of(request.user), request, view=self)
-        versions = {
+        versions = {  # the latest version of each graph on the page, and no other
             (v.graph_id, v.version): v
-            for v in GraphVersion.objects.filter(graph__in=graphs)
+            for v in GraphVersion.objects.filter(
+                graph__in=graphs, version=F("graph__latest_version")
+            )
             .select_related("graph")
             .prefetch_related("nodes", "links")
-            if v.version == v.graph.latest_version
         }
         return paginator.get_paginated_response(
             [graph_record(versions[(g.pk, g.latest_version)]) for g in graphs]

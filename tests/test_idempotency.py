@@ -92,8 +92,11 @@ def test_concurrent_requests_with_one_key_create_one_run(user, asgi_server, tran
         request = urllib.request.Request(
             f"http://{asgi_server}/api/graphs/{graph['id']}/execute/",
             data=json.dumps({"inputs": {}}).encode(),
-            headers={"Authorization": f"Token {key}", "Content-Type": "application/json",
-                     "Idempotency-Key": "together"},
+            headers={
+                "Authorization": f"Token {key}",
+                "Content-Type": "application/json",
+                "Idempotency-Key": "together",
+            },
             method="POST",
         )
         barrier.wait()
