@@ -86,7 +86,15 @@ class ExecutionSerializer(serializers.Serializer):
     parent_execution_id = serializers.UUIDField(allow_null=True)
     parent_node_execution_id = serializers.IntegerField(allow_null=True)
     schedule_id = serializers.UUIDField(allow_null=True, help_text="the schedule that started it")
-    node_executions = NodeExecutionSerializer(many=True, required=False)
+    node_executions = NodeExecutionSerializer(
+        many=True,
+        required=False,
+        help_text="the first 500; the rest at node_executions_next. A value over 64 KiB of "
+        'JSON is {"$preview", "$chars", "$href"}: $href has it whole',
+    )
+    node_executions_next = serializers.CharField(
+        allow_null=True, required=False, help_text="the next page of node executions"
+    )
 
 
 class BlockSerializer(serializers.Serializer):

@@ -10,6 +10,9 @@ from executions.apis import (
     ExecutionControlApi,
     ExecutionDetailApi,
     ExecutionListApi,
+    ExecutionNodeDetailApi,
+    ExecutionNodeListApi,
+    ExecutionOutputsApi,
     GraphExecuteApi,
 )
 from executions.views import live_run_page
@@ -30,6 +33,21 @@ api = [
     path("graphs/<uuid:graph_id>/execute/", GraphExecuteApi.as_view(), name="graph-execute"),
     path("executions/", ExecutionListApi.as_view(), name="executions"),
     path("executions/<uuid:execution_id>/", ExecutionDetailApi.as_view(), name="execution"),
+    path(
+        "executions/<uuid:execution_id>/nodes/",
+        ExecutionNodeListApi.as_view(),
+        name="execution-nodes",
+    ),
+    path(
+        "executions/<uuid:execution_id>/nodes/<int:node_execution_id>/",
+        ExecutionNodeDetailApi.as_view(),
+        name="execution-node",
+    ),
+    path(
+        "executions/<uuid:execution_id>/outputs/",
+        ExecutionOutputsApi.as_view(),
+        name="execution-outputs",
+    ),
     *(
         path(
             f"executions/<uuid:execution_id>/{action}/",

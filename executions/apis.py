@@ -1,13 +1,19 @@
 import django_filters
+from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import status
+from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.pagination import Pagination
-from config.serializers import ExecuteRequestSerializer, ExecutionSerializer, paginated
+from config.serializers import (
+    ExecuteRequestSerializer,
+    ExecutionSerializer,
+    NodeExecutionSerializer,
+    paginated,
+)
 from credits.services import InsufficientCredits
 from graphs.apis import invalid_graph_response
 from graphs.selectors import graph_get
@@ -16,9 +22,19 @@ from idempotency.services import SCHEMA_PARAMETER as IDEMPOTENCY_KEY
 from idempotency.services import idempotent
 
 from . import control
-from .models import GRAPH_STATUSES, GraphExecution
-from .selectors import execution_detail, execution_get, execution_record, executions_of
+from .models import GRAPH_STATUSES, GraphExecution, NodeExecution
+from .selectors import (
+    NODES_INLINE,
+    execution_detail,
+    execution_get,
+    execution_record,
+    executions_of,
+    node_execution_record,
+    node_page,
+)
 from .services import execution_create
+
+NODES_PAGE_MAX = 1000
 
 
 class ExecutionFilter(django_filters.FilterSet):
@@ -88,6 +104,70 @@ class ExecutionDetailApi(APIView):
     @extend_schema(responses={200: ExecutionSerializer})
     def get(self, request, execution_id):
         return Response(execution_detail(user=request.user, execution_id=execution_id))
+
+
+class NodePageSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    next = serializers.CharField(allow_null=True)
+    previous = serializers.CharField(allow_null=True)
+    results = NodeExecutionSerializer(many=True)
+
+
+class ExecutionNodeListApi(APIView):
+    """The run's node executions in id order, a page at a time (`?after=ID&limit=N`)."""
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("after", int, description="the last id of the page before"),
+            OpenApiParameter("limit", int, description=f"at most {NODES_PAGE_MAX}"),
+        ],
+        responses={200: NodePageSerializer},
+        operation_id="executions_nodes_list",
+    )
+    def get(self, request, execution_id):
+        execution = execution_get(user=request.user, execution_id=execution_id)
+        after = _whole_number(request.query_params.get("after"), "after", default=None)
+        limit = min(
+            _whole_number(request.query_params.get("limit"), "limit", default=NODES_INLINE)
+            or NODES_INLINE,
+            NODES_PAGE_MAX,
+        )
+        page, next_after = node_page(execution.pk, after=after, limit=limit)
+        next_url = None
+        if next_after is not None:
+            next_url = request.build_absolute_uri(
+                f"{request.path}?after={next_after}&limit={limit}"
+            )
+        count = NodeExecution.objects.filter(execution_id=execution.pk).count()
+        return Response({"count": count, "next": next_url, "previous": None, "results": page})
+
+
+class ExecutionNodeDetailApi(APIView):
+    """One node execution, with its whole input and output however large."""
+
+    @extend_schema(responses={200: NodeExecutionSerializer})
+    def get(self, request, execution_id, node_execution_id):
+        execution = execution_get(user=request.user, execution_id=execution_id)
+        ne = NodeExecution.objects.filter(execution_id=execution.pk, pk=node_execution_id).first()
+        if ne is None:
+            raise Http404("node execution not found")
+        return Response(node_execution_record(ne))
+
+
+class ExecutionOutputsApi(APIView):
+    """The run's whole `outputs` (the record shows a preview of large ones)."""
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    def get(self, request, execution_id):
+        return Response(execution_get(user=request.user, execution_id=execution_id).outputs)
+
+
+def _whole_number(raw: str | None, name: str, *, default: int | None) -> int | None:
+    if raw is None or raw == "":
+        return default
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+        raise ValidationError({name: "must be a whole number"})
+    return int(raw)
 
 
 class ExecutionControlApi(APIView):

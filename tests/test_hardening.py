@@ -423,3 +423,64 @@ def test_a_run_whose_outputs_are_too_large_fails_with_the_setting_named(api, use
     run.refresh_from_db()
     assert run.status == "FAILED" and "ENGINE_MAX_RUN_OUTPUT_BYTES" in run.error
     assert run.outputs == {}
+
+
+# --- the execution record stays bounded ----------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_huge_run_shows_a_page_of_nodes_and_previews_of_large_values(api, user, monkeypatch):
+    from executions import selectors
+    from executions.models import NodeExecution
+    from graphs.models import Graph
+
+    monkeypatch.setattr(selectors, "NODES_INLINE", 3)
+    graph = Graph.objects.get(pk=create_graph(api, greeting())["id"])
+    big = "z" * (selectors.VALUE_PREVIEW_CHARS + 10)
+    run = GraphExecution.objects.create(graph=graph, graph_version=graph.versions.get(),
+                                        user=user, status="COMPLETED",
+                                        outputs={"greeting": [big]})
+    rows = [
+        NodeExecution.objects.create(
+            execution=run,
+            node_id="greet",
+            block="text_template",
+            status="COMPLETED",
+            input_data={"format": "x"},
+            output_data={"output": [big if i == 1 else "small"]},
+        )
+        for i in range(7)
+    ]
+    record = api.get(f"/api/executions/{run.pk}/").json()
+    assert [n["id"] for n in record["node_executions"]] == [r.pk for r in rows[:3]]
+    assert record["node_executions"][0]["output_data"] == {"output": ["small"]}
+    preview = record["node_executions"][1]["output_data"]
+    assert preview["$chars"] > selectors.VALUE_PREVIEW_CHARS
+    assert preview["$preview"].startswith('{"output"') and len(preview["$preview"]) <= 2000
+    whole = api.get(preview["$href"]).json()
+    assert whole["output_data"] == {"output": [big]}
+    assert record["outputs"]["$href"].endswith("/outputs/")
+    assert api.get(record["outputs"]["$href"]).json() == {"greeting": [big]}
+
+    seen, url = [], record["node_executions_next"] + "&limit=2"
+    for _ in range(5):
+        page = api.get(url).json()
+        assert page["count"] == 7
+        seen += [n["id"] for n in page["results"]]
+        url = page["next"]
+        if url is None:
+            break
+    assert seen == [r.pk for r in rows[3:]]
+    assert api.get(f"/api/executions/{run.pk}/nodes/", {"after": "\u00b2"}).status_code == 400
+    assert api.get(f"/api/executions/{run.pk}/nodes/999999999/").status_code == 404
+
+
+@pytest.mark.django_db
+def test_another_users_nodes_and_outputs_are_404(api, other_api, user):
+    from graphs.models import Graph
+
+    graph = Graph.objects.get(pk=create_graph(api, greeting())["id"])
+    run = GraphExecution.objects.create(graph=graph, graph_version=graph.versions.get(),
+                                        user=user, status="COMPLETED")
+    for path in ("nodes/", "outputs/", "nodes/1/"):
+        assert other_api.get(f"/api/executions/{run.pk}/{path}").status_code == 404
