@@ -55,12 +55,18 @@ class RunContext:
     attempt: int = 1  # 1 for the first run of the node, 2 for its first retry...
     retries_left: int = 0  # retries the engine still allows after this attempt
     depth: int = 0  # how deep in sub-graphs this run is (0: started by a user)
-    # Charges a language-model call's tokens to the run (set by the engine; None in tests
-    # that run blocks directly).
+    # Language-model calls with the platform's key (set by the engine; None in tests that
+    # run blocks directly): `hold` takes what a call may cost before it is made and answers
+    # how many completion tokens the balance pays for (raising BlockError when not one);
+    # `meter` settles the call's real tokens after it.
     meter: Callable[[str, int, int], None] | None = None
+    hold: Callable[[str, int, int], int] | None = None
     # The secret values resolved into this node's input (credentials): a block must not
     # send them anywhere its author did not (e.g. on to a redirect's other origin).
     secrets: tuple[str, ...] = field(default=(), repr=False)
+
+    def hold_tokens(self, model: str, prompt_bound: int, max_tokens: int) -> int:
+        return self.hold(model, prompt_bound, max_tokens) if self.hold else max_tokens
 
     def meter_tokens(self, model: str, prompt_tokens: int, completion_tokens: int) -> None:
         if self.meter is not None:

@@ -72,6 +72,10 @@ class Caller:
 
     def call(self, messages: list[dict[str, str]], *, system: str, max_tokens: int,
              temperature: float) -> Reply:  # fmt: skip
+        if not self.own_key:  # the platform pays the provider: the balance must cover it
+            max_tokens = self.ctx.hold_tokens(
+                self.model, prompt_bound(messages, system), max_tokens
+            )
         try:
             with self._http_client() as http:
                 if self.provider == "anthropic":
@@ -79,6 +83,8 @@ class Caller:
                 else:
                     reply = self._openai(http, messages, system, max_tokens, temperature)
         except (openai.OpenAIError, anthropic.AnthropicError, *outbound.Refused) as exc:
+            if not self.own_key:  # no answer, no tokens: the hold is given back
+                self.ctx.meter_tokens(self.model, 0, 0)
             raise _block_error(f"{self.provider} {self.model}", exc) from exc
         if not self.own_key:
             self.ctx.meter_tokens(
@@ -196,6 +202,17 @@ def caller(
         )
     trusted = None if own_endpoint else urlsplit(configured or "").hostname
     return Caller(provider, model, key, base_url, own, min(timeout, 600.0), ctx, trusted)
+
+
+# Per message, what chat formats add around its text (role markers, separators), in tokens.
+MESSAGE_OVERHEAD_TOKENS = 8
+
+
+def prompt_bound(messages: list[dict[str, str]], system: str) -> int:
+    """At least as many tokens as the prompt can be: a byte-level tokenizer's token covers
+    one byte or more, so the UTF-8 bytes of the text bound its tokens."""
+    texts = [system, *(m.get("content", "") for m in messages)]
+    return sum(len(t.encode()) + MESSAGE_OVERHEAD_TOKENS for t in texts)
 
 
 def _endpoint(url: str | None) -> str:

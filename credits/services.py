@@ -227,37 +227,99 @@ def charge_node_run(charge: NodeCharge) -> int:
     return price.per_run
 
 
-def charge_tokens(
-    charge: NodeCharge, *, model: str, prompt_tokens: int, completion_tokens: int, call: str
-) -> int:
-    """Charge one language-model call's tokens at the model's price (credits.ModelPrice),
-    once per `call` (the node execution, its attempt and the call's number): the call has
-    already happened, so this takes what the balance has rather than going below zero."""
+def _model_prices(model: str) -> tuple[Decimal, Decimal]:
     row = (
         ModelPrice.objects.filter(model=model)
         .values_list("prompt_per_1k", "completion_per_1k")
         .first()
     )
-    prompt_price, completion_price = row or (
+    return row or (
         Decimal(str(settings.LLM_DEFAULT_PROMPT_PER_1K)),
         Decimal(str(settings.LLM_DEFAULT_COMPLETION_PER_1K)),
     )
+
+
+def hold_tokens(
+    charge: NodeCharge, *, model: str, prompt_bound: int, max_tokens: int, call: str
+) -> int:
+    """Before a language-model call with the platform's key: take from the balance what the
+    call can cost at most (its prompt's bound and the completion tokens it may write, at the
+    model's price), and say how many completion tokens that is: `max_tokens`, or fewer when
+    the balance pays for fewer. Raises InsufficientCredits (nothing taken) when it cannot
+    pay for the prompt and one completion token: the call does not start. Once per `call`."""
+    prompt_price, completion_price = _model_prices(model)
+    balance = balance_of(charge.user_id)
+    prompt_cost = Decimal(prompt_bound) * prompt_price / 1000
+    if completion_price > 0:
+        affordable = int((Decimal(balance) - prompt_cost) * 1000 / completion_price)
+        allowed = min(max_tokens, affordable)
+    else:
+        allowed = max_tokens
+    if allowed < 1:
+        raise InsufficientCredits(
+            balance,
+            token_amount(prompt_bound, 1, prompt_price, completion_price),
+            f"a call to {model} (its prompt and one answer token)",
+        )
+    amount = token_amount(prompt_bound, allowed, prompt_price, completion_price)
+    if amount > 0:
+        ledger_apply(  # not partial: a concurrent spend that got there first stops the call
+            user_id=charge.user_id,
+            amount=-amount,
+            type=Type.USAGE,
+            reference=f"tokens:{call}",
+            metadata=charge.metadata(
+                "tokens-held", model=model, prompt_bound=prompt_bound, max_tokens=allowed
+            ),
+            execution_id=charge.execution_id,
+            node_execution_id=charge.node_execution_id,
+        )
+    return allowed
+
+
+def charge_tokens(
+    charge: NodeCharge, *, model: str, prompt_tokens: int, completion_tokens: int, call: str
+) -> int:
+    """Settle one language-model call's tokens at the model's price (credits.ModelPrice),
+    once per `call` (the node execution, its attempt and the call's number), against what
+    hold_tokens took: the difference is given back, or (should the provider count more than
+    the bound) taken from what the balance has. Returns the call's cost."""
+    prompt_price, completion_price = _model_prices(model)
     amount = token_amount(prompt_tokens, completion_tokens, prompt_price, completion_price)
-    if amount <= 0:
-        return 0
-    applied = ledger_apply(
-        user_id=charge.user_id,
-        amount=-amount,
-        type=Type.USAGE,
-        reference=f"tokens:{call}",
-        metadata=charge.metadata(
-            "tokens", model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
-        ),
-        execution_id=charge.execution_id,
-        node_execution_id=charge.node_execution_id,
-        partial=True,
+    held = (
+        CreditTransaction.objects.filter(reference=f"tokens:{call}")
+        .values_list("amount", flat=True)
+        .first()
     )
-    return -applied.transaction.amount
+    held = -(held or 0)
+    details = {
+        "model": model,
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "held": held,
+    }
+    if amount < held:
+        ledger_apply(
+            user_id=charge.user_id,
+            amount=held - amount,
+            type=Type.REFUND,
+            reference=f"tokens-unused:{call}",
+            metadata=charge.metadata("tokens-unused", **details),
+            execution_id=charge.execution_id,
+            node_execution_id=charge.node_execution_id,
+        )
+    elif amount > held:
+        ledger_apply(
+            user_id=charge.user_id,
+            amount=-(amount - held),
+            type=Type.USAGE,
+            reference=f"tokens-more:{call}",
+            metadata=charge.metadata("tokens", **details),
+            execution_id=charge.execution_id,
+            node_execution_id=charge.node_execution_id,
+            partial=True,
+        )
+    return amount
 
 
 def settle_node_run(charge: NodeCharge, *, seconds: float, output_data: Any) -> int:

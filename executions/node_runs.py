@@ -36,6 +36,7 @@ from credits.services import (
     NodeCharge,
     charge_node_run,
     charge_tokens,
+    hold_tokens,
 )
 
 from . import events
@@ -272,6 +273,7 @@ def node_run(claimed: ClaimedNode) -> Outcome:
     except CredentialMissing as exc:
         outcome.error = str(exc)
         return outcome
+    meter = TokenMeter(claimed)
     ctx = RunContext(
         claimed.user_id,
         str(claimed.execution_id),
@@ -280,7 +282,8 @@ def node_run(claimed: ClaimedNode) -> Outcome:
         attempt=claimed.attempt,
         retries_left=claimed.retries_left,
         depth=claimed.depth,
-        meter=_token_meter(claimed),
+        meter=meter.record,
+        hold=meter.hold,
         secrets=tuple(resolved.secrets),
     )
     budget = OutputBudget(settings.ENGINE_MAX_NODE_YIELDS, settings.ENGINE_MAX_NODE_OUTPUT_BYTES)
@@ -345,21 +348,33 @@ def _authored_with_credentials(version_id: int, node_id: str) -> dict[str, Any] 
     return authored if referenced_names(authored) else None
 
 
-def _token_meter(claimed: ClaimedNode):
-    """Charges each language-model call of this attempt as it is made, keyed by the node
-    execution, the attempt and the call's number: a call is charged once."""
-    calls = itertools.count(1)
+class TokenMeter:
+    """A node's language-model calls with the platform's key: each is held before it is
+    made and settled after, keyed by the node execution, the attempt and the call's number:
+    a call is charged once however its task is delivered."""
 
-    def meter(model: str, prompt_tokens: int, completion_tokens: int) -> None:
+    def __init__(self, claimed: ClaimedNode):
+        self.claimed = claimed
+        self.calls = itertools.count(1)
+        self.call = ""
+
+    def hold(self, model: str, prompt_bound: int, max_tokens: int) -> int:
+        self.call = f"{self.claimed.id}:{self.claimed.attempt}:{next(self.calls)}"
+        try:
+            return hold_tokens(self.claimed.payer, model=model, prompt_bound=prompt_bound,
+                               max_tokens=max_tokens, call=self.call)
+        except InsufficientCredits as exc:
+            raise BlockError(f"{exc}: the call was not made") from exc
+
+    def record(self, model: str, prompt_tokens: int, completion_tokens: int) -> None:
         charge_tokens(
-            claimed.payer,
+            self.claimed.payer,
             model=model,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
-            call=f"{claimed.id}:{claimed.attempt}:{next(calls)}",
+            call=self.call or f"{self.claimed.id}:{self.claimed.attempt}:{next(self.calls)}",
         )
-
-    return meter
+        self.call = ""
 
 
 def node_complete(claimed: ClaimedNode, outcome: Outcome, lease: NodeLease | None = None) -> None:
@@ -445,7 +460,7 @@ def _record(
                 record_single_hop(
                     execution_id, plan, version_id, ne_id, node_id, block, output_data, error,
                     hop, payer, lease, outcome.seconds,
-                )  # fmt: skip
+                )
             return
     with transaction.atomic():
         moved = move(

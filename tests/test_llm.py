@@ -42,24 +42,47 @@ class FakeProvider(BaseHTTPRequestHandler):
         if status != 200:
             payload = {"error": {"message": f"scripted {status}", "type": "rate_limit_error"}}
             if self.path.endswith("/messages"):
-                payload = {"type": "error", "error": {"type": "rate_limit_error",
-                                                      "message": f"scripted {status}"}}  # fmt: skip
+                payload = {
+                    "type": "error",
+                    "error": {"type": "rate_limit_error", "message": f"scripted {status}"},
+                }
             return self._send(status, payload)
         if self.path.endswith("/chat/completions"):
-            return self._send(200, {
-                "id": "chatcmpl-1", "object": "chat.completion", "created": 1,
-                "model": body["model"],
-                "choices": [{"index": 0, "finish_reason": "stop",
-                             "message": {"role": "assistant", "content": text}}],
-                "usage": {"prompt_tokens": 1200, "completion_tokens": 800,
-                          "total_tokens": 2000},
-            })  # fmt: skip
+            return self._send(
+                200,
+                {
+                    "id": "chatcmpl-1",
+                    "object": "chat.completion",
+                    "created": 1,
+                    "model": body["model"],
+                    "choices": [
+                        {
+                            "index": 0,
+                            "finish_reason": "stop",
+                            "message": {"role": "assistant", "content": text},
+                        }
+                    ],
+                    "usage": {
+                        "prompt_tokens": 1200,
+                        "completion_tokens": 800,
+                        "total_tokens": 2000,
+                    },
+                },
+            )
         if self.path.endswith("/messages"):
-            return self._send(200, {
-                "id": "msg_1", "type": "message", "role": "assistant", "model": body["model"],
-                "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
-                "stop_sequence": None, "usage": {"input_tokens": 1200, "output_tokens": 800},
-            })  # fmt: skip
+            return self._send(
+                200,
+                {
+                    "id": "msg_1",
+                    "type": "message",
+                    "role": "assistant",
+                    "model": body["model"],
+                    "content": [{"type": "text", "text": text}],
+                    "stop_reason": "end_turn",
+                    "stop_sequence": None,
+                    "usage": {"input_tokens": 1200, "output_tokens": 800},
+                },
+            )
         self._send(404, {"error": {"message": "no such endpoint"}})
 
     def _send(self, status, payload):
@@ -98,12 +121,22 @@ def llm_graph(block, **inputs):
 
 
 def token_rows(record):
+    """The holds of the node's calls (one per call made or refused)."""
     llm = nodes_of(record, "llm")[0]
     return list(
         CreditTransaction.objects.filter(
             node_execution_id=llm["id"], reference__startswith="tokens:"
         )
     )
+
+
+def tokens_paid(record) -> int:
+    """What the node's calls cost in the end: holds, less what was given back, plus more."""
+    llm = nodes_of(record, "llm")[0]
+    rows = CreditTransaction.objects.filter(
+        node_execution_id=llm["id"], reference__startswith="tokens"
+    )
+    return -sum(r.amount for r in rows)
 
 
 def test_llm_text_through_openai_is_answered_and_metered(api, worker, provider):
@@ -113,13 +146,18 @@ def test_llm_text_through_openai_is_answered_and_metered(api, worker, provider):
     assert record["status"] == "COMPLETED", record
     assert record["outputs"]["answer"] == ["4"]
     usage = nodes_of(record, "llm")[0]["output_data"]["usage"][0]
-    assert usage == {"model": "gpt-test", "prompt_tokens": 1200, "completion_tokens": 800,
-                     "charged": True}  # fmt: skip
+    assert usage == {
+        "model": "gpt-test",
+        "prompt_tokens": 1200,
+        "completion_tokens": 800,
+        "charged": True,
+    }
     sent = FakeProvider.requests[0]
     assert sent["path"] == "/v1/chat/completions" and sent["key"] == PLATFORM_KEY
     assert sent["body"]["messages"][-1] == {"role": "user", "content": "What is 2+2?"}
-    # 1.2k prompt x 2 + 0.8k completion x 5 = 6.4 -> 7 credits, once.
-    assert [r.amount for r in token_rows(record)] == [-7]
+    # 1.2k prompt x 2 + 0.8k completion x 5 = 6.4 -> 7 credits, once: the call's hold
+    # (prompt bound and max_tokens) less what it did not use.
+    assert len(token_rows(record)) == 1 and tokens_paid(record) == 7
 
 
 def test_a_rate_limit_is_retried_then_succeeds(api, worker, provider):
@@ -128,7 +166,9 @@ def test_a_rate_limit_is_retried_then_succeeds(api, worker, provider):
     assert record["status"] == "COMPLETED", record
     llm = nodes_of(record, "llm")[0]
     assert llm["attempts"] == 2 and len(FakeProvider.requests) == 2
-    assert len(token_rows(record)) == 1  # the refused call used no tokens
+    # The refused call's hold was given back: only the answered one costs (1.2k x 1 + 0.8k x 3
+    # at the default prices = 3.6 -> 4).
+    assert len(token_rows(record)) == 2 and tokens_paid(record) == 4
 
 
 def test_anthropic_through_its_own_client(api, worker, provider):
@@ -136,7 +176,7 @@ def test_anthropic_through_its_own_client(api, worker, provider):
     record = run_graph(
         api,
         llm_graph("llm_text", provider="anthropic", model="claude-test", sys_prompt="Be brief."),
-    )  # fmt: skip
+    )
     assert record["status"] == "COMPLETED", (record["error"], record["node_executions"])
     assert record["outputs"]["answer"] == ["four"]
     sent = FakeProvider.requests[0]
@@ -145,12 +185,16 @@ def test_anthropic_through_its_own_client(api, worker, provider):
 
 
 def test_structured_answers_are_asked_again_after_a_malformed_one(api, worker, provider):
-    FakeProvider.script = [(200, "Sure! The answer is 4."), (200, '{"answer": 4}'),
-                           (200, '```json\n{"answer": 4, "why": "2+2"}\n```')]  # fmt: skip
+    FakeProvider.script = [
+        (200, "Sure! The answer is 4."),
+        (200, '{"answer": 4}'),
+        (200, '```json\n{"answer": 4, "why": "2+2"}\n```'),
+    ]
     document = llm_graph(
-        "llm_structured", model="gpt-test",
+        "llm_structured",
+        model="gpt-test",
         expected_format={"answer": "the number", "why": "one line"},
-    )  # fmt: skip
+    )
     document["nodes"].append(node("why", "output", name="why"))
     document["links"].append(link("llm", "why", "why", "value"))
     record = run_graph(api, document)
@@ -162,7 +206,7 @@ def test_structured_answers_are_asked_again_after_a_malformed_one(api, worker, p
     assert "not valid: it is not JSON" in second[-1]["content"]
     third = FakeProvider.requests[2]["body"]["messages"]
     assert "missing field(s) 'why'" in third[-1]["content"]
-    assert len(token_rows(record)) == 3  # each call metered, once
+    assert len(token_rows(record)) == 3  # each call held and metered, once
 
 
 def test_tokens_are_charged_once_when_the_task_is_delivered_again(api, worker, provider):
@@ -180,7 +224,7 @@ def test_a_users_own_key_is_used_and_not_charged_for_tokens(api, user, worker, p
     graph = create_graph(
         api,
         llm_graph("llm_text", model="gpt-test", credentials={"$credential": "OPENAI"}),
-    )  # fmt: skip
+    )
     run_id = api.post(f"/api/graphs/{graph['id']}/execute/", {}, format="json").json()["id"]
     record = wait_for_run(api, run_id)
     assert record["status"] == "COMPLETED", record
@@ -211,3 +255,39 @@ def test_the_block_reference_page_is_generated_from_the_registry():
     assert committed == render(), "run `python manage.py blocks_reference` and commit"
     for name in ("llm_text", "llm_structured", "match_text_pattern", "current_time"):
         assert f"## {name}\n" in committed
+
+
+# --- credits cannot be overspent ------------------------------------------------------------
+
+
+def test_a_call_the_balance_cannot_pay_is_never_made(api, user, worker, provider):
+    from credits.services import balance_of, ledger_apply
+
+    ModelPrice.objects.create(model="gpt-dear", prompt_per_1k=1000, completion_per_1k=1000)
+    ledger_apply(
+        user_id=user.pk, amount=-(balance_of(user.pk) - 5), type="ADJUSTMENT", reference="leave-5"
+    )
+    record = run_graph(api, llm_graph("llm_text", model="gpt-dear"))
+    assert record["status"] == "FAILED"
+    assert "insufficient credits" in nodes_of(record, "llm")[0]["error"]
+    assert FakeProvider.requests == []  # the provider never saw it
+    assert balance_of(user.pk) >= 0
+
+
+def test_max_tokens_is_cut_to_what_the_balance_pays_and_the_rest_given_back(
+    api, user, worker, provider
+):
+    from credits.services import balance_of, ledger_apply
+
+    # 1 credit per 1k tokens either way; the balance after the node's own price (9) pays for
+    # the prompt (under 100 tokens) and about 8,900 answer tokens, not the 20,000 asked.
+    ModelPrice.objects.create(model="gpt-even", prompt_per_1k=1, completion_per_1k=1)
+    ledger_apply(user_id=user.pk, amount=-(balance_of(user.pk) - 10), type="ADJUSTMENT",
+                 reference="leave-10")
+    FakeProvider.script = [(200, "4")]
+    record = run_graph(api, llm_graph("llm_text", model="gpt-even", max_tokens=20_000))
+    assert record["status"] == "COMPLETED", record
+    sent = FakeProvider.requests[0]["body"]
+    assert 8_800 < sent["max_tokens"] < 9_000
+    # The answer used 1,200 + 800 tokens: 2 credits; the other 7 held were given back.
+    assert tokens_paid(record) == 2 and balance_of(user.pk) == 10 - 1 - 2
