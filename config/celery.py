@@ -85,6 +85,14 @@ app.conf.beat_schedule = {
 app.autodiscover_tasks()
 
 
+@signals.worker_process_init.connect
+def _install_stop_handler(**kwargs):
+    """Cancelling a run stops its running nodes where they run (executions/stopping.py)."""
+    from executions.stopping import install
+
+    install()
+
+
 @signals.task_prerun.connect
 def _drop_broken_connections(**kwargs):
     """Close database connections that failed or outlived CONN_MAX_AGE before each task.

@@ -76,13 +76,18 @@ def send_join(execution_id, version_id: int, member_ids: list[int]) -> None:
 
 
 @_published_after_commit
-def revoke(task_ids: list[str]) -> None:
-    """Stop these node tasks: queued ones are discarded, running ones terminated. Workers
+def revoke(task_ids: list[str], node_execution_ids: list[int] | None = None) -> None:
+    """Stop these node tasks: queued ones are discarded, running ones stopped where they
+    run (stopping.py: marked, then their processes signalled; nothing is killed). Workers
     forget revokes when they restart; the claim's check of the run's state does not."""
-    if task_ids:
-        from config.celery import app
+    if not task_ids:
+        return
+    from config.celery import app
 
-        app.control.revoke(task_ids, terminate=True, signal="SIGTERM")
+    from .stopping import STOP_SIGNAL, mark
+
+    mark(node_execution_ids or [])
+    app.control.revoke(task_ids, terminate=True, signal=STOP_SIGNAL)
 
 
 def node_queue(block: str) -> str:

@@ -55,6 +55,7 @@ from .models import NodeExecution
 from .plans import plan_for_version
 from .propagation import propagate
 from .services import cancel_if_run_ended, execution_finish, settle
+from .stopping import NodeStopped, stoppable
 from .transitions import move
 
 log = logging.getLogger(__name__)
@@ -288,7 +289,7 @@ def node_run(claimed: ClaimedNode) -> Outcome:
     )
     budget = OutputBudget(settings.ENGINE_MAX_NODE_YIELDS, settings.ENGINE_MAX_NODE_OUTPUT_BYTES)
     try:
-        with secrets_kept_out_of_logs(resolved.secrets):
+        with secrets_kept_out_of_logs(resolved.secrets), stoppable(claimed.id):
             for pin, value in get_block(claimed.block).execute(resolved.input_data, ctx):
                 if pin == ERROR_PIN:
                     outcome.error = str(value)
@@ -300,6 +301,8 @@ def node_run(claimed: ClaimedNode) -> Outcome:
                 outcome.outputs.append((pin, value))
     except SubgraphStarted as exc:
         outcome.child_execution_id = exc.child_execution_id
+    except NodeStopped:
+        outcome.error = "stopped: its run was cancelled"
     except SoftTimeLimitExceeded:
         outcome.error = f"timed out after {claimed.time_limit} s"
     except TransientBlockError as exc:
@@ -361,8 +364,13 @@ class TokenMeter:
     def hold(self, model: str, prompt_bound: int, max_tokens: int) -> int:
         self.call = f"{self.claimed.id}:{self.claimed.attempt}:{next(self.calls)}"
         try:
-            return hold_tokens(self.claimed.payer, model=model, prompt_bound=prompt_bound,
-                               max_tokens=max_tokens, call=self.call)
+            return hold_tokens(
+                self.claimed.payer,
+                model=model,
+                prompt_bound=prompt_bound,
+                max_tokens=max_tokens,
+                call=self.call,
+            )
         except InsufficientCredits as exc:
             raise BlockError(f"{exc}: the call was not made") from exc
 
@@ -458,8 +466,18 @@ def _record(
         if hop is not None:
             with transaction.atomic():
                 record_single_hop(
-                    execution_id, plan, version_id, ne_id, node_id, block, output_data, error,
-                    hop, payer, lease, outcome.seconds,
+                    execution_id,
+                    plan,
+                    version_id,
+                    ne_id,
+                    node_id,
+                    block,
+                    output_data,
+                    error,
+                    hop,
+                    payer,
+                    lease,
+                    outcome.seconds,
                 )
             return
     with transaction.atomic():

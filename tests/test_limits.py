@@ -129,3 +129,52 @@ def test_cancels_racing_a_fan_out_never_fail_and_leave_exact_counters(api, worke
             execution_id=run_id, status__in=["QUEUED", "RUNNING", "INCOMPLETE"]
         )
         assert not left.exists(), list(left.values("node_id", "status"))
+
+
+# --- a cancel stops only the nodes it means --------------------------------------------------
+
+
+def _running_task(api, run_id, node_id, timeout=20):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ne = NodeExecution.objects.filter(execution_id=run_id, node_id=node_id,
+                                          status="RUNNING").first()
+        if ne is not None:
+            time.sleep(0.3)  # inside the block by now
+            return ne
+        time.sleep(0.05)
+    raise AssertionError(f"{node_id} never ran")
+
+
+def test_a_cancel_stops_its_running_node_where_it_runs(api, worker):
+    import time
+
+    from config.celery import app
+
+    graph = create_graph(api, {"name": "Long", "nodes": [node("wait", "sleep", seconds=30)]})
+    run_id = api.post(f"/api/graphs/{graph['id']}/execute/", {}, format="json").json()["id"]
+    ne = _running_task(api, run_id, "wait")
+    assert api.post(f"/api/executions/{run_id}/cancel/").status_code == 200
+    deadline = time.monotonic() + 10
+    while any(t["id"] == ne.task_id for ts in (app.control.inspect().active() or {}).values()
+              for t in ts):
+        assert time.monotonic() < deadline, "the cancelled node still holds its worker"
+        time.sleep(0.2)
+    assert NodeExecution.objects.get(pk=ne.pk).status == "CANCELLED"
+
+
+def test_a_stop_signal_that_reaches_another_node_changes_nothing(api, worker):
+    """Celery's race: the signal meant for a node that just finished reaches the process
+    that now runs another (another user's) node. That node runs on, once."""
+    from config.celery import app
+    from executions.stopping import STOP_SIGNAL
+
+    graph = create_graph(api, {"name": "Other", "nodes": [node("wait", "sleep", seconds=2)]})
+    run_id = api.post(f"/api/graphs/{graph['id']}/execute/", {}, format="json").json()["id"]
+    ne = _running_task(api, run_id, "wait")
+    app.control.revoke([ne.task_id], terminate=True, signal=STOP_SIGNAL)  # not marked
+    record = wait_for_run(api, run_id)
+    assert record["status"] == "COMPLETED"
+    assert NodeExecution.objects.get(pk=ne.pk).attempts == 1

@@ -1,0 +1,89 @@
+"""Stopping a running node, and nothing else.
+
+Celery's `revoke(terminate=True)` signals the pool process by the task id it *was* running:
+if that process has just moved on (Celery's known race), another node, maybe another
+user's, is killed and its message redelivered, repeating its side effects. Here a cancel
+marks the node executions it stops (a Redis key each), then asks Celery to send SIGUSR2 to
+their processes. The signal only wakes the process up: its handler stops the block only if
+the node execution that process runs *now* is marked. A signal that reaches the wrong
+process changes nothing, and a process is never killed: the node's task ends normally.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator
+
+from django.conf import settings
+
+from config import redis_clients
+
+log = logging.getLogger(__name__)
+
+STOP_SIGNAL = "SIGUSR2"
+_KEY = "stop-node:{}"
+_MARK_SECONDS = 3600
+
+# The node execution whose block this process runs at this moment (pool processes run one
+# task at a time).
+_running: int | None = None
+
+
+class NodeStopped(BaseException):
+    """Raised in a running block when its node was cancelled. A BaseException, so that a
+    block's own `except Exception` cannot swallow it."""
+
+
+@contextlib.contextmanager
+def stoppable(node_execution_id: int) -> Iterator[None]:
+    global _running
+    _running = node_execution_id
+    try:
+        yield
+    finally:
+        _running = None
+
+
+def mark(node_execution_ids: list[int]) -> None:
+    """Mark node executions to stop (before their processes are signalled)."""
+    if not node_execution_ids:
+        return
+    client = redis_clients.client(settings.REDIS_URL, socket_timeout=5)
+    try:
+        with client.pipeline(transaction=False) as pipe:
+            for ne_id in node_execution_ids:
+                pipe.set(_KEY.format(ne_id), 1, ex=_MARK_SECONDS)
+            pipe.execute()
+    finally:
+        client.close()
+
+
+def is_marked(node_execution_id: int) -> bool:
+    # A connection of its own: the signal may have interrupted this process's own client in
+    # the middle of a command.
+    client = redis_clients.client(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        return bool(client.exists(_KEY.format(node_execution_id)))
+    finally:
+        client.close()
+
+
+def _on_stop_signal(signum, frame) -> None:
+    running = _running
+    if running is None:
+        return
+    try:
+        marked = is_marked(running)
+    except Exception:  # Redis away: keep running; the claim's checks still hold
+        log.warning("could not check whether node execution %s was stopped", running)
+        return
+    if marked:
+        raise NodeStopped(running)
+    log.info("stop signal for another task ignored (running node execution %s)", running)
+
+
+def install() -> None:
+    """In each pool process (worker_process_init)."""
+    signal.signal(getattr(signal, STOP_SIGNAL), _on_stop_signal)
