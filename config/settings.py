@@ -264,6 +264,9 @@ ENGINE_RETRY_LIMITS = {k: int(v) for k, v in env.dict("ENGINE_RETRY_LIMITS", def
 # Runs one user may have running (or paused) at once; more wait QUEUED and start, oldest
 # first, as theirs end. Sub-graph runs do not count. 0: no cap.
 ENGINE_MAX_RUNNING_PER_USER = env.int("ENGINE_MAX_RUNNING_PER_USER", default=50)
+# Worker time (node run time, free blocks included) each user may use per clock hour;
+# past it their nodes do not start (executions/quotas.py). 0: no budget.
+ENGINE_USER_WORKER_SECONDS_PER_HOUR = env.int("ENGINE_USER_WORKER_SECONDS_PER_HOUR", default=7200)
 # Largest graph inputs (JSON) one run, or schedule, accepts.
 ENGINE_MAX_INPUT_BYTES = env.int("ENGINE_MAX_INPUT_BYTES", default=1024 * 1024)
 # Sub-graphs (agent_executor) may nest this deep; a graph that runs itself stops here.

@@ -39,7 +39,7 @@ from credits.services import (
     hold_tokens,
 )
 
-from . import events
+from . import events, quotas
 from .chain_hop import book_result, record_single_hop, single_hop
 from .engine import (
     OutputBudget,
@@ -147,6 +147,10 @@ def node_process(node_execution_id: int, *, take_over: bool, worker: str = "") -
             if take_over and _just_started(node_execution_id):
                 raise LeaseHeld(node_execution_id)  # its owner may not hold its lease yet
             return
+        over_budget = quotas.budget_left(claimed.user_id)
+        if over_budget:
+            node_fail_unpaid(claimed, over_budget)
+            return
         try:
             if not _charge(claimed):
                 return
@@ -154,6 +158,7 @@ def node_process(node_execution_id: int, *, take_over: bool, worker: str = "") -
             node_fail_unpaid(claimed, str(exc))
             return
         outcome = node_run(claimed)
+        quotas.count(claimed.user_id, outcome.seconds)
         metrics.NODE_RUN_SECONDS.labels(claimed.block).observe(outcome.seconds)
         if outcome.child_execution_id is not None:
             return  # the child's end completes this node
@@ -506,8 +511,9 @@ def _record(
 
 
 def node_fail_unpaid(claimed: ClaimedNode, reason: str) -> None:
-    """A node the balance cannot pay fails without running, and so does its run: nothing
-    more starts (nodes already running finish; queued ones are cancelled)."""
+    """A node its user cannot pay for (credits, worker time) fails without running, and so
+    does its run: nothing more starts (nodes already running finish; queued ones are
+    cancelled)."""
     with transaction.atomic():
         moved = move(
             NodeExecution.objects.filter(id=claimed.id),

@@ -152,7 +152,8 @@ def _check_nodes(raw_nodes: list[Any], problems: _Problems) -> dict[str, dict[st
             isinstance(timeout, bool) or not isinstance(timeout, int) or not 0 < timeout <= cap
         ):
             problems.add(
-                f"timeout must be a whole number of seconds from 1 to {cap}",
+                f"timeout must be a whole number of seconds from 1 to {cap} "
+                "(ENGINE_NODE_TIMEOUT_CAP)",
                 node_id=node_id,
                 field="timeout",
             )

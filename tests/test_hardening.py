@@ -437,9 +437,13 @@ def test_a_huge_run_shows_a_page_of_nodes_and_previews_of_large_values(api, user
     monkeypatch.setattr(selectors, "NODES_INLINE", 3)
     graph = Graph.objects.get(pk=create_graph(api, greeting())["id"])
     big = "z" * (selectors.VALUE_PREVIEW_CHARS + 10)
-    run = GraphExecution.objects.create(graph=graph, graph_version=graph.versions.get(),
-                                        user=user, status="COMPLETED",
-                                        outputs={"greeting": [big]})
+    run = GraphExecution.objects.create(
+        graph=graph,
+        graph_version=graph.versions.get(),
+        user=user,
+        status="COMPLETED",
+        outputs={"greeting": [big]},
+    )
     rows = [
         NodeExecution.objects.create(
             execution=run,
@@ -480,7 +484,59 @@ def test_another_users_nodes_and_outputs_are_404(api, other_api, user):
     from graphs.models import Graph
 
     graph = Graph.objects.get(pk=create_graph(api, greeting())["id"])
-    run = GraphExecution.objects.create(graph=graph, graph_version=graph.versions.get(),
-                                        user=user, status="COMPLETED")
+    run = GraphExecution.objects.create(
+        graph=graph, graph_version=graph.versions.get(), user=user, status="COMPLETED"
+    )
     for path in ("nodes/", "outputs/", "nodes/1/"):
         assert other_api.get(f"/api/executions/{run.pk}/{path}").status_code == 404
+
+
+# --- free is not unlimited -------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_user_past_this_hours_worker_time_starts_no_node(api, user, settings):
+    import time as clock
+
+    from executions import quotas
+    from executions.events import client
+    from executions.models import NodeExecution
+    from executions.node_runs import node_process
+    from graphs.models import Graph
+
+    settings.ENGINE_USER_WORKER_SECONDS_PER_HOUR = 60
+    hour = quotas._hour(clock.time())
+    client().delete(quotas._key(user.pk, hour))
+    quotas._known.pop(user.pk, None)
+    assert quotas.budget_left(user.pk) is None
+    quotas.count(user.pk, 61.0)  # a minute's nodes, counted at once (past the batch size)
+    refusal = quotas.budget_left(user.pk)
+    assert "ENGINE_USER_WORKER_SECONDS_PER_HOUR" in refusal and "renews at" in refusal
+
+    graph = Graph.objects.get(pk=create_graph(api, greeting())["id"])
+    run = GraphExecution.objects.create(
+        graph=graph, graph_version=graph.versions.get(), user=user, status="RUNNING", active_count=1
+    )
+    ne = NodeExecution.objects.create(
+        execution=run,
+        node_id="who",
+        block="input",
+        status="QUEUED",
+        input_data={"name": "who", "value": 1},
+    )
+    node_process(ne.pk, take_over=False)
+    ne.refresh_from_db()
+    run.refresh_from_db()
+    assert ne.status == "FAILED" and "ENGINE_USER_WORKER_SECONDS_PER_HOUR" in ne.error
+    assert run.status == "FAILED"
+    client().delete(quotas._key(user.pk, hour))
+
+
+@pytest.mark.django_db
+def test_a_node_timeout_above_the_cap_is_refused_at_save(api, settings):
+    settings.ENGINE_NODE_TIMEOUT_CAP = 600
+    document = greeting()
+    document["nodes"][1]["timeout"] = 601
+    response = api.post("/api/graphs/", document, format="json")
+    assert response.status_code == 400
+    assert "ENGINE_NODE_TIMEOUT_CAP" in response.json()["errors"][0]["message"]

@@ -139,8 +139,9 @@ def _running_task(api, run_id, node_id, timeout=20):
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        ne = NodeExecution.objects.filter(execution_id=run_id, node_id=node_id,
-                                          status="RUNNING").first()
+        ne = NodeExecution.objects.filter(
+            execution_id=run_id, node_id=node_id, status="RUNNING"
+        ).first()
         if ne is not None:
             time.sleep(0.3)  # inside the block by now
             return ne
@@ -158,8 +159,9 @@ def test_a_cancel_stops_its_running_node_where_it_runs(api, worker):
     ne = _running_task(api, run_id, "wait")
     assert api.post(f"/api/executions/{run_id}/cancel/").status_code == 200
     deadline = time.monotonic() + 10
-    while any(t["id"] == ne.task_id for ts in (app.control.inspect().active() or {}).values()
-              for t in ts):
+    while any(
+        t["id"] == ne.task_id for ts in (app.control.inspect().active() or {}).values() for t in ts
+    ):
         assert time.monotonic() < deadline, "the cancelled node still holds its worker"
         time.sleep(0.2)
     assert NodeExecution.objects.get(pk=ne.pk).status == "CANCELLED"

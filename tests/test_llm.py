@@ -282,8 +282,9 @@ def test_max_tokens_is_cut_to_what_the_balance_pays_and_the_rest_given_back(
     # 1 credit per 1k tokens either way; the balance after the node's own price (9) pays for
     # the prompt (under 100 tokens) and about 8,900 answer tokens, not the 20,000 asked.
     ModelPrice.objects.create(model="gpt-even", prompt_per_1k=1, completion_per_1k=1)
-    ledger_apply(user_id=user.pk, amount=-(balance_of(user.pk) - 10), type="ADJUSTMENT",
-                 reference="leave-10")
+    ledger_apply(
+        user_id=user.pk, amount=-(balance_of(user.pk) - 10), type="ADJUSTMENT", reference="leave-10"
+    )
     FakeProvider.script = [(200, "4")]
     record = run_graph(api, llm_graph("llm_text", model="gpt-even", max_tokens=20_000))
     assert record["status"] == "COMPLETED", record
