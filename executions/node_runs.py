@@ -55,7 +55,7 @@ from .models import NodeExecution
 from .plans import plan_for_version
 from .propagation import propagate
 from .services import cancel_if_run_ended, execution_finish, settle
-from .stopping import NodeStopped, stoppable
+from .stopping import NodeStopped, stoppable, working_on
 from .transitions import move
 
 log = logging.getLogger(__name__)
@@ -138,6 +138,11 @@ def node_process(node_execution_id: int, *, take_over: bool, worker: str = "") -
     the RUNNING event, in one Redis call. A redelivered or retried task, which may find the
     node RUNNING under an owner that lost its connection, takes the lease first and the node
     only if the lease was free and the node did not start just now."""
+    with working_on(node_execution_id):
+        _process(node_execution_id, take_over, worker)
+
+
+def _process(node_execution_id: int, take_over: bool, worker: str) -> None:
     lease = NodeLease(node_execution_id)
     if take_over and not lease.acquire():
         raise LeaseHeld(node_execution_id)
@@ -294,7 +299,7 @@ def node_run(claimed: ClaimedNode) -> Outcome:
     )
     budget = OutputBudget(settings.ENGINE_MAX_NODE_YIELDS, settings.ENGINE_MAX_NODE_OUTPUT_BYTES)
     try:
-        with secrets_kept_out_of_logs(resolved.secrets), stoppable(claimed.id):
+        with secrets_kept_out_of_logs(resolved.secrets), stoppable():
             for pin, value in get_block(claimed.block).execute(resolved.input_data, ctx):
                 if pin == ERROR_PIN:
                     outcome.error = str(value)

@@ -26,9 +26,11 @@ STOP_SIGNAL = "SIGUSR2"
 _KEY = "stop-node:{}"
 _MARK_SECONDS = 3600
 
-# The node execution whose block this process runs at this moment (pool processes run one
-# task at a time).
-_running: int | None = None
+# The node execution this process's task works on (pool processes run one task at a time),
+# whether its block is running, and whether a stop for it came before the block started.
+_current: int | None = None
+_in_block = False
+_stop_before_block = False
 
 
 class NodeStopped(BaseException):
@@ -37,13 +39,28 @@ class NodeStopped(BaseException):
 
 
 @contextlib.contextmanager
-def stoppable(node_execution_id: int) -> Iterator[None]:
-    global _running
-    _running = node_execution_id
+def working_on(node_execution_id: int) -> Iterator[None]:
+    """Around a node task: stop signals from now on are about this node execution."""
+    global _current, _stop_before_block
+    _current, _stop_before_block = node_execution_id, False
     try:
         yield
     finally:
-        _running = None
+        _current = None
+
+
+@contextlib.contextmanager
+def stoppable() -> Iterator[None]:
+    """Around the block: a stop raises NodeStopped in it (or at once, if it came between
+    the claim and here)."""
+    global _in_block
+    if _stop_before_block:
+        raise NodeStopped(_current)
+    _in_block = True
+    try:
+        yield
+    finally:
+        _in_block = False
 
 
 def mark(node_execution_ids: list[int]) -> None:
@@ -71,17 +88,21 @@ def is_marked(node_execution_id: int) -> bool:
 
 
 def _on_stop_signal(signum, frame) -> None:
-    running = _running
-    if running is None:
+    global _stop_before_block
+    current = _current
+    if current is None:
         return
     try:
-        marked = is_marked(running)
+        marked = is_marked(current)
     except Exception:  # Redis away: keep running; the claim's checks still hold
-        log.warning("could not check whether node execution %s was stopped", running)
+        log.warning("could not check whether node execution %s was stopped", current)
         return
-    if marked:
-        raise NodeStopped(running)
-    log.info("stop signal for another task ignored (running node execution %s)", running)
+    if not marked:
+        log.info("stop signal for another task ignored (working on node execution %s)", current)
+    elif _in_block:
+        raise NodeStopped(current)
+    else:
+        _stop_before_block = True
 
 
 def install() -> None:

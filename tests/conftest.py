@@ -200,3 +200,13 @@ def run_graph(api, document, inputs=None, timeout=60.0):
 
 def nodes_of(record, node_id):
     return [ne for ne in record["node_executions"] if ne["node_id"] == node_id]
+
+
+def all_nodes(api, record):
+    """Every node execution of a run: the record's, then each page after it."""
+    nodes, url = list(record["node_executions"]), record.get("node_executions_next")
+    while url:
+        page = api.get(url).json()
+        nodes += page["results"]
+        url = page["next"]
+    return nodes

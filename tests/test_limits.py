@@ -129,6 +129,25 @@ def test_cancels_racing_a_fan_out_never_fail_and_leave_exact_counters(api, worke
             execution_id=run_id, status__in=["QUEUED", "RUNNING", "INCOMPLETE"]
         )
         assert not left.exists(), list(left.values("node_id", "status"))
+    _wait_for_empty_queues()  # the revoked messages are discarded as they come: let them
+
+
+def _wait_for_empty_queues(timeout=120.0):
+    import time
+
+    from django.conf import settings
+
+    from config.celery import app
+
+    deadline = time.monotonic() + timeout
+    with app.connection_for_write() as conn:
+        channel = conn.default_channel
+        while any(
+            channel.queue_declare(queue=q, passive=True).message_count
+            for q in (settings.NODE_QUEUE, settings.ENGINE_QUEUE)
+        ):
+            assert time.monotonic() < deadline, "the worker did not drain its queues"
+            time.sleep(0.5)
 
 
 # --- a cancel stops only the nodes it means --------------------------------------------------
