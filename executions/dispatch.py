@@ -76,7 +76,9 @@ def send_join(execution_id, version_id: int, member_ids: list[int]) -> None:
 
 
 @_published_after_commit
-def revoke(task_ids: list[str], node_execution_ids: list[int] | None = None) -> None:
+def revoke(
+    task_ids: list[str], execution_id=None, node_execution_ids: list[int] | None = None
+) -> None:
     """Stop these node tasks: queued ones are discarded, running ones stopped where they
     run (stopping.py: marked, then their processes signalled; nothing is killed). Workers
     forget revokes when they restart; the claim's check of the run's state does not."""
@@ -86,7 +88,8 @@ def revoke(task_ids: list[str], node_execution_ids: list[int] | None = None) -> 
 
     from .stopping import STOP_SIGNAL, mark
 
-    mark(node_execution_ids or [])
+    if execution_id is not None:
+        mark(execution_id, node_execution_ids or [])
     app.control.revoke(task_ids, terminate=True, signal=STOP_SIGNAL)
 
 

@@ -131,14 +131,16 @@ class Outcome:
 # --- the node task --------------------------------------------------------------------------
 
 
-def node_process(node_execution_id: int, *, take_over: bool, worker: str = "") -> None:
+def node_process(
+    node_execution_id: int, *, take_over: bool, worker: str = "", execution_id: str = ""
+) -> None:
     """One node task. Raises LeaseHeld or RetryNode for the task to try again later.
 
     A first delivery claims the node from QUEUED (compare-and-set) and takes its lease with
     the RUNNING event, in one Redis call. A redelivered or retried task, which may find the
     node RUNNING under an owner that lost its connection, takes the lease first and the node
     only if the lease was free and the node did not start just now."""
-    with working_on(node_execution_id):
+    with working_on(execution_id, node_execution_id):
         _process(node_execution_id, take_over, worker)
 
 

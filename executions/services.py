@@ -422,7 +422,7 @@ def execution_finish(
                     child_id, Status.CANCELLED, error="its parent run stopped", stop_running=True
                 )
             stopped_ids = [pk for pk, *_ in stopped]
-            transaction.on_commit(lambda: dispatch.revoke(task_ids, stopped_ids))
+            transaction.on_commit(lambda: dispatch.revoke(task_ids, execution_id, stopped_ids))
         execution = GraphExecution.objects.get(id=execution_id)
         execution.outputs = outputs
         execution.stats = execution_stats(execution)

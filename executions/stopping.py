@@ -23,12 +23,14 @@ from config import redis_clients
 log = logging.getLogger(__name__)
 
 STOP_SIGNAL = "SIGUSR2"
-_KEY = "stop-node:{}"
+# Keyed by the run too: node execution ids start again in a new database (tests, a restore).
+_KEY = "stop-node:{}:{}"
 _MARK_SECONDS = 3600
 
 # The node execution this process's task works on (pool processes run one task at a time),
 # whether its block is running, and whether a stop for it came before the block started.
 _current: int | None = None
+_current_run = ""
 _in_block = False
 _stop_before_block = False
 
@@ -39,10 +41,10 @@ class NodeStopped(BaseException):
 
 
 @contextlib.contextmanager
-def working_on(node_execution_id: int) -> Iterator[None]:
+def working_on(execution_id, node_execution_id: int) -> Iterator[None]:
     """Around a node task: stop signals from now on are about this node execution."""
-    global _current, _stop_before_block
-    _current, _stop_before_block = node_execution_id, False
+    global _current, _current_run, _stop_before_block
+    _current, _current_run, _stop_before_block = node_execution_id, str(execution_id), False
     try:
         yield
     finally:
@@ -63,26 +65,26 @@ def stoppable() -> Iterator[None]:
         _in_block = False
 
 
-def mark(node_execution_ids: list[int]) -> None:
-    """Mark node executions to stop (before their processes are signalled)."""
+def mark(execution_id, node_execution_ids: list[int]) -> None:
+    """Mark node executions of a run to stop (before their processes are signalled)."""
     if not node_execution_ids:
         return
     client = redis_clients.client(settings.REDIS_URL, socket_timeout=5)
     try:
         with client.pipeline(transaction=False) as pipe:
             for ne_id in node_execution_ids:
-                pipe.set(_KEY.format(ne_id), 1, ex=_MARK_SECONDS)
+                pipe.set(_KEY.format(execution_id, ne_id), 1, ex=_MARK_SECONDS)
             pipe.execute()
     finally:
         client.close()
 
 
-def is_marked(node_execution_id: int) -> bool:
+def is_marked(execution_id, node_execution_id: int) -> bool:
     # A connection of its own: the signal may have interrupted this process's own client in
     # the middle of a command.
     client = redis_clients.client(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
     try:
-        return bool(client.exists(_KEY.format(node_execution_id)))
+        return bool(client.exists(_KEY.format(execution_id, node_execution_id)))
     finally:
         client.close()
 
@@ -93,7 +95,7 @@ def _on_stop_signal(signum, frame) -> None:
     if current is None:
         return
     try:
-        marked = is_marked(current)
+        marked = is_marked(_current_run, current)
     except Exception:  # Redis away: keep running; the claim's checks still hold
         log.warning("could not check whether node execution %s was stopped", current)
         return

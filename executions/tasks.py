@@ -36,7 +36,10 @@ def run_node(self, node_execution_id: int, execution_id: str, take_over: bool = 
     try:
         with log_context(execution_id, node_execution_id):
             node_runs.node_process(
-                node_execution_id, take_over=take_over, worker=self.request.hostname or ""
+                node_execution_id,
+                take_over=take_over,
+                worker=self.request.hostname or "",
+                execution_id=execution_id,
             )
     except node_runs.LeaseHeld as exc:
         # Its owner may be alive (the broker redelivered after a dropped connection): look
