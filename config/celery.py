@@ -85,6 +85,12 @@ app.conf.beat_schedule = {
 app.autodiscover_tasks()
 
 
+@signals.worker_init.connect
+def _register_stop_command(**kwargs):
+    """The `stop_nodes` remote control command (executions/stopping.py)."""
+    import executions.stopping  # noqa: F401
+
+
 @signals.worker_process_init.connect
 def _install_stop_handler(**kwargs):
     """Cancelling a run stops its running nodes where they run (executions/stopping.py)."""

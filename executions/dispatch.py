@@ -86,11 +86,12 @@ def revoke(
         return
     from config.celery import app
 
-    from .stopping import STOP_SIGNAL, mark
+    from .stopping import mark
 
     if execution_id is not None:
         mark(execution_id, node_execution_ids or [])
-    app.control.revoke(task_ids, terminate=True, signal=STOP_SIGNAL)
+    app.control.revoke(task_ids)  # queued ones are discarded when they arrive
+    app.control.broadcast("stop_nodes", arguments={"task_ids": task_ids})
 
 
 def node_queue(block: str) -> str:

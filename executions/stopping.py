@@ -3,19 +3,24 @@
 Celery's `revoke(terminate=True)` signals the pool process by the task id it *was* running:
 if that process has just moved on (Celery's known race), another node, maybe another
 user's, is killed and its message redelivered, repeating its side effects. Here a cancel
-marks the node executions it stops (a Redis key each), then asks Celery to send SIGUSR2 to
-their processes. The signal only wakes the process up: its handler stops the block only if
-the node execution that process runs *now* is marked. A signal that reaches the wrong
-process changes nothing, and a process is never killed: the node's task ends normally.
+marks the node executions it stops (a Redis key each), then broadcasts `stop_nodes`: each
+worker sends SIGUSR2 to the pool processes running those task ids. The signal only wakes
+the process up: its handler stops the block only if the node execution that process runs
+*now* is marked. A signal that reaches the wrong process changes nothing, and a process is
+never killed: the node's task ends normally. (Not Celery's terminate: it flags the process
+as terminated on purpose, and a process that lives on and dies later for real would have
+its job dropped instead of redelivered.)
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import Iterator
 
+from celery.worker.control import control_command
 from django.conf import settings
 
 from config import redis_clients
@@ -105,6 +110,25 @@ def _on_stop_signal(signum, frame) -> None:
         raise NodeStopped(current)
     else:
         _stop_before_block = True
+
+
+@control_command(
+    args=[("task_ids", list)],
+    signature="<task_id> [task_id [...]]",
+)
+def stop_nodes(state, task_ids):
+    """Remote control, in each worker's main process: signal the pool processes running
+    these tasks (their handler decides, stopping.py)."""
+    from celery.worker import state as worker_state
+
+    wanted = set(task_ids)
+    signalled = 0
+    for request in list(worker_state.active_requests):
+        if request.id in wanted and request.worker_pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(request.worker_pid, getattr(signal, STOP_SIGNAL))
+                signalled += 1
+    return {"ok": f"signalled {signalled}"}
 
 
 def install() -> None:

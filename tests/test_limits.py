@@ -190,12 +190,11 @@ def test_a_stop_signal_that_reaches_another_node_changes_nothing(api, worker):
     """Celery's race: the signal meant for a node that just finished reaches the process
     that now runs another (another user's) node. That node runs on, once."""
     from config.celery import app
-    from executions.stopping import STOP_SIGNAL
 
     graph = create_graph(api, {"name": "Other", "nodes": [node("wait", "sleep", seconds=2)]})
     run_id = api.post(f"/api/graphs/{graph['id']}/execute/", {}, format="json").json()["id"]
     ne = _running_task(api, run_id, "wait")
-    app.control.revoke([ne.task_id], terminate=True, signal=STOP_SIGNAL)  # not marked
+    app.control.broadcast("stop_nodes", arguments={"task_ids": [ne.task_id]})  # not marked
     record = wait_for_run(api, run_id)
     assert record["status"] == "COMPLETED"
     assert NodeExecution.objects.get(pk=ne.pk).attempts == 1
