@@ -9,9 +9,11 @@ for the last place serialise on that row."""
 
 from __future__ import annotations
 
+import json
+
 from django.db import connection
 
-from .models import GraphExecution
+from .models import GraphExecution, NodeExecution
 
 
 def node_limit_message(limit: int) -> str:
@@ -53,6 +55,61 @@ def reserve_node_executions(execution_id, n: int) -> str | None:
         if cursor.fetchone() is not None:
             return None
     return node_limit_message(_root_of(execution_id).node_limit)
+
+
+# New node executions inserted only if they fit the tree's limit, counted in the same
+# statement (one round trip, and no row past the limit is ever written).
+_INSERT_WITHIN_LIMIT_SQL = """
+WITH reserved AS (
+    UPDATE executions_graphexecution AS root
+       SET node_count = root.node_count + %(n)s
+      FROM executions_graphexecution AS run
+     WHERE run.id = %(run)s AND root.id = COALESCE(run.root_id, run.id)
+       AND root.node_count + %(n)s <= root.node_limit
+    RETURNING root.id
+)
+INSERT INTO executions_nodeexecution
+       (execution_id, node_id, block, status, input_data, output_data, error, attempts,
+        cost, task_id, worker, propagated, join_id, created_at, queued_at, started_at,
+        ended_at)
+SELECT %(run)s, r.node_id, r.block, r.status, r.input_data, '{}'::jsonb, NULL, 0, 0,
+       r.task_id, '', false, NULL, %(now)s, r.queued_at, NULL, NULL
+  FROM reserved,
+       ROWS FROM (jsonb_to_recordset(%(rows)s::jsonb)
+                  AS (node_id text, block text, status text, input_data jsonb, task_id text,
+                      queued_at timestamptz)) WITH ORDINALITY AS r
+ ORDER BY r.ordinality
+RETURNING id
+"""
+
+
+def insert_within_limit(execution_id, rows: list[NodeExecution], now) -> str | None:
+    """Insert these new node executions of the run (setting their ids) if they fit its
+    tree's node limit; else insert none and answer the message naming the limit."""
+    if not rows:
+        return None
+    payload = [
+        {
+            "node_id": r.node_id,
+            "block": r.block,
+            "status": r.status,
+            "input_data": r.input_data,
+            "task_id": r.task_id,
+            "queued_at": r.queued_at.isoformat() if r.queued_at else None,
+        }
+        for r in rows
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _INSERT_WITHIN_LIMIT_SQL,
+            {"n": len(rows), "run": execution_id, "rows": json.dumps(payload), "now": now},
+        )
+        ids = sorted(pk for (pk,) in cursor.fetchall())  # sequence order = the rows' order
+    if not ids:
+        return node_limit_message(_root_of(execution_id).node_limit)
+    for row, pk in zip(rows, ids, strict=True):
+        row.pk = row.id = pk
+    return None
 
 
 _RESERVE_SUBGRAPH_SQL = """

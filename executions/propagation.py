@@ -28,7 +28,7 @@ from .engine import (
     route_outputs,
 )
 from .events import node_event
-from .limits import reserve_node_executions
+from .limits import insert_within_limit
 from .models import NodeExecution, StaticInput
 from .transitions import move
 
@@ -174,9 +174,8 @@ def _store(
                 input_data=p.inputs
             )
     if new_rows and result.limit_passed is None:
-        result.limit_passed = reserve_node_executions(execution_id, len(new_rows))
+        result.limit_passed = insert_within_limit(execution_id, new_rows, now)
     if new_rows and result.limit_passed is None:
-        NodeExecution.objects.bulk_create(new_rows)
         result.created += len(new_rows)
         result.queued.extend(Queued(row.id, sink_id, node.block, tid) for row, tid in new_ready)
         result.waiting.extend(

@@ -1,5 +1,7 @@
 """The engine's decisions, as plain functions: no database, no Celery."""
 
+import pytest
+
 from executions.engine import (
     _MISSING,
     GRAPH_TRANSITIONS,
@@ -193,14 +195,18 @@ def test_node_time_limit_and_retry_policy():
     assert retry_delay(20, 1.0, 60, jitter=0.99) == 60  # capped
 
 
-def test_the_chain_hop_insert_names_every_node_execution_column():
-    """node_runs inserts a chain hop's next row with raw SQL: it must set every column."""
+@pytest.mark.parametrize("where", ["chain_hop._SINGLE_HOP_SQL", "limits._INSERT_WITHIN_LIMIT_SQL"])
+def test_the_raw_inserts_name_every_node_execution_column(where):
+    """A chain hop's next row and propagated rows are inserted with raw SQL: it must set
+    every column."""
+    import importlib
     import re
 
-    from executions.chain_hop import _SINGLE_HOP_SQL
     from executions.models import NodeExecution
 
-    listed = re.search(r"INSERT INTO executions_nodeexecution\s*\(([^)]*)\)", _SINGLE_HOP_SQL)
+    module, name = where.split(".")
+    sql = getattr(importlib.import_module(f"executions.{module}"), name)
+    listed = re.search(r"INSERT INTO executions_nodeexecution\s*\(([^)]*)\)", sql)
     columns = {c.strip() for c in listed[1].split(",")}
     expected = {f.column for f in NodeExecution._meta.concrete_fields} - {"id"}
     assert columns == expected
