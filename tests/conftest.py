@@ -210,3 +210,14 @@ def all_nodes(api, record):
         nodes += page["results"]
         url = page["next"]
     return nodes
+
+
+@pytest.fixture
+def recorder():
+    """recorder() starts a local HTTP server that records what reaches it (recording.py):
+    (base URL, list of requests)."""
+    from .recording import Recorders
+
+    servers = Recorders()
+    yield servers.start
+    servers.close()

@@ -17,7 +17,6 @@ from executions.services import execution_create
 
 from .conftest import create_graph, nodes_of, run_graph, wait_for_run
 from .documents import greeting, node
-from .recording import Recorders
 
 
 def raw_request(host_port, head: bytes, body: bytes = b"", pause: float = 0.0) -> tuple[int, float]:
@@ -125,13 +124,6 @@ def test_a_deeply_nested_websocket_message_gets_an_error_not_a_dropped_socket(
 
 
 # --- requests with side effects are not repeated -------------------------------------------
-
-
-@pytest.fixture
-def recorder():
-    servers = Recorders()
-    yield servers.start
-    servers.close()
 
 
 @pytest.mark.integration

@@ -12,6 +12,19 @@ from .documents import link, node
 pytestmark = pytest.mark.integration
 
 
+def fan_out(items: int) -> dict:
+    """step_through_items of `items` into one store_value each, each into an output."""
+    return {
+        "name": f"Fan-out of {items}",
+        "nodes": [
+            node("items", "step_through_items", items=list(range(items))),
+            node("each", "store_value"),
+            node("out", "output", name="n"),
+        ],
+        "links": [link("items", "item", "each", "input"), link("each", "output", "out", "value")],
+    }
+
+
 def self_calling_graph(api):
     """A graph that runs itself twice per level (a fork bomb), depth-limited only by the
     tree's limits and ENGINE_MAX_DEPTH."""
@@ -43,21 +56,7 @@ def test_a_graph_that_runs_itself_twice_per_level_stops_at_the_tree_cap(api, wor
 
 @override_settings(ENGINE_MAX_NODE_EXECUTIONS=30)
 def test_node_executions_are_counted_for_the_whole_tree(api, worker):
-    child = create_graph(
-        api,
-        {
-            "name": "Fan",
-            "nodes": [
-                node("items", "step_through_items", items=list(range(12))),
-                node("each", "store_value"),
-                node("out", "output", name="n"),
-            ],
-            "links": [
-                link("items", "item", "each", "input"),
-                link("each", "output", "out", "value"),
-            ],
-        },
-    )
+    child = create_graph(api, fan_out(12))
     document = {
         "name": "Two fans",
         "nodes": [
@@ -75,15 +74,7 @@ def test_node_executions_are_counted_for_the_whole_tree(api, worker):
 
 @override_settings(ENGINE_MAX_NODE_EXECUTIONS=20)
 def test_a_fan_out_stops_before_the_row_that_would_pass_the_cap(api, worker):
-    document = {
-        "name": "Fan",
-        "nodes": [
-            node("items", "step_through_items", items=list(range(15))),
-            node("each", "store_value"),
-            node("out", "output", name="n"),
-        ],
-        "links": [link("items", "item", "each", "input"), link("each", "output", "out", "value")],
-    }
+    document = fan_out(15)
     record = run_graph(api, document)
     assert record["status"] == "FAILED" and "ENGINE_MAX_NODE_EXECUTIONS" in record["error"]
     # The 15 `each` run as one chord; its join would queue 15 `out`, 31 in all: none is
@@ -100,15 +91,7 @@ def test_cancels_racing_a_fan_out_never_fail_and_leave_exact_counters(api, worke
     import random
     import time
 
-    document = {
-        "name": "Wide",
-        "nodes": [
-            node("items", "step_through_items", items=list(range(300))),
-            node("each", "store_value"),
-            node("out", "output", name="n"),
-        ],
-        "links": [link("items", "item", "each", "input"), link("each", "output", "out", "value")],
-    }
+    document = fan_out(300)
     graph = create_graph(api, document)
     rng = random.Random(7)
     runs = []

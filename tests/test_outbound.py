@@ -14,16 +14,7 @@ from blocks.llm import caller
 from blocks.registry import get_block
 from outbound import DestinationRefused, Policy, ResponseTooLarge, client
 
-from .recording import Recorders
-
 PUBLIC = "93.184.215.14"  # a globally routable address (nothing here can reach it)
-
-
-@pytest.fixture
-def recorder():
-    servers = Recorders()
-    yield servers.start
-    servers.close()
 
 
 def http(url, secrets=(), **inputs):

@@ -17,18 +17,11 @@ from executions.models import GraphExecution
 
 from .conftest import ROOT, create_graph, wait_for_run
 from .documents import link, node
-from .recording import Recorders, database_text, events_text
+from .recording import database_text, events_text
 
 pytestmark = pytest.mark.integration
 
 SECRET = "sk-live-3c9d2e7a1f6b4085"
-
-
-@pytest.fixture
-def recorder():
-    servers = Recorders()
-    yield servers.start
-    servers.close()
 
 
 def execute(api, graph, **body):
