@@ -91,6 +91,26 @@ def _register_stop_command(**kwargs):
     import executions.stopping  # noqa: F401
 
 
+_relay = None
+
+
+@signals.worker_ready.connect
+def _start_outbox_relay(**kwargs):
+    """Each worker's main process sends what commits decided to publish and the broker
+    refused (executions/outbox.py)."""
+    global _relay
+    from executions.dispatch import relay_thread
+
+    _relay = relay_thread()
+    _relay.start()
+
+
+@signals.worker_shutdown.connect
+def _stop_outbox_relay(**kwargs):
+    if _relay is not None:
+        _relay.stop()
+
+
 @signals.worker_process_init.connect
 def _install_stop_handler(**kwargs):
     """Cancelling a run stops its running nodes where they run (executions/stopping.py)."""

@@ -109,11 +109,29 @@ class QueueDepthCollector(Collector):
         yield gauge
 
 
+class OutboxCollector(Collector):
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        from executions.outbox import waiting
+
+        count, oldest = waiting()
+        yield GaugeMetricFamily(
+            "agentgraph_outbox_messages",
+            "Messages committed for publishing that the broker has not taken yet",
+            value=count,
+        )
+        yield GaugeMetricFamily(
+            "agentgraph_outbox_oldest_seconds",
+            "Age of the oldest of them (0 when there are none)",
+            value=oldest,
+        )
+
+
 def registry() -> CollectorRegistry:
     reg = CollectorRegistry()
     multiprocess.MultiProcessCollector(reg)
     reg.register(ActiveExecutionsCollector())
     reg.register(QueueDepthCollector())
+    reg.register(OutboxCollector())
     return reg
 
 

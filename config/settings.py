@@ -278,6 +278,11 @@ ENGINE_NODE_LEASE_SECONDS = env.int("ENGINE_NODE_LEASE_SECONDS", default=30)
 # ENGINE_WATCHDOG_INTERVAL seconds (beat).
 ENGINE_STALL_SECONDS = env.int("ENGINE_STALL_SECONDS", default=60)
 ENGINE_WATCHDOG_INTERVAL = env.int("ENGINE_WATCHDOG_INTERVAL", default=15)
+# Messages a commit decided to publish and the broker has not taken after this many seconds
+# (it was down, or the publishing process died) are sent again by each worker's relay,
+# which looks every OUTBOX_RELAY_INTERVAL seconds (executions/outbox.py).
+OUTBOX_RELAY_AFTER = env.float("OUTBOX_RELAY_AFTER", default=2.0)
+OUTBOX_RELAY_INTERVAL = env.float("OUTBOX_RELAY_INTERVAL", default=1.0)
 # Finished runs older than this are deleted with their node executions (daily, beat).
 EXECUTION_RETENTION_DAYS = env.int("EXECUTION_RETENTION_DAYS", default=30)
 # Longest text a template (text_template, output.format) may render, in characters.

@@ -8,7 +8,7 @@ from credits.services import InsufficientCredits
 from graphs.validation import GraphInvalid
 
 from . import control
-from .models import GraphExecution, NodeExecution, Recovery
+from .models import GraphExecution, NodeExecution, OutboxMessage, Recovery
 from .services import execution_create
 
 
@@ -155,6 +155,22 @@ class RecoveryAdmin(admin.ModelAdmin):
     list_display = ("created_at", "kind", "execution", "detail")
     list_filter = ("kind",)
     readonly_fields = ("execution", "kind", "detail", "created_at")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(OutboxMessage)
+class OutboxMessageAdmin(admin.ModelAdmin):
+    """Messages committed for publishing that the broker has not taken yet (normally none
+    for more than a moment; many means the broker is down or no worker runs a relay)."""
+
+    list_display = ("id", "created_at", "kind")
+    list_filter = ("kind",)
+    readonly_fields = ("kind", "body", "created_at")
 
     def has_add_permission(self, request):
         return False

@@ -141,7 +141,7 @@ def redispatch_queued(execution_id, version_id: int, *, older_than=None) -> int:
         groups.append([Queued(row.id, row.node_id, row.block, task_id)])
     NodeExecution.objects.bulk_update(rows, ["task_id", "join_id"])
     if groups:
-        transaction.on_commit(lambda: dispatch.send_groups(execution_id, version_id, groups))
+        dispatch.send_groups(execution_id, version_id, groups)
     return len(rows)
 
 
@@ -151,7 +151,7 @@ def _requeue(execution: GraphExecution) -> None:
     runs = GraphExecution.objects.filter(id=execution.pk)
     move(runs, execution.status, Status.QUEUED, error=None, ended_at=None, stats={})
     events.emit_run(execution.pk)
-    transaction.on_commit(lambda: dispatch.start_execution(execution.pk))
+    dispatch.start_execution(execution.pk)
 
 
 def _reopen(execution: GraphExecution) -> None:

@@ -182,3 +182,17 @@ class Recovery(models.Model):
 
     def __str__(self):
         return f"{self.kind} of {self.execution_id}"
+
+
+class OutboxMessage(models.Model):
+    """A message a committed transaction decided to publish (outbox.py): written in that
+    transaction, deleted once the broker took it. What is still here after a few seconds
+    (the broker was down, the process died after its commit) the relay sends."""
+
+    id = models.BigAutoField(primary_key=True)
+    kind = models.CharField(max_length=16)
+    body = models.JSONField()
+    created_at = models.DateTimeField(db_default=models.functions.Now())
+
+    def __str__(self):
+        return f"{self.kind} #{self.pk}"

@@ -153,6 +153,8 @@ def _process(node_execution_id: int, take_over: bool, worker: str) -> None:
         if claimed is None:
             if take_over and _just_started(node_execution_id):
                 raise LeaseHeld(node_execution_id)  # its owner may not hold its lease yet
+            if take_over:
+                _log_duplicate(node_execution_id)
             return
         over_budget = quotas.budget_left(claimed.user_id)
         if over_budget:
@@ -181,6 +183,16 @@ def _process(node_execution_id: int, take_over: bool, worker: str) -> None:
         node_complete(claimed, outcome, lease)
     finally:
         lease.release()  # unless the completion's event call dropped it already
+
+
+def _log_duplicate(node_execution_id: int) -> None:
+    """A redelivered message whose node an earlier delivery already recorded: the usual
+    sequel of a broker restart (README, "A broker restart while a task runs"). Said in the
+    log so that the "Couldn't ack" Celery logs for the first delivery has its ending."""
+    status = (
+        NodeExecution.objects.filter(id=node_execution_id).values_list("status", flat=True).first()
+    )
+    log.info("duplicate delivery: node execution %s is already %s", node_execution_id, status)
 
 
 # A take-over leaves alone a node that started this recently: its owner has claimed it and

@@ -40,6 +40,13 @@ def watchdog() -> dict[str, int]:
     now = timezone.now()
     stalled_since = now - timedelta(seconds=settings.ENGINE_STALL_SECONDS)
     counts = {"deadline": 0, "start": 0, "queued": 0, "join": 0, "orphan": 0, "failed": 0}
+    # What the workers' relays have not sent yet (none run, or all are stuck) goes first:
+    # it may be all a stalled-looking run is waiting for.
+    try:
+        counts["outbox"] = dispatch.relay_outbox()
+    except Exception:
+        log.exception("watchdog: the outbox relay failed")
+        counts["failed"] += 1
 
     def each(run_id, kind: str, step) -> None:
         try:

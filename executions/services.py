@@ -111,7 +111,7 @@ def execution_create(
             schedule_id=schedule_id,
         )
         events.emit_run(execution.pk)
-        transaction.on_commit(lambda: dispatch.start_execution(execution.pk))
+        dispatch.start_execution(execution.pk)
     return execution
 
 
@@ -357,7 +357,7 @@ def settle_decide(
             error=_unhandled_message(execution_id) if counters.unhandled else None,
         )
         return
-    transaction.on_commit(lambda: dispatch.send_groups(execution_id, version_id, groups))
+    dispatch.send_groups(execution_id, version_id, groups)
 
 
 def execution_finish(

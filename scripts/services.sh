@@ -201,12 +201,20 @@ main() {
       rabbit_run /usr/lib/rabbitmq/bin/rabbitmqctl -n "$RABBIT_NODE" -q start_app
       wait_for "rabbitmq" rabbit_ready 60
       ;;
+    stop-rabbitmq-app)
+      # The broker refuses every connection until start-rabbitmq-app (outbox tests).
+      rabbit_run /usr/lib/rabbitmq/bin/rabbitmqctl -n "$RABBIT_NODE" -q stop_app
+      ;;
+    start-rabbitmq-app)
+      rabbit_run /usr/lib/rabbitmq/bin/rabbitmqctl -n "$RABBIT_NODE" -q start_app
+      wait_for "rabbitmq" rabbit_ready 60
+      ;;
     status)
       pg_ready && log "postgres up" || log "postgres down"
       redis_ready && log "redis up" || log "redis down"
       rabbit_ready && log "rabbitmq up" || log "rabbitmq down"
       ;;
-    *) die "usage: $0 install|start|stop|status|restart-rabbitmq" ;;
+    *) die "usage: $0 install|start|stop|status|restart-rabbitmq|stop-rabbitmq-app|start-rabbitmq-app" ;;
   esac
 }
 

@@ -162,3 +162,142 @@ def test_a_lost_start_message_is_published_again(api, user, worker, monkeypatch)
     assert recovery.watchdog()["start"] == 1
     record = wait_for_run(api, eid)
     assert record["status"] == "COMPLETED" and record["outputs"] == {"joined": ["L+R"]}
+
+
+def test_a_broker_outage_delays_a_chain_by_seconds_not_the_watchdogs_minute(api, user, worker):
+    """A node finishes while RabbitMQ refuses connections: its next node's message stays in
+    the outbox, and the worker's relay sends it once the broker is back. No watchdog runs
+    here (its stall threshold is a minute): the gap is the relay's and the worker's
+    reconnection's alone."""
+    from executions import outbox
+    from executions.models import OutboxMessage
+
+    document = {
+        "name": "Through a broker outage",
+        "nodes": [
+            node("s0", "sleep", seconds=1.5, value="v"),
+            node("s1", "sleep", seconds=0),
+            node("s2", "sleep", seconds=0),
+            node("out", "output", name="done"),
+        ],
+        "links": [
+            link("s0", "output", "s1", "value"),
+            link("s1", "output", "s2", "value"),
+            link("s2", "output", "out", "value"),
+        ],
+    }
+    graph = create_graph(api, document)
+    log_start = WORKER_LOG.stat().st_size
+    eid = execute(api, graph)
+    services = str(ROOT / "scripts" / "services.sh")
+    wait_until(lambda: status_of(eid, "s0") == "RUNNING", 20)
+    subprocess.run([services, "stop-rabbitmq-app"], check=True, capture_output=True)
+    try:
+        wait_until(lambda: status_of(eid, "s1") == "QUEUED", 20)  # committed, not sent
+        time.sleep(3)  # longer than OUTBOX_RELAY_AFTER: the relay tries, and is refused
+        assert OutboxMessage.objects.filter(body__run=eid).exists()
+        count, oldest = outbox.waiting()  # what /metrics shows operators
+        assert count >= 1 and oldest >= 2
+    finally:
+        subprocess.run([services, "start-rabbitmq-app"], check=True, capture_output=True)
+    back = time.monotonic()
+    wait_until(lambda: status_of(eid, "s1") not in ("QUEUED", None), 30)
+    gap = time.monotonic() - back
+    record = wait_for_run(api, eid, timeout=30)
+    print(f"broker back -> next node started: {gap:.1f} s")
+    assert gap < 10, f"the next node started {gap:.1f} s after the broker came back"
+    assert record["status"] == "COMPLETED" and record["outputs"] == {"done": ["v"]}
+    assert [len(nodes_of(record, f"s{i}")) for i in range(3)] == [1, 1, 1]
+    assert not Recovery.objects.filter(execution_id=eid).exists()  # no watchdog was needed
+    assert not OutboxMessage.objects.filter(body__run=eid).exists()
+    assert charged_once_each(eid)
+    first = NodeExecution.objects.get(execution_id=eid, node_id="s0")
+    assert first.attempts == 1
+    wait_until(lambda: "duplicate delivery" in worker_log_since(log_start), 10)
+    assert_couldnt_ack_sequence(worker_log_since(log_start), first)
+
+
+WORKER_LOG = ROOT / ".local" / "test-worker.log"
+
+
+def worker_log_since(offset):
+    with open(WORKER_LOG, errors="replace") as log:
+        log.seek(offset)
+        return log.read()
+
+
+def assert_couldnt_ack_sequence(log, first):
+    """What "Couldn't ack" means, in the order the worker logs it (README): the node's task
+    finishes while the broker is gone; its first delivery cannot be acknowledged on the dead
+    channel; RabbitMQ delivers it again after the reconnect; that delivery finds the node
+    recorded and does nothing. Acknowledged once, lost never, run once."""
+    received = f"[{first.task_id}] received"
+    steps = [
+        received,  # the first delivery
+        "Connection to broker lost",
+        f"[{first.task_id}] succeeded",  # the node ran (in the pool process)
+        "Connected to amqp",  # the consumer is back
+        received,  # the second delivery of the same message
+        "Couldn't ack",  # the first one's ack, on the channel that died
+        f"duplicate delivery: node execution {first.pk} is already COMPLETED",
+    ]
+    position = 0
+    for step in steps[:4]:
+        position = log.index(step, position) + len(step)
+    # The last three are handled by different processes: their order in the log may vary.
+    for step in steps[4:]:
+        assert step in log[position:], f"{step!r} not logged after the reconnect"
+
+
+def status_of(eid, node_id):
+    return (
+        NodeExecution.objects.filter(execution_id=eid, node_id=node_id)
+        .values_list("status", flat=True)
+        .first()
+    )
+
+
+def wait_until(condition, timeout):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.05)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_outbox_keeps_what_the_broker_refused_and_the_relay_sends_it_once_in_order():
+    from django.db import transaction
+
+    from executions import outbox
+    from executions.models import OutboxMessage
+
+    sent = []
+
+    def refuse(kind, body):
+        raise ConnectionRefusedError("broker down")
+
+    with transaction.atomic():
+        outbox.record("start", {"run": "a"}, refuse)
+        assert OutboxMessage.objects.count() == 1  # written with the transaction
+    outbox.record("start", {"run": "b"}, refuse)  # outside one: written because refused
+    with transaction.atomic():
+        outbox.record("start", {"run": "c"}, lambda kind, body: sent.append(body["run"]))
+        transaction.set_rollback(True)  # a rolled-back decision is neither sent nor kept
+    with transaction.atomic():
+        outbox.record("start", {"run": "d"}, lambda kind, body: sent.append(body["run"]))
+    assert sent == ["d"]
+    assert sorted(OutboxMessage.objects.values_list("body__run", flat=True)) == ["a", "b"]
+
+    assert outbox.relay(sent.append, older_than=60) == 0  # too young: their sends may run
+    assert outbox.relay(refuse, older_than=0) == 0  # still down: both stay
+    assert OutboxMessage.objects.count() == 2
+
+    def fail_second(kind, body):
+        if body["run"] == "b":
+            raise ConnectionRefusedError("broker down again")
+        sent.append(body["run"])
+
+    assert outbox.relay(fail_second, older_than=0) == 1  # stops at the first refusal
+    assert list(OutboxMessage.objects.values_list("body__run", flat=True)) == ["b"]
+    assert outbox.relay(lambda kind, body: sent.append(body["run"]), older_than=0) == 1
+    assert sent == ["d", "a", "b"] and OutboxMessage.objects.count() == 0
