@@ -82,10 +82,15 @@ class Caller:
                     reply = self._anthropic(http, messages, system, max_tokens, temperature)
                 else:
                     reply = self._openai(http, messages, system, max_tokens, temperature)
-        except (openai.OpenAIError, anthropic.AnthropicError, *outbound.Refused) as exc:
-            if not self.own_key:  # no answer, no tokens: the hold is given back
+        except BaseException as exc:
+            # No answer, no tokens: the hold is given back, whatever stopped the call (the
+            # provider, the guard, the node's time limit, a cancel). A task that dies
+            # outright leaves its hold to the watchdog (executions/recovery.py).
+            if not self.own_key:
                 self.ctx.meter_tokens(self.model, 0, 0)
-            raise _block_error(f"{self.provider} {self.model}", exc) from exc
+            if isinstance(exc, (openai.OpenAIError, anthropic.AnthropicError, *outbound.Refused)):
+                raise _block_error(f"{self.provider} {self.model}", exc) from exc
+            raise
         if not self.own_key:
             self.ctx.meter_tokens(
                 self.model, reply.usage.prompt_tokens, reply.usage.completion_tokens

@@ -7,7 +7,7 @@ from django.urls import path, reverse
 from blocks.registry import all_blocks, get_block_class
 
 from .costs import forget_prices
-from .models import BlockCost, CreditBalance, CreditTransaction, ModelPrice
+from .models import BlockCost, CreditBalance, CreditTransaction, ModelPrice, TokenHold
 from .services import MAX_AMOUNT, STAFF_TYPES, CreditError, InsufficientCredits, credits_grant
 
 
@@ -129,3 +129,20 @@ class ModelPriceAdmin(admin.ModelAdmin):
 
     list_display = ("model", "prompt_per_1k", "completion_per_1k", "updated_at")
     search_fields = ("model",)
+
+
+@admin.register(TokenHold)
+class TokenHoldAdmin(admin.ModelAdmin):
+    """Credits taken before language-model calls, until each call is settled (or given
+    back by the watchdog because its task died)."""
+
+    list_display = ("call", "user", "model", "amount", "created_at", "settled_at", "released")
+    list_filter = ("released", ("settled_at", admin.EmptyFieldListFilter))
+    search_fields = ("call", "user__username")
+    readonly_fields = [f.name for f in TokenHold._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

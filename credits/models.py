@@ -118,3 +118,33 @@ class ModelPrice(models.Model):
 
     def __str__(self):
         return f"{self.model}: {self.prompt_per_1k} / {self.completion_per_1k} per 1k tokens"
+
+
+class TokenHold(models.Model):
+    """Credits taken before a language-model call with the platform's key (hold_tokens), open
+    until the call is settled: by its own task (charge_tokens), or, when that task died
+    mid-call, by the watchdog giving the hold back. Settling is a compare-and-set on
+    `settled_at`, so a hold is settled exactly once."""
+
+    call = models.CharField(max_length=200, primary_key=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    amount = models.BigIntegerField()
+    model = models.CharField(max_length=200)
+    execution_id = models.UUIDField(null=True, blank=True)
+    node_execution_id = models.BigIntegerField()
+    attempt = models.IntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    settled_at = models.DateTimeField(null=True, blank=True)
+    released = models.BooleanField(default=False, help_text="Given back, its task having died.")
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["created_at"],
+                condition=models.Q(settled_at__isnull=True),
+                name="token_hold_open",
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.amount} held for call {self.call}"

@@ -1,6 +1,10 @@
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
-from .models import CreditTransaction
+from django.utils import timezone
+
+from .models import CreditTransaction, TokenHold
 
 
 def transactions_of(user):
@@ -17,3 +21,27 @@ def transaction_record(row: CreditTransaction) -> dict[str, Any]:
         "metadata": row.metadata,
         "created_at": row.created_at,
     }
+
+
+@dataclass(frozen=True)
+class OpenHold:
+    call: str
+    node_execution_id: int
+    attempt: int
+    age_seconds: float
+
+
+def open_token_holds(older_than_seconds: float, limit: int = 500) -> list[OpenHold]:
+    """Token holds not settled yet, taken more than `older_than_seconds` ago, oldest first."""
+    now = timezone.now()
+    rows = (
+        TokenHold.objects.filter(
+            settled_at=None, created_at__lt=now - timedelta(seconds=older_than_seconds)
+        )
+        .order_by("created_at")
+        .values_list("call", "node_execution_id", "attempt", "created_at")[:limit]
+    )
+    return [
+        OpenHold(call, node_execution_id, attempt, (now - created_at).total_seconds())
+        for call, node_execution_id, attempt, created_at in rows
+    ]

@@ -18,6 +18,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
+from django.utils import timezone
 
 from config import metrics
 from executions.engine import Plan
@@ -26,7 +27,7 @@ from notifications.models import Notification
 from notifications.services import notify
 
 from .costs import price_of
-from .models import CreditBalance, CreditTransaction, ModelPrice
+from .models import CreditBalance, CreditTransaction, ModelPrice, TokenHold
 from .pricing import first_paid_node, token_amount, usage_amount
 
 Type = CreditTransaction.Type
@@ -240,13 +241,14 @@ def _model_prices(model: str) -> tuple[Decimal, Decimal]:
 
 
 def hold_tokens(
-    charge: NodeCharge, *, model: str, prompt_bound: int, max_tokens: int, call: str
+    charge: NodeCharge, *, model: str, prompt_bound: int, max_tokens: int, call: str, attempt: int
 ) -> int:
     """Before a language-model call with the platform's key: take from the balance what the
     call can cost at most (its prompt's bound and the completion tokens it may write, at the
     model's price), and say how many completion tokens that is: `max_tokens`, or fewer when
     the balance pays for fewer. Raises InsufficientCredits (nothing taken) when it cannot
-    pay for the prompt and one completion token: the call does not start. Once per `call`."""
+    pay for the prompt and one completion token: the call does not start. Once per `call`;
+    the hold stays open (TokenHold) until charge_tokens or token_hold_release settles it."""
     prompt_price, completion_price = _model_prices(model)
     balance = balance_of(charge.user_id)
     prompt_cost = Decimal(prompt_bound) * prompt_price / 1000
@@ -263,17 +265,28 @@ def hold_tokens(
         )
     amount = token_amount(prompt_bound, allowed, prompt_price, completion_price)
     if amount > 0:
-        ledger_apply(  # not partial: a concurrent spend that got there first stops the call
-            user_id=charge.user_id,
-            amount=-amount,
-            type=Type.USAGE,
-            reference=f"tokens:{call}",
-            metadata=charge.metadata(
-                "tokens-held", model=model, prompt_bound=prompt_bound, max_tokens=allowed
-            ),
-            execution_id=charge.execution_id,
-            node_execution_id=charge.node_execution_id,
-        )
+        with transaction.atomic():
+            held = ledger_apply(  # not partial: a concurrent spend that got there first stops it
+                user_id=charge.user_id,
+                amount=-amount,
+                type=Type.USAGE,
+                reference=f"tokens:{call}",
+                metadata=charge.metadata(
+                    "tokens-held", model=model, prompt_bound=prompt_bound, max_tokens=allowed
+                ),
+                execution_id=charge.execution_id,
+                node_execution_id=charge.node_execution_id,
+            )
+            if held.created:
+                TokenHold.objects.create(
+                    call=call,
+                    user_id=charge.user_id,
+                    amount=amount,
+                    model=model,
+                    execution_id=charge.execution_id,
+                    node_execution_id=charge.node_execution_id,
+                    attempt=attempt,
+                )
     return allowed
 
 
@@ -286,12 +299,21 @@ def charge_tokens(
     the bound) taken from what the balance has. Returns the call's cost."""
     prompt_price, completion_price = _model_prices(model)
     amount = token_amount(prompt_tokens, completion_tokens, prompt_price, completion_price)
-    held = (
-        CreditTransaction.objects.filter(reference=f"tokens:{call}")
-        .values_list("amount", flat=True)
-        .first()
-    )
-    held = -(held or 0)
+    with transaction.atomic():
+        settled = TokenHold.objects.filter(call=call, settled_at=None).update(
+            settled_at=timezone.now()
+        )
+        hold = TokenHold.objects.filter(call=call).values_list("amount", flat=True).first()
+        if hold is not None and not settled:
+            return amount  # settled before: a second delivery, or given back by the watchdog
+        _settle_tokens(charge, model, prompt_tokens, completion_tokens, call, amount, hold or 0)
+    return amount
+
+
+def _settle_tokens(
+    charge: NodeCharge, model: str, prompt_tokens: int, completion_tokens: int, call: str,
+    amount: int, held: int,
+) -> None:  # fmt: skip
     details = {
         "model": model,
         "prompt_tokens": prompt_tokens,
@@ -319,7 +341,34 @@ def charge_tokens(
             node_execution_id=charge.node_execution_id,
             partial=True,
         )
-    return amount
+
+
+def token_hold_release(call: str, reason: str) -> int:
+    """Give back a hold whose call its task will never settle (the task died mid-call);
+    returns the amount given back, 0 if the hold was settled already. Compare-and-set on the
+    hold, so a late settle and this never both happen."""
+    with transaction.atomic():
+        hold = TokenHold.objects.select_for_update().filter(call=call, settled_at=None).first()
+        if hold is None:
+            return 0
+        TokenHold.objects.filter(call=call).update(settled_at=timezone.now(), released=True)
+        ledger_apply(
+            user_id=hold.user_id,
+            amount=hold.amount,
+            type=Type.REFUND,
+            reference=f"tokens-unused:{call}",
+            metadata={
+                "execution_id": str(hold.execution_id),
+                "node_execution_id": hold.node_execution_id,
+                "part": "tokens-released",
+                "model": hold.model,
+                "held": hold.amount,
+                "reason": reason,
+            },
+            execution_id=hold.execution_id,
+            node_execution_id=hold.node_execution_id,
+        )
+    return hold.amount
 
 
 def settle_node_run(charge: NodeCharge, *, seconds: float, output_data: Any) -> int:

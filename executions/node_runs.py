@@ -394,6 +394,7 @@ class TokenMeter:
                 prompt_bound=prompt_bound,
                 max_tokens=max_tokens,
                 call=self.call,
+                attempt=self.claimed.attempt,
             )
         except InsufficientCredits as exc:
             raise BlockError(f"{exc}: the call was not made") from exc

@@ -22,6 +22,8 @@ from django.utils import timezone
 
 from config import metrics
 from config.celery import app
+from credits.selectors import open_token_holds
+from credits.services import token_hold_release
 
 from . import dispatch
 from .control import redispatch_queued
@@ -81,6 +83,11 @@ def watchdog() -> dict[str, int]:
         each(run.pk, "queued", lambda run=run: _redispatch(run, stalled_since))
         each(run.pk, "join", lambda run=run: _redrive_joins(run, stalled_since))
         each(run.pk, "orphan", lambda run=run: _redrive_orphans(run, stalled_since))
+    try:
+        counts["tokens"] = _release_dead_token_holds()
+    except Exception:
+        log.exception("watchdog: releasing token holds failed")
+        counts["failed"] += 1
     if any(counts.values()):
         log.warning("watchdog recoveries: %s", counts)
     return counts
@@ -160,6 +167,49 @@ def _redrive_orphans(run: GraphExecution, stalled_since) -> int:
         _recorded(run.pk, "orphan", f"node execution {ne_id} ({node_id}) taken over")
         driven += 1
     return driven
+
+
+def hold_task_gone(
+    hold_attempt: int, node: tuple[str, int] | None, lease_held: bool, age: float,
+    task_lifetime: float,
+) -> bool:  # fmt: skip
+    """Whether the task that took a language-model call's token hold can no longer settle
+    it. `node` is the node execution's (status, attempts), None if it is gone. A task
+    settles its calls before it records its node or gives up its lease, so an open hold of
+    a node that is no longer RUNNING and whose lease is free, or of an attempt a later one
+    took over, belongs to a task that died; and no task outlives its hard time limit."""
+    if node is None or age > task_lifetime:
+        return True
+    status, attempts = node
+    if attempts > hold_attempt:
+        return True
+    return status != Status.RUNNING and not lease_held
+
+
+def _release_dead_token_holds() -> int:
+    """Give back the token holds of calls whose task died mid-call (credits.TokenHold)."""
+    holds = open_token_holds(older_than_seconds=settings.ENGINE_NODE_LEASE_SECONDS)
+    if not holds:
+        return 0
+    nodes = {
+        pk: (status, attempts)
+        for pk, status, attempts in NodeExecution.objects.filter(
+            id__in={h.node_execution_id for h in holds}
+        ).values_list("id", "status", "attempts")
+    }
+    lifetime = settings.ENGINE_NODE_TIMEOUT_CAP + dispatch.HARD_LIMIT_GRACE
+    released = 0
+    for hold in holds:
+        node = nodes.get(hold.node_execution_id)
+        held = node is not None and lease_exists(NodeLease(hold.node_execution_id).key)
+        if not hold_task_gone(hold.attempt, node, held, hold.age_seconds, lifetime):
+            continue
+        amount = token_hold_release(hold.call, reason="its task ended without settling the call")
+        if amount:
+            released += 1
+            metrics.WATCHDOG_RECOVERIES.labels("tokens").inc()
+            log.warning("gave back %d credit(s) held for call %s: its task died", amount, hold.call)
+    return released
 
 
 def _recorded(execution_id, kind: str, detail: str) -> None:

@@ -210,3 +210,17 @@ def test_the_raw_inserts_name_every_node_execution_column(where):
     columns = {c.strip() for c in listed[1].split(",")}
     expected = {f.column for f in NodeExecution._meta.concrete_fields} - {"id"}
     assert columns == expected
+
+
+def test_a_token_hold_is_given_back_only_once_its_task_cannot_settle_it():
+    from executions.recovery import hold_task_gone
+
+    life = 3630.0
+    # The task still runs its node (RUNNING, same attempt): never, however long it waits...
+    assert not hold_task_gone(1, ("RUNNING", 1), True, 100, life)
+    assert not hold_task_gone(1, ("RUNNING", 1), False, 100, life)  # ...lease lapsing or not
+    assert hold_task_gone(1, ("RUNNING", 1), True, life + 1, life)  # ...but past its hard limit
+    assert hold_task_gone(1, ("RUNNING", 2), True, 5, life)  # a later attempt took over
+    assert hold_task_gone(1, ("FAILED", 1), False, 5, life)  # ended, and nobody holds it
+    assert not hold_task_gone(1, ("CANCELLED", 1), True, 5, life)  # its process may still run
+    assert hold_task_gone(1, None, False, 5, life)  # the node execution is gone

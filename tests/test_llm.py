@@ -2,7 +2,10 @@
 real `openai` and `anthropic` client libraries, in a real worker."""
 
 import json
+import os
+import signal
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -16,7 +19,8 @@ from .documents import link, node
 
 pytestmark = pytest.mark.integration
 
-PLATFORM_KEY = "platform-test-key"  # pyproject's pytest-env gives it to the worker
+PLATFORM_KEY = "platform-test-key"
+SLOW = -1  # a script status: answer 200, after 6 s  # pyproject's pytest-env gives it to the worker
 # The operator's configured endpoints (OPENAI_BASE_URL, ANTHROPIC_BASE_URL in pyproject's
 # pytest-env): the platform's key goes there and nowhere else.
 PLATFORM_PORT = 58480
@@ -39,6 +43,9 @@ class FakeProvider(BaseHTTPRequestHandler):
         )
         FakeProvider.requests.append({"path": self.path, "body": body, "key": key})
         status, text = FakeProvider.script.pop(0) if FakeProvider.script else (200, "ok")
+        if status == SLOW:  # an answer that takes its time: the caller may be gone by then
+            time.sleep(6)
+            status = 200
         if status != 200:
             payload = {"error": {"message": f"scripted {status}", "type": "rate_limit_error"}}
             if self.path.endswith("/messages"):
@@ -292,3 +299,59 @@ def test_max_tokens_is_cut_to_what_the_balance_pays_and_the_rest_given_back(
     assert 8_800 < sent["max_tokens"] < 9_000
     # The answer used 1,200 + 800 tokens: 2 credits; the other 7 held were given back.
     assert tokens_paid(record) == 2 and balance_of(user.pk) == 10 - 1 - 2
+
+
+def test_a_call_cut_off_by_the_nodes_time_limit_gives_its_hold_back(api, user, worker, provider):
+    from credits.models import TokenHold
+    from credits.services import balance_of
+
+    ModelPrice.objects.create(model="gpt-even", prompt_per_1k=1, completion_per_1k=1)
+    FakeProvider.script = [(SLOW, "late")]
+    document = llm_graph("llm_text", model="gpt-even", max_tokens=5_000)
+    document["nodes"][1]["timeout"] = 1
+    before = balance_of(user.pk)
+    record = run_graph(api, document)
+    llm = nodes_of(record, "llm")[0]
+    assert record["status"] == "FAILED" and "timed out" in llm["error"], llm
+    assert len(token_rows(record)) == 1  # it was held...
+    assert tokens_paid(record) == 0  # ...and all given back
+    assert TokenHold.objects.get(call=f"{llm['id']}:1:1").settled_at is not None
+    assert balance_of(user.pk) == before - 1  # the block's own price only
+
+
+def test_the_hold_of_a_call_whose_worker_died_is_given_back_by_the_watchdog(
+    api, user, worker, provider, settings
+):
+    import redis
+    from django.conf import settings as conf
+
+    from credits.models import TokenHold
+    from executions import recovery
+    from executions.leases import NodeLease
+
+    ModelPrice.objects.create(model="gpt-even", prompt_per_1k=1, completion_per_1k=1)
+    FakeProvider.script = [(SLOW, "never read"), (200, "4")]
+    graph = create_graph(api, llm_graph("llm_text", model="gpt-even", max_tokens=5_000))
+    response = api.post(f"/api/graphs/{graph['id']}/execute/", {}, format="json")
+    eid = response.json()["id"]
+    deadline = time.monotonic() + 20
+    while not FakeProvider.requests:  # the first call is in flight
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    llm = NodeExecution.objects.get(execution_id=eid, node_id="llm")
+    owner = redis.Redis.from_url(conf.REDIS_URL).get(NodeLease(llm.pk).key).decode()
+    os.kill(int(owner.split(":")[1]), signal.SIGKILL)  # the pool process making the call
+    record = wait_for_run(api, eid)
+    assert record["status"] == "COMPLETED", record
+    assert NodeExecution.objects.get(pk=llm.pk).attempts == 2
+    dead = TokenHold.objects.get(call=f"{llm.pk}:1:1")
+    assert dead.settled_at is None  # its task died between the hold and the settle
+
+    settings.ENGINE_NODE_LEASE_SECONDS = 0  # holds are looked at once this old
+    assert recovery.watchdog()["tokens"] == 1
+    dead.refresh_from_db()
+    assert dead.released and dead.settled_at is not None
+    given_back = CreditTransaction.objects.get(reference=f"tokens-unused:{llm.pk}:1:1")
+    assert given_back.amount == dead.amount and given_back.metadata["part"] == "tokens-released"
+    assert tokens_paid(record) == 2  # the second attempt's call only (1,200 + 800 tokens)
+    assert recovery.watchdog()["tokens"] == 0  # given back once
