@@ -79,6 +79,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "config.metrics.RequestLatencyMiddleware",
+    "config.nul_guard.RefuseNulCharacters",
     "django.middleware.security.SecurityMiddleware",
     # Static files (the admin's) from the ASGI server itself, compressed and cached.
     "whitenoise.middleware.WhiteNoiseMiddleware",

@@ -69,6 +69,17 @@ class ExecutionStreamConsumer(AsyncJsonWebsocketConsumer):
 
     async def receive_json(self, content, **kwargs):
         action = content.get("action") if isinstance(content, dict) else None
+        problem = _id_problem(content) if isinstance(content, dict) else None
+        if problem:
+            await self._error(problem, {})
+            return
+        try:
+            await self._act(action, content)
+        except Exception:  # a message must never cost the client its socket
+            log.exception("live stream: a %r message failed", action)
+            await self._error("the message could not be handled", content)
+
+    async def _act(self, action, content) -> None:
         if action == "ping":
             await self.send_json({"type": "pong"})
         elif action == "subscribe" and "execution_id" in content:
@@ -172,10 +183,19 @@ class ExecutionStreamConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"type": "error", "message": message, **_ids(content)})
 
 
+def _id_problem(content: dict) -> str | None:
+    """Why the ids of a message cannot name a run or a graph (they are short strings)."""
+    for key in ("execution_id", "graph_id"):
+        if key in content and not (isinstance(content[key], str) and len(content[key]) <= 64):
+            return f"{key} must be a run or graph id (a string)"
+    return None
+
+
 def _ids(content) -> dict:
-    if not isinstance(content, dict):
+    """The ids of a message, echoed in its answer (checked by _id_problem first)."""
+    if not isinstance(content, dict) or _id_problem(content):
         return {}
-    return {k: str(content[k]) for k in ("execution_id", "graph_id") if k in content}
+    return {k: content[k] for k in ("execution_id", "graph_id") if k in content}
 
 
 def _publish_lost_end(run_id: str) -> None:
