@@ -34,7 +34,7 @@ run: migrate
 lint: deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy blocks graphs executions credits notifications schedules credentials accounts outbound idempotency config
+	$(VENV)/bin/mypy blocks graphs executions credits notifications schedules credentials accounts outbound idempotency common config
 
 format: deps
 	$(VENV)/bin/ruff format .

@@ -8,7 +8,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import error_response
+from common.api import error_response
 
 from .authentication import TokenAuthentication
 from .services import token_issue, token_revoke, ws_ticket_issue

@@ -23,7 +23,7 @@ from knox.crypto import hash_token
 from knox.models import AuthToken
 from knox.settings import CONSTANTS
 
-from config import redis_clients
+from common import redis_clients
 
 # knox's tokens are 64 hexadecimal characters (32 random bytes).
 TOKEN_RE = re.compile(r"^[0-9a-f]{64}$")

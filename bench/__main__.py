@@ -44,8 +44,8 @@ from django.contrib.auth import get_user_model  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from bench.tasks import noop  # noqa: E402
+from common.worker_process import start_worker, stop_worker  # noqa: E402
 from config.celery import NODE_QUEUE, app  # noqa: E402
-from config.worker_process import start_worker, stop_worker  # noqa: E402
 from credits.services import ledger_apply  # noqa: E402
 from executions import events  # noqa: E402
 from executions.models import GraphExecution, NodeExecution  # noqa: E402

@@ -18,7 +18,7 @@ from typing import Annotated, Any, ClassVar, Union, get_args, get_origin
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic_core import to_jsonable_python
 
-from config.json_values import UnstorableValue, make_storable
+from common.json_values import UnstorableValue, make_storable
 
 ERROR_PIN = "error"
 

@@ -12,8 +12,8 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import path  # noqa: E402
 
+from common.logs import scrub_server_logs  # noqa: E402
 from config.body_limit import BodyLimit  # noqa: E402
-from config.logs import scrub_server_logs  # noqa: E402
 from config.websocket import BrowserOriginValidator  # noqa: E402
 from executions.consumers import ExecutionStreamConsumer  # noqa: E402
 

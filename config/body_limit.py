@@ -5,7 +5,7 @@ or view runs, so a client that announces 50 MB, or trickles bytes, held a reques
 a declared Content-Length over API_MAX_BODY_BYTES is refused at once (413), a body sent
 without one is counted as it streams in and refused once it passes the limit, and a body
 that stops arriving for API_BODY_READ_SECONDS is refused (408). Inside Django,
-config.api.LimitedJSONParser still caps what it parses (the test client bypasses ASGI)."""
+common.api.LimitedJSONParser still caps what it parses (the test client bypasses ASGI)."""
 
 from __future__ import annotations
 

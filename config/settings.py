@@ -11,7 +11,7 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from config import redis_clients
+from common import redis_clients
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
@@ -137,7 +137,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:56379/0")
 # Every Redis client and pool reconnects and retries after a dropped connection
-# (config/redis_clients.py): the cache's and the channel layer's pools included.
+# (common/redis_clients.py): the cache's and the channel layer's pools included.
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
@@ -214,12 +214,12 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PARSER_CLASSES": ["config.api.LimitedJSONParser"],
-    "DEFAULT_PAGINATION_CLASS": "config.pagination.Pagination",
+    "DEFAULT_PARSER_CLASSES": ["common.api.LimitedJSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "common.pagination.Pagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "config.api.exception_handler",
+    "EXCEPTION_HANDLER": "common.api.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
 SPECTACULAR_SETTINGS = {
@@ -350,14 +350,14 @@ METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.0.1/32", "::1/128"])
 
 # Readable lines locally, one JSON object per line in production (LOG_FORMAT overrides).
-# Either way each record carries execution_id and node_execution_id (config/logs.py).
+# Either way each record carries execution_id and node_execution_id (common/logs.py).
 LOG_FORMAT = env.str("LOG_FORMAT", default="json" if PRODUCTION else "plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {
-        "context": {"()": "config.logs.ContextFilter"},
-        "scrub": {"()": "config.logs.ScrubFilter"},
+        "context": {"()": "common.logs.ContextFilter"},
+        "scrub": {"()": "common.logs.ScrubFilter"},
     },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s%(context)s: %(message)s"},

@@ -7,7 +7,7 @@ from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.pagination import Pagination
+from common.pagination import Pagination
 from config.serializers import paginated
 
 from .models import CreditTransaction

@@ -20,7 +20,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from config import metrics
+from common import metrics
 from executions.engine import Plan
 from executions.models import NodeExecution
 from notifications.models import Notification

@@ -3,7 +3,7 @@ import uuid
 from django.contrib import admin, messages
 from django.db.models import Q
 
-from config.admin_display import pretty_json, pretty_text
+from common.admin_display import pretty_json, pretty_text
 from credits.services import InsufficientCredits
 from graphs.validation import GraphInvalid
 

@@ -19,7 +19,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from config import metrics
+from common import metrics
 from credits.services import NodeCharge, settle_node_run
 
 from . import events

@@ -18,7 +18,7 @@ import redis
 from django.conf import settings
 from django.db import transaction
 
-from config import redis_clients
+from common import redis_clients
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ import uuid
 import redis
 from django.conf import settings
 
-from config import redis_clients
+from common import redis_clients
 
 log = logging.getLogger(__name__)
 

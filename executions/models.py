@@ -5,6 +5,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Now
 
 from .engine import Status
 
@@ -192,7 +193,7 @@ class OutboxMessage(models.Model):
     id = models.BigAutoField(primary_key=True)
     kind = models.CharField(max_length=16)
     body = models.JSONField()
-    created_at = models.DateTimeField(db_default=models.functions.Now())
+    created_at = models.DateTimeField(db_default=Now())
 
     def __str__(self):
         return f"{self.kind} #{self.pk}"

@@ -25,9 +25,9 @@ from django.utils import timezone
 
 from blocks.base import ERROR_PIN, BlockError, RunContext, TransientBlockError
 from blocks.registry import get_block, get_block_class
-from config import metrics
-from config.json_values import clean_text
-from config.logs import secrets_kept_out_of_logs
+from common import metrics
+from common.json_values import clean_text
+from common.logs import secrets_kept_out_of_logs
 from credentials.references import redact, referenced_names
 from credentials.services import CredentialMissing, ResolvedInput, node_input_resolve
 from credits.costs import price_of

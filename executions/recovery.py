@@ -20,7 +20,7 @@ from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from config import metrics
+from common import metrics
 from config.celery import app
 from credits.selectors import open_token_holds
 from credits.services import token_hold_release

@@ -23,7 +23,7 @@ from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from blocks.registry import get_block_class
-from config import metrics
+from common import metrics
 from credits.services import ensure_can_start
 from graphs.models import Graph
 from graphs.selectors import version_get

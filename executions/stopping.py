@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from celery.worker.control import control_command
 from django.conf import settings
 
-from config import redis_clients
+from common import redis_clients
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from celery import shared_task
 from django.conf import settings
 from django.db import DatabaseError
 
-from config.logs import log_context
+from common.logs import log_context
 
 from . import node_runs, recovery, services
 

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.utils.html import format_html_join
 
-from config.admin_display import pretty_json
+from common.admin_display import pretty_json
 
 from .models import Graph, GraphVersion, Link, Node
 

@@ -5,8 +5,8 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import error_response
-from config.pagination import Pagination
+from common.api import error_response
+from common.pagination import Pagination
 from config.serializers import (
     GraphDocumentSerializer,
     GraphSerializer,

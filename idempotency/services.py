@@ -23,7 +23,7 @@ from drf_spectacular.utils import OpenApiParameter
 from rest_framework.response import Response
 from rest_framework.utils.encoders import JSONEncoder
 
-from config.api import error_response
+from common.api import error_response
 
 from .models import IdempotentRequest
 

@@ -83,8 +83,8 @@ def child_database_url() -> str:
 def celery_worker_process(django_db_setup, django_db_blocker):
     """One real worker for the whole session, pointed at the test database."""
 
+    from common.worker_process import start_worker, stop_worker
     from config.celery import app
-    from config.worker_process import start_worker, stop_worker
 
     env = {
         **os.environ,
@@ -147,7 +147,7 @@ def asgi_server(celery_worker_process):
             assert proc.poll() is None and time.monotonic() < deadline, "ASGI server did not start"
             time.sleep(0.2)
     yield f"127.0.0.1:{port}"
-    from config.worker_process import stop_worker
+    from common.worker_process import stop_worker
 
     stop_worker(proc)  # stops any process group, not only workers
 

@@ -12,7 +12,7 @@ import redis
 from django.conf import settings
 from django.test import override_settings
 
-from config.worker_process import start_worker, stop_worker
+from common.worker_process import start_worker, stop_worker
 from credits.models import CreditTransaction
 from executions import recovery
 from executions.models import GraphExecution, NodeExecution, Recovery

@@ -20,7 +20,7 @@ from django.test import override_settings
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from config.logs import ContextFilter, log_context
+from common.logs import ContextFilter, log_context
 from executions.models import GraphExecution
 from executions.recovery import watchdog
 from executions.services import execution_create, execution_finish, execution_start

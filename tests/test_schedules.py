@@ -391,7 +391,7 @@ def beat_process(worker):
 
     started: list = []
     yield start
-    from config.worker_process import stop_worker
+    from common.worker_process import stop_worker
 
     for proc, log in started:
         stop_worker(proc)

@@ -9,7 +9,7 @@ import time
 import uuid
 from pathlib import Path
 
-from .celery import app
+from celery import current_app as app  # the project's app, loaded with Django (config/)
 
 ROOT = Path(__file__).resolve().parent.parent
 
