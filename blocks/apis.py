@@ -2,7 +2,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.serializers import BlockSerializer
+from blocks.serializers import BlockSerializer
 
 from .selectors import block_catalogue
 

@@ -1,3 +1,4 @@
+from rest_framework import serializers
 from rest_framework.pagination import LimitOffsetPagination
 
 
@@ -6,3 +7,17 @@ class Pagination(LimitOffsetPagination):
 
     default_limit = 50
     max_limit = 200
+
+
+def paginated(item: type[serializers.Serializer]) -> type[serializers.Serializer]:
+    """The {count, next, previous, results} page of `item`, for the schema."""
+    return type(
+        f"Paginated{item.__name__.removesuffix('Serializer')}List",
+        (serializers.Serializer,),
+        {
+            "count": serializers.IntegerField(),
+            "next": serializers.URLField(allow_null=True),
+            "previous": serializers.URLField(allow_null=True),
+            "results": item(many=True),
+        },
+    )

@@ -8,8 +8,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from common.pagination import Pagination
-from config.serializers import paginated
+from common.pagination import Pagination, paginated
 
 from .models import NAME_PATTERN, Credential
 from .services import MAX_VALUE_CHARS, CredentialExists, credential_create, credential_delete

@@ -7,8 +7,7 @@ from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from common.pagination import Pagination
-from config.serializers import paginated
+from common.pagination import Pagination, paginated
 
 from .models import CreditTransaction
 from .selectors import transaction_record, transactions_of

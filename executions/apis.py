@@ -7,14 +7,13 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from common.pagination import Pagination
-from config.serializers import (
+from common.pagination import Pagination, paginated
+from credits.services import InsufficientCredits
+from executions.serializers import (
     ExecuteRequestSerializer,
     ExecutionSerializer,
     NodeExecutionSerializer,
-    paginated,
 )
-from credits.services import InsufficientCredits
 from graphs.apis import invalid_graph_response
 from graphs.selectors import graph_get
 from graphs.validation import GraphInvalid

@@ -6,13 +6,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from common.api import error_response
-from common.pagination import Pagination
-from config.serializers import (
-    GraphDocumentSerializer,
-    GraphSerializer,
-    GraphVersionSerializer,
-    paginated,
-)
+from common.pagination import Pagination, paginated
+from graphs.serializers import GraphDocumentSerializer, GraphSerializer, GraphVersionSerializer
 from idempotency.services import SCHEMA_PARAMETER as IDEMPOTENCY_KEY
 from idempotency.services import idempotent
 

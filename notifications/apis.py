@@ -3,8 +3,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from common.pagination import Pagination
-from config.serializers import paginated
+from common.pagination import Pagination, paginated
 
 from .models import Notification
 from .services import mark_read, payload, settings_of

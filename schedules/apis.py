@@ -6,8 +6,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from common.api import error_response
-from common.pagination import Pagination
-from config.serializers import paginated
+from common.pagination import Pagination, paginated
 from graphs.apis import invalid_graph_response
 from graphs.validation import GraphInvalid
 from idempotency.services import SCHEMA_PARAMETER as IDEMPOTENCY_KEY

@@ -1,0 +1,47 @@
+"""The graph document and graph shapes, for the API's responses and schema. Documents are
+checked by graphs.validation (it reports node and pin); these describe them."""
+
+from rest_framework import serializers
+
+
+class NodeSerializer(serializers.Serializer):
+    id = serializers.CharField(max_length=64)
+    block = serializers.CharField()
+    input_default = serializers.DictField(required=False)
+    metadata = serializers.JSONField(required=False)
+    timeout = serializers.IntegerField(
+        required=False, allow_null=True, help_text="Seconds; default: the block's own limit."
+    )
+
+
+class LinkSerializer(serializers.Serializer):
+    source_id = serializers.CharField()
+    source_name = serializers.CharField()
+    sink_id = serializers.CharField()
+    sink_name = serializers.CharField()
+    is_static = serializers.BooleanField(required=False, default=False)
+
+
+class GraphDocumentSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    description = serializers.CharField(required=False, allow_blank=True)
+    nodes = NodeSerializer(many=True)
+    links = LinkSerializer(many=True, required=False)
+    webhook_url = serializers.URLField(
+        required=False, allow_blank=True, help_text="Run notifications are POSTed here, signed."
+    )
+
+
+class GraphSerializer(GraphDocumentSerializer):
+    id = serializers.UUIDField(read_only=True)
+    version = serializers.IntegerField(read_only=True)
+    latest_version = serializers.IntegerField(read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
+    updated_at = serializers.DateTimeField(read_only=True)
+
+
+class GraphVersionSerializer(serializers.Serializer):
+    version = serializers.IntegerField()
+    name = serializers.CharField()
+    description = serializers.CharField()
+    created_at = serializers.DateTimeField()
