@@ -1,8 +1,8 @@
-from celery import shared_task
+from common.tasks import task
 
 from . import services
 
 
-@shared_task(name="accounts.purge_expired_tokens")
+@task("accounts.purge_expired_tokens")
 def purge_expired_tokens() -> None:
     services.tokens_purge_expired()

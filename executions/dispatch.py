@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import astuple
 
-from celery import chord
+from celery import chord, current_app
 from django.conf import settings
 
 from blocks.registry import get_block_class
@@ -19,6 +19,7 @@ from . import outbox
 from .engine import Plan, group_for_fan_in, node_time_limit
 from .plans import plan_for_version
 from .propagation import Queued
+from .stopping import mark
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,13 @@ HARD_LIMIT_GRACE = 30
 def plan_groups(plan: Plan, queued: list[Queued]) -> list[list[Queued]]:
     """Node executions that feed a common downstream node go out together as one chord."""
     return group_for_fan_in(plan, [(q, q.node_id) for q in queued]) if queued else []
+
+
+# The tasks' names are the contract with the workers (tasks.py declares them under these):
+# publishing by name keeps this module below the tasks that call into the engine.
+START_EXECUTION = "executions.start_execution"
+RUN_NODE = "executions.run_node"
+JOIN_NODES = "executions.join_nodes"
 
 
 # What a transaction decides to publish goes through the outbox (outbox.py): written with
@@ -56,24 +64,36 @@ def send_join(execution_id, version_id: int, member_ids: list[int]) -> None:
     outbox.record("join", body, send_message)
 
 
+def take_over(execution_id, version_id: int, orphan: Queued) -> None:
+    """Publish a node left RUNNING by a worker that vanished, for a task to take it over:
+    under the task id stored on its row (`orphan.task_id`, new), so a cancel's revoke
+    reaches it, and with the node's time limits like any node task."""
+    body = {"run": str(execution_id), "version": version_id, "node": astuple(orphan)}
+    outbox.record("take_over", body, send_message)
+
+
 def send_message(kind: str, body: dict) -> None:
     """Publish one outbox message to the broker (raises if the broker refuses it)."""
-    from .tasks import join_nodes, run_node, start_execution
-
+    signature = current_app.signature
     if kind == "start":
-        start_execution.apply_async(args=[body["run"]])
+        signature(START_EXECUTION, args=[body["run"]]).apply_async()
     elif kind == "join":
-        join_nodes.apply_async(args=[body["run"], body["version"], body["members"]])
+        signature(JOIN_NODES, args=[body["run"], body["version"], body["members"]]).apply_async()
+    elif kind == "take_over":
+        plan = plan_for_version(body["version"])
+        task = _node_task(plan, Queued(*body["node"]), body["run"], False)
+        signature(RUN_NODE, kwargs={"take_over": True}, **task).apply_async()
     elif kind == "nodes":
         plan = plan_for_version(body["version"])
         for group in body["groups"]:
             queued = [Queued(*q) for q in group]
             if len(queued) == 1:
-                run_node.signature(**_node_task(plan, queued[0], body["run"], False)).apply_async()
+                signature(RUN_NODE, **_node_task(plan, queued[0], body["run"], False)).apply_async()
                 continue
             # Chord members keep their results: the Redis backend counts them to fire the join.
-            header = [run_node.signature(**_node_task(plan, q, body["run"], True)) for q in queued]
-            chord(header)(join_nodes.si(body["run"], body["version"], [q.id for q in queued]))
+            header = [signature(RUN_NODE, **_node_task(plan, q, body["run"], True)) for q in queued]
+            join = [body["run"], body["version"], [q.id for q in queued]]
+            chord(header)(signature(JOIN_NODES, args=join, immutable=True))
     else:
         raise ValueError(f"unknown outbox message kind {kind!r}")
 
@@ -99,9 +119,7 @@ def revoke(
     rows no longer accept, and a queued task finds its row CANCELLED when it arrives."""
     if not task_ids:
         return
-    from config.celery import app
-
-    from .stopping import mark
+    app = current_app
 
     try:
         if execution_id is not None:

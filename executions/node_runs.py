@@ -38,13 +38,13 @@ from credits.services import (
     charge_tokens,
     hold_tokens,
 )
+from graphs.pins import merge_dynamic_pins
 
 from . import events, quotas
 from .chain_hop import book_result, record_single_hop, single_hop
 from .engine import (
     OutputBudget,
     Status,
-    merge_dynamic_pins,
     node_time_limit,
     retry_delay,
     retry_limit,

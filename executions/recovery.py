@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import uuid
 from datetime import timedelta
 
 import redis
+from celery import current_app as app
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
 from common import metrics
-from config.celery import app
 from credits.selectors import open_token_holds
 from credits.services import token_hold_release
 
@@ -30,6 +31,7 @@ from .control import redispatch_queued
 from .engine import TERMINAL, Status
 from .leases import NodeLease, lease_exists
 from .models import GraphExecution, NodeExecution, Recovery
+from .propagation import Queued
 from .services import execution_finish, users_at_cap
 
 log = logging.getLogger(__name__)
@@ -154,16 +156,9 @@ def _redrive_orphans(run: GraphExecution, stalled_since) -> int:
     for ne_id, node_id, block in candidates:
         if lease_exists(NodeLease(ne_id).key):
             continue
-        from .tasks import run_node
-
-        queue = dispatch.node_queue(block)
-        run_node.apply_async(
-            args=[ne_id, str(run.pk)],
-            kwargs={"take_over": True},
-            shadow=f"node {block}:{node_id}",
-            queue=queue,
-            routing_key=queue,
-        )
+        task_id = str(uuid.uuid4())  # stored, so that a cancel's revoke reaches it
+        NodeExecution.objects.filter(id=ne_id).update(task_id=task_id)
+        dispatch.take_over(run.pk, run.graph_version_id, Queued(ne_id, node_id, block, task_id))
         _recorded(run.pk, "orphan", f"node execution {ne_id} ({node_id}) taken over")
         driven += 1
     return driven

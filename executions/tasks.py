@@ -5,30 +5,21 @@ delivery harmless. A redelivered or retried message may take over a node left RU
 its lease shows the owner is gone.
 """
 
-from celery import shared_task
 from django.conf import settings
-from django.db import DatabaseError
 
 from common.logs import log_context
+from common.tasks import task
 
-from . import node_runs, recovery, services
-
-# Database hiccups are retried with backoff (the retried task may take its node back).
-_DB_RETRY = {
-    "autoretry_for": (DatabaseError,),
-    "retry_backoff": 0.5,
-    "retry_backoff_max": 30,
-    "retry_kwargs": {"max_retries": 20},
-}
+from . import dispatch, node_runs, recovery, services
 
 
-@shared_task(name="executions.start_execution", max_retries=20, **_DB_RETRY)
+@task(dispatch.START_EXECUTION)
 def start_execution(execution_id: str) -> None:
     with log_context(execution_id):
         services.execution_start(execution_id)
 
 
-@shared_task(name="executions.run_node", bind=True, max_retries=None, **_DB_RETRY)
+@task(dispatch.RUN_NODE, bind=True, database_retries=None)  # may take its node back
 def run_node(self, node_execution_id: int, execution_id: str, take_over: bool = False) -> None:
     # A redelivered or retried message, or the watchdog's, may take over a RUNNING node.
     redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
@@ -49,7 +40,7 @@ def run_node(self, node_execution_id: int, execution_id: str, take_over: bool = 
         raise self.retry(exc=exc, countdown=exc.delay) from exc
 
 
-@shared_task(name="executions.join_nodes", bind=True, max_retries=None, **_DB_RETRY)
+@task(dispatch.JOIN_NODES, bind=True, database_retries=None)
 def join_nodes(self, execution_id: str, version_id: int, member_ids: list[int]) -> None:
     try:
         with log_context(execution_id):
@@ -61,11 +52,11 @@ def join_nodes(self, execution_id: str, version_id: int, member_ids: list[int]) 
         raise self.retry(exc=exc, countdown=delay) from exc
 
 
-@shared_task(name="executions.watchdog")
+@task("executions.watchdog", database_retries=0)  # the next beat tick is the retry
 def watchdog() -> None:
     recovery.watchdog()
 
 
-@shared_task(name="executions.retention")
+@task("executions.retention")
 def retention() -> None:
     recovery.retention()

@@ -18,7 +18,8 @@ from blocks.base import ERROR_PIN, Block
 from blocks.registry import get_block_class
 from credentials.models import NAME_PATTERN
 from credentials.references import referenced_names, substitute
-from executions.engine import merge_dynamic_pins, split_pin
+
+from .pins import merge_dynamic_pins, split_pin
 
 NODE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_NAME = 200

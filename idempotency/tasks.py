@@ -1,8 +1,8 @@
-from celery import shared_task
+from common.tasks import task
 
 from . import services
 
 
-@shared_task(name="idempotency.purge_expired")
+@task("idempotency.purge_expired")
 def purge_expired() -> None:
     services.purge_expired()

@@ -1,17 +1,16 @@
-from celery import shared_task
 from django.conf import settings
+
+from common.tasks import task
 
 from . import services
 
 
-@shared_task(
-    name="notifications.send_email", autoretry_for=(OSError,), retry_backoff=5, max_retries=5
-)
+@task("notifications.send_email", autoretry_for=(OSError,), retry_backoff=5, database_retries=5)
 def send_email(notification_id: int) -> None:
     services.email(notification_id)
 
 
-@shared_task(name="notifications.deliver_webhook", bind=True, max_retries=None)
+@task("notifications.deliver_webhook", bind=True, database_retries=None)
 def deliver_webhook(self, delivery_id: int) -> None:
     try:
         services.webhook_attempt(delivery_id)
@@ -21,6 +20,6 @@ def deliver_webhook(self, delivery_id: int) -> None:
         raise self.retry(exc=exc, countdown=delay) from exc
 
 
-@shared_task(name="notifications.redeliver")
+@task("notifications.redeliver", database_retries=0)  # the next beat tick is the retry
 def redeliver() -> None:
     services.redeliver()

@@ -2,22 +2,15 @@
 
 from datetime import UTC, datetime
 
-from celery import shared_task
-from django.db import DatabaseError
 from django.utils import timezone
+
+from common.tasks import task
 
 from . import services
 from .beat import STAMP_HEADER
 
 
-@shared_task(
-    name=services.FIRE_TASK,
-    bind=True,
-    autoretry_for=(DatabaseError,),
-    retry_backoff=0.5,
-    retry_backoff_max=30,
-    retry_kwargs={"max_retries": 20},
-)
+@task(services.FIRE_TASK, bind=True)
 def fire(self, schedule_id: str) -> None:
     # Beat's stamp says which fire time this is, however late the message is handled; a fire
     # sent some other way (e.g. "run task" in beat's admin) counts for the latest fire time.
@@ -30,6 +23,6 @@ def fire(self, schedule_id: str) -> None:
     services.schedule_fire(schedule_id, stamped_at)
 
 
-@shared_task(name="schedules.retention")
+@task("schedules.retention")
 def retention() -> None:
     services.occurrences_purge()

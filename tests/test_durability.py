@@ -301,3 +301,86 @@ def test_the_outbox_keeps_what_the_broker_refused_and_the_relay_sends_it_once_in
     assert list(OutboxMessage.objects.values_list("body__run", flat=True)) == ["b"]
     assert outbox.relay(lambda kind, body: sent.append(body["run"]), older_than=0) == 1
     assert sent == ["d", "a", "b"] and OutboxMessage.objects.count() == 0
+
+
+def orphaned_run(api, user, seconds=0.2):
+    """A run whose one sleep node was left RUNNING two hours ago by a worker that vanished
+    without the broker redelivering its task (no lease, no message)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    graph = create_graph(
+        api,
+        {
+            "name": "Orphan",
+            "nodes": [
+                node("nap", "sleep", seconds=seconds, value="up"),
+                node("out", "output", name="v"),
+            ],
+            "links": [link("nap", "output", "out", "value")],
+        },
+    )
+    long_ago = timezone.now() - timedelta(hours=2)
+    version = GraphExecution._meta.get_field("graph_version").related_model.objects.get(
+        graph_id=graph["id"]
+    )
+    run = GraphExecution.objects.create(
+        graph_id=graph["id"], graph_version=version, user=user, status="RUNNING",
+        active_count=1, started_at=long_ago, progressed_at=long_ago,
+    )  # fmt: skip
+    GraphExecution.objects.filter(pk=run.pk).update(root_id=run.pk)
+    orphan = NodeExecution.objects.create(
+        execution=run, node_id="nap", block="sleep", status="RUNNING", attempts=1,
+        input_data={"seconds": seconds, "value": "up"}, task_id="the-lost-task",
+        started_at=long_ago,
+    )  # fmt: skip
+    return run, orphan
+
+
+@override_settings(ENGINE_STALL_SECONDS=0)
+def test_an_orphaned_node_is_taken_over_under_a_stored_task_id_with_its_time_limits(
+    api, user, worker
+):
+    run, orphan = orphaned_run(api, user)
+    log_start = WORKER_LOG.stat().st_size
+    assert recovery.watchdog()["orphan"] == 1
+    record = wait_for_run(api, run.pk)
+    assert record["status"] == "COMPLETED" and record["outputs"] == {"v": ["up"]}, record
+    orphan.refresh_from_db()
+    assert orphan.attempts == 2 and orphan.task_id != "the-lost-task"
+    # The task the worker ran is the one the row names: a cancel's revoke can reach it.
+    wait_until(lambda: f"[{orphan.task_id}] succeeded" in worker_log_since(log_start), 10)
+    assert Recovery.objects.filter(execution_id=run.pk, kind="orphan").exists()
+
+
+@pytest.mark.django_db
+def test_a_take_over_is_published_with_the_nodes_time_limits(api, user, monkeypatch):
+    from executions import dispatch
+    from executions.propagation import Queued
+
+    run, orphan = orphaned_run(api, user)
+    sent = []
+
+    class Recorded:
+        def __init__(self, name, **options):
+            sent.append((name, options))
+
+        def apply_async(self):
+            pass
+
+    monkeypatch.setattr(dispatch.current_app, "signature", Recorded)
+    take_over = Queued(orphan.pk, "nap", "sleep", "new-task-id")
+    dispatch.send_message(
+        "take_over",
+        {
+            "run": str(run.pk),
+            "version": run.graph_version_id,
+            "node": list(vars(take_over).values()),
+        },
+    )
+    ((name, options),) = sent
+    assert name == "executions.run_node" and options["kwargs"] == {"take_over": True}
+    assert options["task_id"] == "new-task-id" and options["queue"] == settings.NODE_QUEUE
+    assert options["soft_time_limit"] > 0
+    assert options["time_limit"] == options["soft_time_limit"] + dispatch.HARD_LIMIT_GRACE

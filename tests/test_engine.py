@@ -18,13 +18,12 @@ from executions.engine import (
     final_status,
     group_for_fan_in,
     is_ready,
-    merge_dynamic_pins,
     node_input,
     route_outputs,
     sources_for,
-    split_pin,
     starting_input,
 )
+from graphs.pins import merge_dynamic_pins, split_pin
 
 
 def plan(nodes, links, static_blocks=()):
