@@ -6,12 +6,8 @@ Pure functions, no database: costs.py supplies the prices in force.
 from __future__ import annotations
 
 import math
-from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
-
-from executions.engine import Plan
 
 MIB = 1024 * 1024
 
@@ -38,29 +34,6 @@ def usage_amount(price: Price, seconds: float, output_bytes: int) -> int:
         return 0
     raw = price.per_second * max(seconds, 0.0) + price.per_mib * max(output_bytes, 0) / MIB
     return math.floor(raw + 0.5)
-
-
-def first_paid_node(plan: Plan, price_of: Callable[[str], Price]) -> tuple[str, Price] | None:
-    """The paid node a run reaches first: breadth-first from the starting nodes, in document
-    order within a level. None when every reachable node is free."""
-    order = {node_id: i for i, node_id in enumerate(plan.nodes)}
-    seen = set(plan.starting_nodes)
-    level = sorted(plan.starting_nodes, key=order.__getitem__)
-    queue: deque[list[str]] = deque([level])
-    while queue:
-        level = queue.popleft()
-        for node_id in level:
-            price = price_of(plan.nodes[node_id].block)
-            if price.per_run > 0:
-                return node_id, price
-        following = sorted(
-            {sink for node_id in level for sink in plan.downstream(node_id)} - seen,
-            key=order.__getitem__,
-        )
-        seen.update(following)
-        if following:
-            queue.append(following)
-    return None
 
 
 def token_amount(

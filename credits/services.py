@@ -17,20 +17,24 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.dispatch import Signal
 from django.utils import timezone
 
 from common import metrics
-from executions.engine import Plan
-from executions.models import NodeExecution
 from notifications.models import Notification
 from notifications.services import notify
 
 from .costs import price_of
 from .models import CreditBalance, CreditTransaction, ModelPrice, TokenHold
-from .pricing import first_paid_node, token_amount, usage_amount
+from .pricing import token_amount, usage_amount
 
 Type = CreditTransaction.Type
+
+
+# Sent in the transaction of each ledger change booked to a node execution (node_execution_id,
+# amount: credits spent, negative when given back). The engine keeps node costs from it; the
+# ledger knows nothing of node rows.
+node_charged = Signal()
 
 
 class InsufficientCredits(Exception):
@@ -113,7 +117,10 @@ def ledger_apply(
         if type == Type.USAGE and row.amount < 0:
             transaction.on_commit(functools.partial(metrics.CREDITS_CHARGED.inc, -row.amount))
         if node_execution_id is not None and row.amount:
-            NodeExecution.objects.filter(id=node_execution_id).update(cost=F("cost") - row.amount)
+            # The engine keeps each node execution's cost (executions/apps.py listens).
+            node_charged.send(
+                sender=CreditTransaction, node_execution_id=node_execution_id, amount=-row.amount
+            )
         _notify_on_crossing(user_id, before, after)
     return Applied(row, True)
 
@@ -394,18 +401,11 @@ def settle_node_run(charge: NodeCharge, *, seconds: float, output_data: Any) -> 
     return -applied.transaction.amount
 
 
-def ensure_can_start(*, user_id: int, plan: Plan) -> None:
-    """Refuse a run whose balance cannot pay the first paid node it would reach."""
-    first = first_paid_node(plan, price_of)
-    if first is None:
-        return
-    node_id, price = first
+def ensure_balance_covers(user_id: int, amount: int, what: str) -> None:
+    """Raise InsufficientCredits unless the user's balance covers `amount` for `what`."""
     balance = balance_of(user_id)
-    if balance < price.per_run:
-        block = plan.nodes[node_id].block
-        raise InsufficientCredits(
-            balance, price.per_run, f"the first paid node {node_id!r} ({block})"
-        )
+    if balance < amount:
+        raise InsufficientCredits(balance, amount, what)
 
 
 # --- staff ----------------------------------------------------------------------------------

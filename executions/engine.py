@@ -8,9 +8,10 @@ the final status of a run. services.py applies these decisions to rows.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from graphs.pins import merge_dynamic_pins, split_pin
 
@@ -347,3 +348,38 @@ def layout(plan: Plan) -> dict[str, tuple[int, int]]:
         positions[node_id] = (column, rows.get(column, 0))
         rows[column] = rows.get(column, 0) + 1
     return positions
+
+
+# --- what a run must be able to pay before it starts ---------------------------------------
+
+
+class RunPrice(Protocol):
+    @property
+    def per_run(self) -> int:  # credits charged before each run of a block
+        ...
+
+
+PriceT = TypeVar("PriceT", bound=RunPrice)
+
+
+def first_paid_node(plan: Plan, price_of: Callable[[str], PriceT]) -> tuple[str, PriceT] | None:
+    """The paid node a run reaches first: breadth-first from the starting nodes, in document
+    order within a level. None when every reachable node is free."""
+    order = {node_id: i for i, node_id in enumerate(plan.nodes)}
+    seen = set(plan.starting_nodes)
+    level = sorted(plan.starting_nodes, key=order.__getitem__)
+    queue: deque[list[str]] = deque([level])
+    while queue:
+        level = queue.popleft()
+        for node_id in level:
+            price = price_of(plan.nodes[node_id].block)
+            if price.per_run > 0:
+                return node_id, price
+        following = sorted(
+            {sink for node_id in level for sink in plan.downstream(node_id)} - seen,
+            key=order.__getitem__,
+        )
+        seen.update(following)
+        if following:
+            queue.append(following)
+    return None

@@ -24,7 +24,8 @@ from django.utils import timezone
 
 from blocks.registry import get_block_class
 from common import metrics
-from credits.services import ensure_can_start
+from credits.costs import price_of
+from credits.services import ensure_balance_covers
 from graphs.models import Graph
 from graphs.selectors import version_get
 from graphs.validation import GraphInvalid, validate_graph_inputs
@@ -37,6 +38,7 @@ from .engine import (
     Status,
     collect_outputs,
     final_status,
+    first_paid_node,
     sources_for,
     starting_input,
 )
@@ -86,7 +88,7 @@ def execution_create(
         for n in plan.nodes.values()
     ]
     inputs = validate_graph_inputs(nodes, inputs)
-    ensure_can_start(user_id=user.pk, plan=plan)
+    _ensure_first_paid_node_affordable(user.pk, plan)
     with transaction.atomic():
         run_id = uuid.uuid4()
         root_id = run_id
@@ -113,6 +115,15 @@ def execution_create(
         events.emit_run(execution.pk)
         dispatch.start_execution(execution.pk)
     return execution
+
+
+def _ensure_first_paid_node_affordable(user_id: int, plan: Plan) -> None:
+    """Refuse a run whose balance cannot pay the first paid node it would reach."""
+    first = first_paid_node(plan, price_of)
+    if first is not None:
+        node_id, price = first
+        what = f"the first paid node {node_id!r} ({plan.nodes[node_id].block})"
+        ensure_balance_covers(user_id, price.per_run, what)
 
 
 def execution_start(execution_id) -> None:

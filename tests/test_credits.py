@@ -10,13 +10,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from credits.models import BlockCost, CreditBalance, CreditTransaction
-from credits.pricing import Price, first_paid_node, usage_amount
+from credits.pricing import Price, usage_amount
 from credits.services import (
     InsufficientCredits,
     balance_of,
     ledger_apply,
 )
-from executions.engine import LinkSpec, NodeSpec, Plan
+from executions.engine import LinkSpec, NodeSpec, Plan, first_paid_node
 from executions.models import GraphExecution
 from notifications.models import Notification
 
