@@ -44,6 +44,15 @@ class TransientBlockError(BlockError):
     engine retries the node up to the block's `max_retries`, with backoff."""
 
 
+class SubgraphStarted(Exception):
+    """Raised by RunContext.start_subgraph once a child run is created: the node stays
+    RUNNING, without holding a worker, until the child ends."""
+
+    def __init__(self, child_execution_id):
+        super().__init__(f"waiting for sub-graph run {child_execution_id}")
+        self.child_execution_id = child_execution_id
+
+
 @dataclass(frozen=True)
 class RunContext:
     """What a running block may know about where it runs."""
@@ -64,6 +73,15 @@ class RunContext:
     # The secret values resolved into this node's input (credentials): a block must not
     # send them anywhere its author did not (e.g. on to a redirect's other origin).
     secrets: tuple[str, ...] = field(default=(), repr=False)
+    # Start another graph of the same user as a child run of this node: (graph id, version
+    # or None for the latest, inputs). Raises SubgraphStarted, or BlockError saying why not.
+    # Set by the engine; blocks import no app.
+    subgraph: Callable[[str, int | None, dict[str, Any]], None] | None = None
+
+    def start_subgraph(self, graph_id: str, version: int | None, inputs: dict[str, Any]):
+        if self.subgraph is None:
+            raise BlockError("sub-graphs run only inside the engine")
+        self.subgraph(graph_id, version, inputs)
 
     def hold_tokens(self, model: str, prompt_bound: int, max_tokens: int) -> int:
         return self.hold(model, prompt_bound, max_tokens) if self.hold else max_tokens

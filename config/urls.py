@@ -3,9 +3,8 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from accounts.apis import TokenApi, WsTicketApi
-from blocks.apis import BlockListApi
 from credentials.apis import CredentialDetailApi, CredentialListApi
-from credits.apis import BalanceApi, GrantApi, TransactionListApi
+from credits.apis import BalanceApi, BlockListApi, GrantApi, TransactionListApi
 from executions.apis import (
     ExecutionControlApi,
     ExecutionDetailApi,

@@ -9,6 +9,7 @@ from rest_framework.views import APIView
 
 from common.pagination import Pagination, paginated
 
+from .catalogue import block_catalogue
 from .models import CreditTransaction
 from .selectors import transaction_record, transactions_of
 from .services import (
@@ -105,3 +106,23 @@ class GrantApi(APIView):
             transaction_record(applied.transaction),
             status=status.HTTP_201_CREATED if applied.created else status.HTTP_200_OK,
         )
+
+
+class BlockSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    description = serializers.CharField()
+    category = serializers.CharField()
+    input_schema = serializers.JSONField()
+    output_schema = serializers.JSONField()
+    static_output = serializers.BooleanField()
+    cost = serializers.IntegerField(help_text="Credits per run, charged before it runs.")
+    cost_per_second = serializers.FloatField(help_text="Credits per second, settled after.")
+    cost_per_mib = serializers.FloatField(help_text="Credits per MiB of output, settled after.")
+
+
+class BlockListApi(APIView):
+    """The block catalogue: pins as JSON schemas, static output, cost per run."""
+
+    @extend_schema(responses={200: BlockSerializer(many=True)})
+    def get(self, request):
+        return Response(block_catalogue())

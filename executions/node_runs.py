@@ -7,6 +7,7 @@ result is recorded only by whoever moves the node out of RUNNING.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import logging
@@ -23,7 +24,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from blocks.base import ERROR_PIN, BlockError, RunContext, TransientBlockError
+from blocks.base import ERROR_PIN, BlockError, RunContext, SubgraphStarted, TransientBlockError
 from blocks.registry import get_block, get_block_class
 from common import metrics
 from common.json_values import clean_text
@@ -56,6 +57,7 @@ from .plans import plan_for_version
 from .propagation import propagate
 from .services import cancel_if_run_ended, execution_finish, settle
 from .stopping import NodeStopped, stoppable, working_on
+from .subgraphs import subgraph_start
 from .transitions import move
 
 log = logging.getLogger(__name__)
@@ -72,15 +74,6 @@ class RetryNode(Exception):
     def __init__(self, delay: float):
         super().__init__(f"retry in {delay:.1f} s")
         self.delay = delay
-
-
-class SubgraphStarted(Exception):
-    """Raised by a block that started a child run: its node stays RUNNING, without holding a
-    worker, until the child ends (see node_complete_from_child)."""
-
-    def __init__(self, child_execution_id):
-        super().__init__(f"waiting for sub-graph run {child_execution_id}")
-        self.child_execution_id = child_execution_id
 
 
 @dataclass(frozen=True)
@@ -310,6 +303,7 @@ def node_run(claimed: ClaimedNode) -> Outcome:
         meter=meter.record,
         hold=meter.hold,
         secrets=tuple(resolved.secrets),
+        subgraph=functools.partial(_subgraph, claimed),
     )
     budget = OutputBudget(settings.ENGINE_MAX_NODE_YIELDS, settings.ENGINE_MAX_NODE_OUTPUT_BYTES)
     try:
@@ -347,6 +341,17 @@ def node_run(claimed: ClaimedNode) -> Outcome:
         outcome.outputs = redact(outcome.outputs, resolved.secrets, resolved.restore)
         outcome.error = redact(outcome.error, resolved.secrets)
     return outcome
+
+
+def _subgraph(claimed: ClaimedNode, graph_id: str, version: int | None, inputs) -> None:
+    subgraph_start(
+        user_id=claimed.user_id,
+        node_execution_id=claimed.id,
+        depth=claimed.depth,
+        graph_id=graph_id,
+        version=version,
+        inputs=inputs,
+    )
 
 
 def _resolve_credentials(claimed: ClaimedNode) -> ResolvedInput:

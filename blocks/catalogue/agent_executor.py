@@ -1,13 +1,8 @@
 """Runs another graph of the same user as a child run of this one."""
 
-import uuid
 from typing import Any
 
-from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.http import Http404
-
-from blocks.base import Block, BlockError, BlockSchema, Field
+from blocks.base import Block, BlockSchema, Field
 
 
 class AgentExecutorBlock(Block):
@@ -36,42 +31,5 @@ class AgentExecutorBlock(Block):
         return True
 
     def run(self, data, ctx):
-        # Imported here: the engine imports the block registry, not the other way round.
-        from credits.services import InsufficientCredits
-        from executions.limits import LimitPassed
-        from executions.node_runs import SubgraphStarted
-        from executions.services import execution_create
-        from graphs.models import Graph
-        from graphs.validation import GraphInvalid
-
-        if ctx.depth + 1 > settings.ENGINE_MAX_DEPTH:
-            raise BlockError(
-                f"sub-graph depth limit of {settings.ENGINE_MAX_DEPTH} reached "
-                "(does the graph run itself?)"
-            )
-        graph = Graph.objects.filter(pk=_uuid_or_none(data.graph_id), owner_id=ctx.user_id).first()
-        if graph is None:
-            raise BlockError(f"graph {data.graph_id} not found")
-        user = get_user_model().objects.get(pk=ctx.user_id)
-        try:
-            child = execution_create(
-                user=user,
-                graph=graph,
-                inputs=data.inputs,
-                version=data.graph_version,
-                parent_node_execution_id=ctx.node_execution_id,
-                depth=ctx.depth + 1,
-            )
-        except GraphInvalid as exc:
-            raise BlockError(f"sub-graph inputs rejected: {exc.problems[0]['message']}") from exc
-        except (InsufficientCredits, Http404, LimitPassed) as exc:  # Http404: no version
-            raise BlockError(str(exc)) from exc
-        raise SubgraphStarted(child.pk)
-        yield  # a generator, like every block
-
-
-def _uuid_or_none(value: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        return None
+        ctx.start_subgraph(data.graph_id, data.graph_version, data.inputs)
+        yield  # not reached (the node waits for the child); a generator, like every block

@@ -1,8 +1,10 @@
+"""The block catalogue as users see it: each block's pins and the prices in force."""
+
 from typing import Any
 
-from credits.costs import price_list
+from blocks.registry import all_blocks
 
-from .registry import all_blocks
+from .costs import price_list
 
 
 def block_catalogue() -> list[dict[str, Any]]:
