@@ -34,6 +34,7 @@ run: migrate
 lint: deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports  # the layering contracts in pyproject.toml
 	$(VENV)/bin/mypy blocks graphs executions credits notifications schedules credentials accounts outbound idempotency common config
 
 format: deps

@@ -44,19 +44,6 @@ class Policy:
     networks: tuple[Network, ...] = ()
     hosts: frozenset[str] = field(default_factory=frozenset)
 
-    @classmethod
-    def from_settings(cls) -> Policy:
-        from django.conf import settings
-
-        return cls(
-            allow_loopback=settings.OUTBOUND_ALLOW_LOOPBACK,
-            allow_private=settings.OUTBOUND_ALLOW_PRIVATE,
-            networks=tuple(
-                ipaddress.ip_network(n, strict=False) for n in settings.OUTBOUND_ALLOWED_NETWORKS
-            ),
-            hosts=frozenset(h.lower().rstrip(".") for h in settings.OUTBOUND_ALLOWED_HOSTS),
-        )
-
     def with_hosts(self, *hosts: str) -> Policy:
         """This policy, also allowing these host names (an operator's configured endpoint)."""
         extra = {h.lower().rstrip(".") for h in hosts if h}

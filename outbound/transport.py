@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator
 
 import httpcore2
 import httpx2
+from django.conf import settings
 from httpcore2._backends.sync import SyncStream
 
 from .policy import Address, DestinationRefused, Policy
@@ -171,9 +172,7 @@ def client(
     """A client for one outbound job: guarded connections, no redirects followed (callers
     that follow them do it hop by hop), no environment proxies. `also_allow_hosts` admits an
     operator's configured endpoint whatever its address (never a user's URL)."""
-    from django.conf import settings
-
-    policy = Policy.from_settings().with_hosts(*also_allow_hosts)
+    policy = policy_from_settings().with_hosts(*also_allow_hosts)
     limit = max_response_bytes or settings.OUTBOUND_MAX_RESPONSE_BYTES
     return httpx2.Client(
         transport=GuardedTransport(policy, limit),
@@ -181,4 +180,16 @@ def client(
         follow_redirects=False,
         trust_env=False,
         headers=headers,
+    )
+
+
+def policy_from_settings() -> Policy:
+    """The operator's policy (OUTBOUND_* settings)."""
+    return Policy(
+        allow_loopback=settings.OUTBOUND_ALLOW_LOOPBACK,
+        allow_private=settings.OUTBOUND_ALLOW_PRIVATE,
+        networks=tuple(
+            ipaddress.ip_network(n, strict=False) for n in settings.OUTBOUND_ALLOWED_NETWORKS
+        ),
+        hosts=frozenset(h.lower().rstrip(".") for h in settings.OUTBOUND_ALLOWED_HOSTS),
     )
