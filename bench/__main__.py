@@ -26,6 +26,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 os.environ.setdefault("DJANGO_DEBUG", "0")
 os.environ["CELERY_NODE_QUEUE"] = "bench.nodes"
 os.environ["CELERY_ENGINE_QUEUE"] = "bench.engine"
+os.environ["CELERY_BACKGROUND_QUEUE"] = "bench.background"
 # A 10,000-node chain creates 10,000 node executions: above the default per-run cap.
 os.environ.setdefault("ENGINE_MAX_NODE_EXECUTIONS", "50000")
 # The API figures measure the engine and the server, not the rate limits.
@@ -49,7 +50,7 @@ from config.celery import NODE_QUEUE, app  # noqa: E402
 from credits.services import ledger_apply  # noqa: E402
 from executions import events  # noqa: E402
 from executions.models import GraphExecution, NodeExecution  # noqa: E402
-from executions.services import execution_create  # noqa: E402
+from executions.runs import execution_create  # noqa: E402
 from graphs.services import graph_create  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -36,7 +36,7 @@ from django.db.models import Count  # noqa: E402
 
 from config.celery import app  # noqa: E402
 from executions.models import GraphExecution, NodeExecution  # noqa: E402
-from executions.services import execution_create  # noqa: E402
+from executions.runs import execution_create  # noqa: E402
 from graphs.services import graph_create  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

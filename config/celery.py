@@ -2,7 +2,7 @@
 
 Delivery is at-least-once on purpose (acks_late + reject_on_worker_lost, prefetch 1): a task
 whose worker dies is delivered again, and every task is written so that running it twice
-does no harm (see executions/services.py).
+does no harm (see executions/runs.py and executions/node_runs.py).
 """
 
 import os
@@ -19,6 +19,7 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 
 NODE_QUEUE = settings.NODE_QUEUE
 ENGINE_QUEUE = settings.ENGINE_QUEUE
+BACKGROUND_QUEUE = settings.BACKGROUND_QUEUE
 
 app.conf.update(
     task_serializer="json",
@@ -41,10 +42,17 @@ app.conf.update(
     task_queues=tuple(
         Queue(name, Exchange(name), routing_key=name)
         for name in dict.fromkeys(
-            [NODE_QUEUE, ENGINE_QUEUE, *settings.ENGINE_BLOCK_QUEUES.values()]
+            [NODE_QUEUE, ENGINE_QUEUE, BACKGROUND_QUEUE, *settings.ENGINE_BLOCK_QUEUES.values()]
         )
     ),
-    task_routes={"executions.run_node": {"queue": NODE_QUEUE, "routing_key": NODE_QUEUE}},
+    task_routes={
+        "executions.run_node": {"queue": NODE_QUEUE, "routing_key": NODE_QUEUE},
+        "executions.retention": {"queue": BACKGROUND_QUEUE, "routing_key": BACKGROUND_QUEUE},
+        **{
+            pattern: {"queue": BACKGROUND_QUEUE, "routing_key": BACKGROUND_QUEUE}
+            for pattern in ("notifications.*", "schedules.*", "idempotency.*", "accounts.*")
+        },
+    },
     worker_hijack_root_logger=False,
 )
 # Celery's Django fixup closes every database connection before and after each task unless

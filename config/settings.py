@@ -232,10 +232,13 @@ SPECTACULAR_SETTINGS = {
 # --- Celery -------------------------------------------------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="amqp://guest:guest@127.0.0.1:55672//")
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="redis://127.0.0.1:56379/1")
-# Queue names: node tasks on one queue, engine bookkeeping (start, joins) on another. The
-# test suite uses its own names so that a development worker never takes its tasks.
+# Queue names: node tasks on one queue, engine bookkeeping (start, joins, the watchdog) on
+# another, and the rest (notifications, schedule fires, daily clean-ups) on a third, so that
+# a burst of e-mails or webhooks never delays a fan-in's join. The test suite uses its own
+# names so that a development worker never takes its tasks.
 NODE_QUEUE = env.str("CELERY_NODE_QUEUE", default="nodes")
 ENGINE_QUEUE = env.str("CELERY_ENGINE_QUEUE", default="engine")
+BACKGROUND_QUEUE = env.str("CELERY_BACKGROUND_QUEUE", default="background")
 # Blocks whose node tasks go to a queue of their own, e.g. "http_request=io,sleep=io": slow
 # I/O-bound blocks on workers sized for waiting (many threads or processes), so they never
 # hold up the quick nodes on the node queue. Start such workers with `-Q io`.

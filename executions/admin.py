@@ -9,7 +9,7 @@ from graphs.validation import GraphInvalid
 
 from . import control
 from .models import GraphExecution, NodeExecution, OutboxMessage, Recovery
-from .services import execution_create
+from .runs import execution_create
 
 
 def _duration(start, end) -> str:

@@ -22,6 +22,7 @@ from idempotency.services import idempotent
 
 from . import control
 from .models import GRAPH_STATUSES, GraphExecution, NodeExecution
+from .runs import execution_create
 from .selectors import (
     NODES_INLINE,
     execution_detail,
@@ -31,7 +32,6 @@ from .selectors import (
     node_execution_record,
     node_page,
 )
-from .services import execution_create
 
 NODES_PAGE_MAX = 1000
 

@@ -28,7 +28,7 @@ from .events import node_event
 from .limits import node_limit_message
 from .models import GraphExecution
 from .propagation import Propagation, Queued
-from .services import Counters, settle, settle_decide
+from .settling import Counters, settle, settle_decide
 
 log = logging.getLogger(__name__)
 

@@ -17,11 +17,13 @@ from django.utils import timezone
 
 from . import dispatch, events
 from .engine import Status
+from .finishing import execution_finish
 from .limits import reserve_node_executions
 from .models import GraphExecution, NodeExecution
 from .plans import plan_for_version
-from .propagation import Propagation, Queued, propagate
-from .services import execution_finish, outputs_of_rows, settle, slot_free
+from .propagation import Propagation, Queued, outputs_of_rows, propagate
+from .settling import settle
+from .slots import slot_free
 from .transitions import move
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ delays it by seconds instead of losing it.
 from __future__ import annotations
 
 import logging
-from dataclasses import astuple
+from dataclasses import astuple, dataclass
 
 from celery import chord, current_app
 from django.conf import settings
@@ -18,10 +18,20 @@ from blocks.registry import get_block_class
 from . import outbox
 from .engine import Plan, group_for_fan_in, node_time_limit
 from .plans import plan_for_version
-from .propagation import Queued
 from .stopping import mark
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Queued:
+    """A node execution that became ready and must be dispatched after commit."""
+
+    id: int
+    node_id: str
+    block: str
+    task_id: str
+
 
 # Seconds past a node's time limit before its process is killed outright (the soft limit
 # lets the block stop cleanly and the node record "timed out after N s").
@@ -38,6 +48,7 @@ def plan_groups(plan: Plan, queued: list[Queued]) -> list[list[Queued]]:
 START_EXECUTION = "executions.start_execution"
 RUN_NODE = "executions.run_node"
 JOIN_NODES = "executions.join_nodes"
+COMPLETE_FROM_CHILD = "executions.complete_from_child"
 
 
 # What a transaction decides to publish goes through the outbox (outbox.py): written with
@@ -72,6 +83,12 @@ def take_over(execution_id, version_id: int, orphan: Queued) -> None:
     outbox.record("take_over", body, send_message)
 
 
+def child_ended(node_execution_id: int, child_execution_id) -> None:
+    """A sub-graph run ended: the node waiting for it takes its outputs (or its error)."""
+    body = {"node": node_execution_id, "child": str(child_execution_id)}
+    outbox.record("child_ended", body, send_message)
+
+
 def send_message(kind: str, body: dict) -> None:
     """Publish one outbox message to the broker (raises if the broker refuses it)."""
     signature = current_app.signature
@@ -79,6 +96,8 @@ def send_message(kind: str, body: dict) -> None:
         signature(START_EXECUTION, args=[body["run"]]).apply_async()
     elif kind == "join":
         signature(JOIN_NODES, args=[body["run"], body["version"], body["members"]]).apply_async()
+    elif kind == "child_ended":
+        signature(COMPLETE_FROM_CHILD, args=[body["node"], body["child"]]).apply_async()
     elif kind == "take_over":
         plan = plan_for_version(body["version"])
         task = _node_task(plan, Queued(*body["node"]), body["run"], False)

@@ -51,11 +51,12 @@ from .engine import (
     retry_limit,
 )
 from .events import node_event
+from .finishing import cancel_if_run_ended, execution_finish
 from .leases import NodeLease
-from .models import NodeExecution
+from .models import GraphExecution, NodeExecution
 from .plans import plan_for_version
 from .propagation import propagate
-from .services import cancel_if_run_ended, execution_finish, settle
+from .settling import settle
 from .stopping import NodeStopped, stoppable, working_on
 from .subgraphs import subgraph_start
 from .transitions import move
@@ -433,10 +434,13 @@ def node_complete(claimed: ClaimedNode, outcome: Outcome, lease: NodeLease | Non
     )
 
 
-def node_complete_from_child(node_execution_id: int, child) -> None:
+def node_complete_from_child(node_execution_id: int, child_execution_id) -> None:
     """A sub-graph run ended: its agent_executor node re-yields each output value on the pin
-    of that name, or fails with the child's error. Runs in the child's finishing
-    transaction."""
+    of that name, or fails with the child's error. Once: recording moves the node from
+    RUNNING only once."""
+    child = GraphExecution.objects.filter(pk=child_execution_id).first()
+    if child is None:
+        return
     row = (
         NodeExecution.objects.filter(id=node_execution_id)
         .values(

@@ -16,6 +16,7 @@ from typing import Any
 from django.db import connection
 from django.utils import timezone
 
+from .dispatch import Queued
 from .engine import (
     LinkSpec,
     Pending,
@@ -31,16 +32,6 @@ from .events import node_event
 from .limits import insert_within_limit
 from .models import NodeExecution, StaticInput
 from .transitions import move
-
-
-@dataclass(frozen=True)
-class Queued:
-    """A node execution that became ready and must be dispatched after commit."""
-
-    id: int
-    node_id: str
-    block: str
-    task_id: str
 
 
 @dataclass
@@ -192,3 +183,12 @@ def _lock_sink(execution_id, sink_id: str) -> None:
 
 
 _LOCK_NAMESPACE = 7_301  # keeps our advisory locks apart from anyone else's in the database
+
+
+def outputs_of_rows(rows) -> list[tuple[str, list[tuple[str, Any]]]]:
+    """(node_id, [(pin, value)...]) of finished node execution rows, to propagate."""
+    return [
+        (r["node_id"], [(pin, v) for pin, values in r["output_data"].items() for v in values])
+        for r in rows
+        if r["status"] in (Status.COMPLETED, Status.FAILED)
+    ]

@@ -29,10 +29,11 @@ from credits.services import token_hold_release
 from . import dispatch
 from .control import redispatch_queued
 from .engine import TERMINAL, Status
+from .finishing import execution_finish
 from .leases import NodeLease, lease_exists
 from .models import GraphExecution, NodeExecution, Recovery
 from .propagation import Queued
-from .services import execution_finish, users_at_cap
+from .slots import users_at_cap
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from django.http import Http404
 
 from .engine import TERMINAL
 from .models import GraphExecution, NodeExecution
-from .services import execution_stats
+from .stats import execution_stats
 
 
 def executions_of(user):

@@ -15,7 +15,7 @@ from graphs.models import Graph
 from graphs.validation import GraphInvalid
 
 from .limits import LimitPassed
-from .services import execution_create
+from .runs import execution_create
 
 
 def subgraph_start(

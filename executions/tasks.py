@@ -10,13 +10,13 @@ from django.conf import settings
 from common.logs import log_context
 from common.tasks import task
 
-from . import dispatch, node_runs, recovery, services
+from . import dispatch, joins, node_runs, recovery, runs
 
 
 @task(dispatch.START_EXECUTION)
 def start_execution(execution_id: str) -> None:
     with log_context(execution_id):
-        services.execution_start(execution_id)
+        runs.execution_start(execution_id)
 
 
 @task(dispatch.RUN_NODE, bind=True, database_retries=None)  # may take its node back
@@ -44,12 +44,18 @@ def run_node(self, node_execution_id: int, execution_id: str, take_over: bool = 
 def join_nodes(self, execution_id: str, version_id: int, member_ids: list[int]) -> None:
     try:
         with log_context(execution_id):
-            services.chord_join(execution_id, version_id, member_ids)
-    except services.JoinNotReady as exc:
+            joins.chord_join(execution_id, version_id, member_ids)
+    except joins.JoinNotReady as exc:
         # The chord fired early (a member counted twice after a redelivery, or still waiting
         # for a sub-graph): wait for the rest.
         delay = min(0.2 * 2 ** min(self.request.retries, 5), 5.0)
         raise self.retry(exc=exc, countdown=delay) from exc
+
+
+@task(dispatch.COMPLETE_FROM_CHILD, database_retries=None)
+def complete_from_child(node_execution_id: int, child_execution_id: str) -> None:
+    with log_context(child_execution_id):
+        node_runs.node_complete_from_child(node_execution_id, child_execution_id)
 
 
 @task("executions.watchdog", database_retries=0)  # the next beat tick is the retry

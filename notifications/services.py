@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx2
 from asgiref.sync import async_to_sync
+from celery import current_app
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.mail import send_mail
@@ -56,14 +57,22 @@ def notify(
     return note
 
 
-def _deliver(note: Notification, delivery: WebhookDelivery | None) -> None:
-    from . import tasks
+# The tasks' names (tasks.py declares them under these): published by name, so this module
+# does not import the tasks that call it.
+SEND_EMAIL = "notifications.send_email"
+DELIVER_WEBHOOK = "notifications.deliver_webhook"
 
+
+def _send(task_name: str, pk: int) -> None:
+    current_app.send_task(task_name, args=[pk])
+
+
+def _deliver(note: Notification, delivery: WebhookDelivery | None) -> None:
     steps = [lambda: _push(note)]
     if note.email_pending:
-        steps.append(lambda: tasks.send_email.delay(note.pk))
+        steps.append(lambda: _send(SEND_EMAIL, note.pk))
     if delivery is not None:
-        steps.append(lambda: tasks.deliver_webhook.delay(delivery.pk))
+        steps.append(lambda: _send(DELIVER_WEBHOOK, delivery.pk))
     for step in steps:
         try:
             step()
@@ -79,8 +88,6 @@ def redeliver() -> dict[str, int]:
     """Send again what is owed and was lost: e-mails not sent, webhook deliveries PENDING
     with no try for longer than their backoff allows. Sending twice is harmless: the e-mail
     task and webhook_attempt look at the state first."""
-    from . import tasks
-
     now = timezone.now()
     stale = now - timedelta(seconds=REDELIVER_AFTER_SECONDS)
     emails = list(
@@ -89,7 +96,7 @@ def redeliver() -> dict[str, int]:
         )[:500]
     )
     for pk in emails:
-        tasks.send_email.delay(pk)
+        _send(SEND_EMAIL, pk)
     webhooks = 0
     pending = WebhookDelivery.objects.filter(
         status=WebhookDelivery.Status.PENDING, created_at__lt=stale
@@ -100,7 +107,7 @@ def redeliver() -> dict[str, int]:
             seconds=backoff + REDELIVER_AFTER_SECONDS
         )
         if due < now:
-            tasks.deliver_webhook.delay(delivery.pk)
+            _send(DELIVER_WEBHOOK, delivery.pk)
             webhooks += 1
     return {"emails": len(emails), "webhooks": webhooks}
 

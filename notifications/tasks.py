@@ -5,12 +5,12 @@ from common.tasks import task
 from . import services
 
 
-@task("notifications.send_email", autoretry_for=(OSError,), retry_backoff=5, database_retries=5)
+@task(services.SEND_EMAIL, autoretry_for=(OSError,), retry_backoff=5, database_retries=5)
 def send_email(notification_id: int) -> None:
     services.email(notification_id)
 
 
-@task("notifications.deliver_webhook", bind=True, database_retries=None)
+@task(services.DELIVER_WEBHOOK, bind=True, database_retries=None)
 def deliver_webhook(self, delivery_id: int) -> None:
     try:
         services.webhook_attempt(delivery_id)

@@ -24,7 +24,7 @@ from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 from credits.services import InsufficientCredits
 from executions.engine import Status
-from executions.services import execution_create
+from executions.runs import execution_create
 from graphs.models import Graph, GraphVersion
 from graphs.validation import GraphInvalid, validate_graph_inputs
 

@@ -13,7 +13,7 @@ from websockets.sync.client import connect
 
 from accounts.services import token_issue
 from executions.models import GraphExecution
-from executions.services import execution_create
+from executions.runs import execution_create
 
 from .conftest import create_graph, nodes_of, run_graph, wait_for_run
 from .documents import greeting, node
@@ -252,7 +252,7 @@ def test_a_notification_that_cannot_be_handed_on_stays_owed_and_is_sent_later(
     from django.db import transaction
     from django.utils import timezone
 
-    from notifications import services, tasks
+    from notifications import services
     from notifications.models import Notification, WebhookDelivery
 
     user.email = "owner@example.com"
@@ -262,8 +262,7 @@ def test_a_notification_that_cannot_be_handed_on_stays_owed_and_is_sent_later(
     def broker_away(*args, **kwargs):
         raise ConnectionError("broker restarting")
 
-    monkeypatch.setattr(tasks.send_email, "delay", broker_away)
-    monkeypatch.setattr(tasks.deliver_webhook, "delay", broker_away)
+    monkeypatch.setattr(services, "_send", broker_away)
     with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
         note = services.notify(
             user_id=user.pk,
@@ -276,8 +275,8 @@ def test_a_notification_that_cannot_be_handed_on_stays_owed_and_is_sent_later(
     assert WebhookDelivery.objects.get(notification=note).status == "PENDING"
 
     sent = []
-    monkeypatch.setattr(tasks.send_email, "delay", lambda pk: sent.append(("email", pk)))
-    monkeypatch.setattr(tasks.deliver_webhook, "delay", lambda pk: sent.append(("hook", pk)))
+    kinds = {services.SEND_EMAIL: "email", services.DELIVER_WEBHOOK: "hook"}
+    monkeypatch.setattr(services, "_send", lambda name, pk: sent.append((kinds[name], pk)))
     assert services.redeliver() == {"emails": 0, "webhooks": 0}  # too recent to be lost
     long_ago = timezone.now() - timedelta(hours=1)
     Notification.objects.filter(pk=note.pk).update(created_at=long_ago)
@@ -394,8 +393,8 @@ def test_step_through_items_refuses_more_items_than_a_run_may_run(settings):
 
 @pytest.mark.django_db
 def test_a_run_whose_outputs_are_too_large_fails_with_the_setting_named(api, user, settings):
+    from executions.finishing import execution_finish
     from executions.models import NodeExecution
-    from executions.services import execution_finish
     from graphs.models import Graph
 
     settings.ENGINE_MAX_RUN_OUTPUT_BYTES = 10_000

@@ -109,10 +109,10 @@ def test_notifications_are_pushed_on_the_users_stream(api, user, worker, asgi_se
 def test_email_goes_out_only_when_the_user_opted_in(
     api, user, monkeypatch, django_capture_on_commit_callbacks
 ):
-    from notifications import tasks
-
     sent = []
-    monkeypatch.setattr(tasks.send_email, "delay", lambda pk: sent.append(pk))
+    monkeypatch.setattr(
+        services, "_send", lambda name, pk: sent.append(pk) if name == services.SEND_EMAIL else None
+    )
     user.email = "ada@example.com"
     user.save()
     with django_capture_on_commit_callbacks(execute=True):

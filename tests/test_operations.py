@@ -21,9 +21,10 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from common.logs import ContextFilter, log_context
+from executions.finishing import execution_finish
 from executions.models import GraphExecution
 from executions.recovery import watchdog
-from executions.services import execution_create, execution_finish, execution_start
+from executions.runs import execution_create, execution_start
 
 from .conftest import ROOT, create_graph, run_graph
 from .documents import greeting, link, node

@@ -7,7 +7,7 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
-from executions import dispatch, node_runs, services
+from executions import dispatch, joins, node_runs
 from executions.engine import Status
 from executions.models import GraphExecution, NodeExecution
 from executions.plans import plan_for_version
@@ -89,8 +89,8 @@ def test_a_repeated_chord_join_changes_nothing(user, sent):
     ]
     GraphExecution.objects.filter(pk=execution.pk).update(active_count=3)
     ids = [m.pk for m in members]
-    services.chord_join(execution.pk, version.pk, ids)
-    services.chord_join(execution.pk, version.pk, ids)
+    joins.chord_join(execution.pk, version.pk, ids)
+    joins.chord_join(execution.pk, version.pk, ids)
     joined = NodeExecution.objects.get(node_id="j")
     assert joined.status == Status.QUEUED
     assert joined.input_data["values"] == {"x": "x", "y": "y"}
@@ -104,8 +104,8 @@ def test_a_join_waits_for_members_still_running(user, sent):
     running = NodeExecution.objects.create(
         execution=execution, node_id="a", block="store_value", status=Status.RUNNING
     )
-    with pytest.raises(services.JoinNotReady):
-        services.chord_join(execution.pk, version.pk, [running.pk])
+    with pytest.raises(joins.JoinNotReady):
+        joins.chord_join(execution.pk, version.pk, [running.pk])
 
 
 @pytest.mark.django_db(transaction=True)

@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from credits.services import InsufficientCredits
 from executions.follow import follow
-from executions.services import execution_create
+from executions.runs import execution_create
 from graphs.models import Graph
 from graphs.services import graph_create, graph_update
 from graphs.validation import GraphInvalid

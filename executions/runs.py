@@ -1,0 +1,169 @@
+"""Creating and starting runs.
+
+Every step is safe to run twice and to race with itself on another worker: state changes
+are compare-and-set updates that go on only if they moved a row; counters change with SQL
+arithmetic in the transaction that changes what they count; tasks are published through
+the outbox once that transaction commits."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from blocks.registry import get_block_class
+from common import metrics
+from credits.costs import price_of
+from credits.services import ensure_balance_covers
+from graphs.models import Graph
+from graphs.selectors import version_get
+from graphs.validation import GraphInvalid, validate_graph_inputs
+
+from . import dispatch, events
+from .dispatch import Queued
+from .engine import Plan, Status, first_paid_node, starting_input
+from .finishing import execution_finish
+from .limits import reserve_node_executions, reserve_subgraph_run
+from .models import GraphExecution, NodeExecution
+from .plans import plan_for_version
+from .propagation import Propagation
+from .settling import settle
+from .slots import slot_free
+from .transitions import move
+
+
+def execution_create(
+    *,
+    user,
+    graph: Graph,
+    inputs: Any,
+    version: int | None = None,
+    parent_node_execution_id: int | None = None,
+    depth: int = 0,
+    schedule_id=None,
+) -> GraphExecution:
+    """Validates the run's inputs and records a QUEUED execution; its start is published
+    once the record is committed. Raises GraphInvalid on bad input, InsufficientCredits
+    when the balance cannot pay the first paid node, and LimitPassed when a sub-graph run
+    would pass its tree's ENGINE_MAX_SUBGRAPH_RUNS (nothing is stored either way).
+
+    A sub-graph run names the agent_executor node execution waiting for it; there is one
+    child per such node execution, so a repeated start returns the child it already has."""
+    if parent_node_execution_id is not None:
+        existing = GraphExecution.objects.filter(
+            parent_node_execution_id=parent_node_execution_id
+        ).first()
+        if existing is not None:
+            return existing
+    graph_version = version_get(graph=graph, version=version)
+    plan = plan_for_version(graph_version.pk)
+    missing = [n.id for n in plan.nodes.values() if get_block_class(n.block) is None]
+    if missing:
+        raise GraphInvalid(
+            [{"node_id": n, "message": "block no longer exists in the catalogue"} for n in missing]
+        )
+    nodes = [
+        {"id": n.id, "block": n.block, "input_default": n.input_default}
+        for n in plan.nodes.values()
+    ]
+    inputs = validate_graph_inputs(nodes, inputs)
+    _ensure_first_paid_node_affordable(user.pk, plan)
+    with transaction.atomic():
+        run_id = uuid.uuid4()
+        root_id = run_id
+        if parent_node_execution_id is not None:  # counted in its tree (LimitPassed)
+            parent_run = NodeExecution.objects.filter(id=parent_node_execution_id).values(
+                "execution_id"
+            )
+            root_id = reserve_subgraph_run(parent_run[0]["execution_id"])
+        execution = GraphExecution.objects.create(
+            id=run_id,
+            root_id=root_id,
+            graph=graph,
+            graph_version=graph_version,
+            user=user,
+            inputs=inputs,
+            status=Status.QUEUED,
+            node_limit=settings.ENGINE_MAX_NODE_EXECUTIONS,
+            subgraph_limit=settings.ENGINE_MAX_SUBGRAPH_RUNS,
+            time_limit=settings.ENGINE_MAX_EXECUTION_SECONDS,
+            parent_node_execution_id=parent_node_execution_id,
+            depth=depth,
+            schedule_id=schedule_id,
+        )
+        events.emit_run(execution.pk)
+        dispatch.start_execution(execution.pk)
+    return execution
+
+
+def _ensure_first_paid_node_affordable(user_id: int, plan: Plan) -> None:
+    """Refuse a run whose balance cannot pay the first paid node it would reach."""
+    first = first_paid_node(plan, price_of)
+    if first is not None:
+        node_id, price = first
+        what = f"the first paid node {node_id!r} ({plan.nodes[node_id].block})"
+        ensure_balance_covers(user_id, price.per_run, what)
+
+
+def execution_start(execution_id) -> None:
+    """QUEUED -> RUNNING, then queue the starting nodes. A second call finds nothing to do.
+    A user already at ENGINE_MAX_RUNNING_PER_USER keeps the run QUEUED: the end of one of
+    their runs starts it (start_waiting_runs)."""
+    with transaction.atomic():
+        owner = (
+            GraphExecution.objects.filter(id=execution_id, status=Status.QUEUED)
+            .values_list("user_id", "depth")
+            .first()
+        )
+        if owner is None or not slot_free(*owner):
+            return
+        now = timezone.now()
+        moved = move(
+            GraphExecution.objects.filter(id=execution_id),
+            Status.QUEUED,
+            Status.RUNNING,
+            started_at=now,
+        )
+        if not moved:
+            return
+        transaction.on_commit(metrics.EXECUTIONS_STARTED.inc)
+        execution = GraphExecution.objects.only("graph_version_id", "inputs", "time_limit").get(
+            id=execution_id
+        )
+        GraphExecution.objects.filter(id=execution_id).update(
+            deadline=now + timedelta(seconds=execution.time_limit)
+        )
+        plan = plan_for_version(execution.graph_version_id)
+        passed = reserve_node_executions(execution_id, len(plan.starting_nodes))
+        if passed:
+            events.emit_run(execution_id)
+            execution_finish(execution_id, Status.FAILED, error=passed)
+            return
+        task_ids = [str(uuid.uuid4()) for _ in plan.starting_nodes]
+        rows = NodeExecution.objects.bulk_create(
+            NodeExecution(
+                execution_id=execution_id,
+                node_id=node_id,
+                block=plan.nodes[node_id].block,
+                status=Status.QUEUED,
+                task_id=task_id,
+                queued_at=now,
+                input_data=starting_input(plan.nodes[node_id], execution.inputs),
+            )
+            for node_id, task_id in zip(plan.starting_nodes, task_ids, strict=True)
+        )
+        queued = [Queued(r.id, r.node_id, r.block, t) for r, t in zip(rows, task_ids, strict=True)]
+        events.emit_run(execution_id)
+        events.emit(execution_id, Propagation(queued, 0).node_events(execution_id))
+        settle(
+            execution_id,
+            plan,
+            execution.graph_version_id,
+            done=0,
+            result=Propagation(queued, len(rows)),
+            unhandled=0,
+        )
