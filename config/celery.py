@@ -2,7 +2,7 @@
 
 Delivery is at-least-once on purpose (acks_late + reject_on_worker_lost, prefetch 1): a task
 whose worker dies is delivered again, and every task is written so that running it twice
-does no harm (see executions/runs.py and executions/node_runs.py).
+does no harm (see executions/node_runs.py).
 """
 
 import os

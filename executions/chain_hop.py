@@ -4,8 +4,8 @@ Most links of agent graphs are chains: a finished node sends one value to a sink
 linked pin. That case needs no pairing, locks or static inputs, so recording the result,
 queueing the next execution and booking the run's counters is one data-modifying CTE
 (three database round trips per node instead of five). Everything else goes through
-propagation.propagate() and services.settle(); the decisions after it are the same
-(services.settle_decide).
+propagation.propagate() and settling.settle(); the decisions after it are the same
+(settling.settle_decide).
 """
 
 from __future__ import annotations
@@ -115,8 +115,8 @@ def record_single_hop(
     execution_id, plan, version_id: int, ne_id: int, node_id: str, block: str,
     output_data: dict[str, list[Any]], error: str | None, hop, payer, lease, seconds: float,
 ) -> bool:  # fmt: skip
-    """node_runs._record for a chain hop, in one statement instead of four. False if the node was no
-    longer RUNNING (nothing changed)."""
+    """recording.record_result for a chain hop, in one statement instead of four. False if
+    the node was no longer RUNNING (nothing changed)."""
     link, value = hop
     sink = plan.nodes[link.sink_id]
     task_id = str(uuid.uuid4())

@@ -2,7 +2,8 @@
 
 Nothing here touches the database or Celery: readiness, first-in-first-out pairing of values
 into waiting executions, pin merging, routing of outputs along links, status transitions and
-the final status of a run. services.py applies these decisions to rows.
+the final status of a run. The modules around it (runs, claims, recording, propagation,
+settling, finishing) apply these decisions to rows.
 """
 
 from __future__ import annotations

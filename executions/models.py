@@ -1,5 +1,5 @@
 """Graph executions and node executions. Status changes go through compare-and-set updates
-in services.py (`filter(id=..., status__in=allowed).update(...)`), never through save()."""
+with transitions.move (`filter(id=..., status__in=allowed).update(...)`), never save()."""
 
 import uuid
 
@@ -105,7 +105,7 @@ class GraphExecution(models.Model):
 
 
 class NodeExecution(models.Model):
-    # A chain hop inserts rows with raw SQL (node_runs._SINGLE_HOP_SQL): a new column needs a
+    # A chain hop inserts rows with raw SQL (chain_hop._SINGLE_HOP_SQL): a new column needs a
     # value there too (tests/test_engine.py checks the two agree).
     # Sequential ids give first-in-first-out order when values pair with waiting executions.
     id = models.BigAutoField(primary_key=True)

@@ -346,7 +346,7 @@ def _web_post(host, key, path, body):
 
 
 def _claimed(user, block, input_data):
-    from executions.node_runs import ClaimedNode
+    from executions.claims import ClaimedNode
     from graphs.services import graph_create
 
     document = {
@@ -361,22 +361,22 @@ def _claimed(user, block, input_data):
 
 @pytest.mark.django_db
 def test_a_node_that_yields_too_many_values_fails_and_passes_none_on(user, settings):
-    from executions.node_runs import node_run
+    from executions.block_runs import block_run
 
     settings.ENGINE_MAX_NODE_YIELDS = 10
-    outcome = node_run(_claimed(user, "step_through_items", {"items": list(range(6))}))
+    outcome = block_run(_claimed(user, "step_through_items", {"items": list(range(6))}))
     assert outcome.outputs == [] and "ENGINE_MAX_NODE_YIELDS" in outcome.error
-    within = node_run(_claimed(user, "step_through_items", {"items": list(range(5))}))
+    within = block_run(_claimed(user, "step_through_items", {"items": list(range(5))}))
     assert len(within.outputs) == 10 and within.error is None
 
 
 @pytest.mark.django_db
 def test_a_node_whose_outputs_are_too_large_fails_and_passes_none_on(user, settings):
-    from executions.node_runs import node_run
+    from executions.block_runs import block_run
 
     settings.ENGINE_MAX_NODE_OUTPUT_BYTES = 50_000
     big = ["x" * 1000] * 60  # 60 kB of items, each small
-    outcome = node_run(_claimed(user, "step_through_items", {"items": big}))
+    outcome = block_run(_claimed(user, "step_through_items", {"items": big}))
     assert outcome.outputs == [] and "ENGINE_MAX_NODE_OUTPUT_BYTES" in outcome.error
 
 

@@ -7,7 +7,7 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
-from executions import dispatch, joins, node_runs
+from executions import claims, dispatch, joins, node_runs
 from executions.engine import Status
 from executions.models import GraphExecution, NodeExecution
 from executions.plans import plan_for_version
@@ -50,14 +50,14 @@ def test_a_node_is_claimed_once(user, sent):
     ne = NodeExecution.objects.create(
         execution=execution, node_id="a", block="store_value", status=Status.QUEUED
     )
-    assert node_runs.node_claim(ne.pk) is not None
-    assert node_runs.node_claim(ne.pk) is None  # a duplicate delivery finds it RUNNING
+    assert claims.node_claim(ne.pk) is not None
+    assert claims.node_claim(ne.pk) is None  # a duplicate delivery finds it RUNNING
     # A redelivery leaves alone a node that started just now (its owner is taking its lease)
-    assert node_runs.node_claim(ne.pk, take_over=True) is None
+    assert claims.node_claim(ne.pk, take_over=True) is None
     NodeExecution.objects.filter(pk=ne.pk).update(
-        started_at=timezone.now() - timedelta(seconds=node_runs.TAKE_OVER_MARGIN_SECONDS + 1)
+        started_at=timezone.now() - timedelta(seconds=claims.TAKE_OVER_MARGIN_SECONDS + 1)
     )
-    assert node_runs.node_claim(ne.pk, take_over=True) is not None  # ...and takes it over later
+    assert claims.node_claim(ne.pk, take_over=True) is not None  # ...and takes it over later
     ne.refresh_from_db()
     assert ne.attempts == 2 and ne.status == Status.RUNNING
 
@@ -69,7 +69,7 @@ def test_a_node_of_an_ended_run_never_starts(user, sent):
         execution=execution, node_id="a", block="store_value", status=Status.QUEUED
     )
     GraphExecution.objects.filter(pk=execution.pk).update(status=Status.FAILED)
-    assert node_runs.node_claim(ne.pk) is None
+    assert claims.node_claim(ne.pk) is None
     ne.refresh_from_db()
     assert ne.status == Status.CANCELLED and ne.attempts == 0
 

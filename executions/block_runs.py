@@ -1,0 +1,177 @@
+"""Running a claimed node's block: its run context (credentials resolved, token holds, sub-graphs,
+secrets kept out of logs), its time limit and output budget, and what it yielded (an Outcome)."""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import logging
+import time
+import traceback
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+
+from blocks.base import ERROR_PIN, BlockError, RunContext, SubgraphStarted, TransientBlockError
+from blocks.registry import get_block, get_block_class
+from common.logs import secrets_kept_out_of_logs
+from credentials.references import redact, referenced_names
+from credentials.services import CredentialMissing, ResolvedInput, node_input_resolve
+from credits.services import InsufficientCredits, charge_tokens, hold_tokens
+from graphs.pins import merge_dynamic_pins
+
+from .claims import ClaimedNode
+from .engine import OutputBudget
+from .plans import plan_for_version
+from .stopping import NodeStopped, stoppable
+from .subgraphs import subgraph_start
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    outputs: list[tuple[str, Any]] = field(default_factory=list)
+    error: str | None = None
+    transient: bool = False
+    child_execution_id: Any = None
+    seconds: float = 0.0
+
+
+def block_run(claimed: ClaimedNode) -> Outcome:
+    """Runs the block within the node's time limit: what it yielded, and how it ended
+    (yields before a failure are kept, like a stream that broke). Credentials are resolved
+    here, in the worker, and every secret put in is redacted from what comes out (outputs,
+    error, log lines)."""
+    outcome = Outcome()
+    started = time.monotonic()
+    try:
+        resolved = _resolve_credentials(claimed)
+    except CredentialMissing as exc:
+        outcome.error = str(exc)
+        return outcome
+    meter = TokenMeter(claimed)
+    ctx = RunContext(
+        claimed.user_id,
+        str(claimed.execution_id),
+        claimed.node_id,
+        claimed.id,
+        attempt=claimed.attempt,
+        retries_left=claimed.retries_left,
+        depth=claimed.depth,
+        meter=meter.record,
+        hold=meter.hold,
+        secrets=tuple(resolved.secrets),
+        subgraph=functools.partial(_subgraph, claimed),
+    )
+    budget = OutputBudget(settings.ENGINE_MAX_NODE_YIELDS, settings.ENGINE_MAX_NODE_OUTPUT_BYTES)
+    try:
+        with secrets_kept_out_of_logs(resolved.secrets), stoppable():
+            for pin, value in get_block(claimed.block).execute(resolved.input_data, ctx):
+                if pin == ERROR_PIN:
+                    outcome.error = str(value)
+                    break
+                exceeded = budget.spend(value)
+                if exceeded:  # nothing of it goes on: a cut-off stream is not a result
+                    outcome.outputs, outcome.error = [], exceeded
+                    break
+                outcome.outputs.append((pin, value))
+    except SubgraphStarted as exc:
+        outcome.child_execution_id = exc.child_execution_id
+    except NodeStopped:
+        outcome.error = "stopped: its run was cancelled"
+    except SoftTimeLimitExceeded:
+        outcome.error = f"timed out after {claimed.time_limit} s"
+    except TransientBlockError as exc:
+        outcome.error, outcome.transient = str(exc), True
+    except BlockError as exc:
+        outcome.error = str(exc)
+    except Exception as exc:  # a block's bug must fail its node, not the worker
+        trace = "".join(traceback.format_exception(exc))
+        log.error(
+            "block %s failed on node execution %s: %s",
+            claimed.block,
+            claimed.id,
+            redact(trace, resolved.secrets),
+        )
+        outcome.error = f"{type(exc).__name__}: {exc}"
+    outcome.seconds = time.monotonic() - started
+    if resolved.secrets:
+        outcome.outputs = redact(outcome.outputs, resolved.secrets, resolved.restore)
+        outcome.error = redact(outcome.error, resolved.secrets)
+    return outcome
+
+
+def _subgraph(claimed: ClaimedNode, graph_id: str, version: int | None, inputs) -> None:
+    subgraph_start(
+        user_id=claimed.user_id,
+        node_execution_id=claimed.id,
+        depth=claimed.depth,
+        graph_id=graph_id,
+        version=version,
+        inputs=inputs,
+    )
+
+
+def _resolve_credentials(claimed: ClaimedNode) -> ResolvedInput:
+    """The node's input with its secrets put in (credentials/services.py): the references
+    its author wrote and, in a sub-graph run, those its parent node sealed for it. A block
+    that starts runs of its own (agent_executor) hands them on sealed instead."""
+    authored = _authored_with_credentials(claimed.graph_version_id, claimed.node_id)
+    sealed_by = claimed.parent_node_execution_id
+    if authored is None and sealed_by is None:
+        return ResolvedInput(claimed.input_data)
+    cls = get_block_class(claimed.block)
+    return node_input_resolve(
+        user_id=claimed.user_id,
+        authored=authored,
+        input_data=claimed.input_data,
+        sealed_by=sealed_by,
+        hand_on_as=claimed.id if cls is not None and cls.hands_on_credentials else None,
+    )
+
+
+@lru_cache(maxsize=4096)
+def _authored_with_credentials(version_id: int, node_id: str) -> dict[str, Any] | None:
+    """The node's own input (defaults, dynamic pins merged) if it names any credential, else
+    None: computed once per process and node, since versions never change."""
+    authored = merge_dynamic_pins(dict(plan_for_version(version_id).nodes[node_id].input_default))
+    return authored if referenced_names(authored) else None
+
+
+class TokenMeter:
+    """A node's language-model calls with the platform's key: each is held before it is
+    made and settled after, keyed by the node execution, the attempt and the call's number:
+    a call is charged once however its task is delivered."""
+
+    def __init__(self, claimed: ClaimedNode):
+        self.claimed = claimed
+        self.calls = itertools.count(1)
+        self.call = ""
+
+    def hold(self, model: str, prompt_bound: int, max_tokens: int) -> int:
+        self.call = f"{self.claimed.id}:{self.claimed.attempt}:{next(self.calls)}"
+        try:
+            return hold_tokens(
+                self.claimed.payer,
+                model=model,
+                prompt_bound=prompt_bound,
+                max_tokens=max_tokens,
+                call=self.call,
+                attempt=self.claimed.attempt,
+            )
+        except InsufficientCredits as exc:
+            raise BlockError(f"{exc}: the call was not made") from exc
+
+    def record(self, model: str, prompt_tokens: int, completion_tokens: int) -> None:
+        charge_tokens(
+            self.claimed.payer,
+            model=model,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            call=self.call or f"{self.claimed.id}:{self.claimed.attempt}:{next(self.calls)}",
+        )
+        self.call = ""

@@ -1,0 +1,178 @@
+"""Recording a node's result: RUNNING -> COMPLETED/FAILED with its outputs, then (unless a
+chord's join does it) its outputs carried downstream and the run's counters settled, all in
+one transaction. A single linked hop takes the one-statement path (chain_hop.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from blocks.base import ERROR_PIN
+from common import metrics
+from common.json_values import clean_text
+from credits.services import NodeCharge
+
+from . import events
+from .block_runs import Outcome
+from .chain_hop import book_result, record_single_hop, single_hop
+from .claims import ClaimedNode
+from .engine import Status
+from .events import node_event
+from .finishing import execution_finish
+from .leases import NodeLease
+from .models import GraphExecution, NodeExecution
+from .plans import plan_for_version
+from .propagation import propagate
+from .settling import settle
+from .transitions import move
+
+
+def node_complete(claimed: ClaimedNode, outcome: Outcome, lease: NodeLease | None = None) -> None:
+    """RUNNING -> COMPLETED/FAILED with its outputs, and the time/size part of its price
+    settled. A node dispatched alone then carries its outputs downstream in the same
+    transaction; a chord member leaves that to the join."""
+    record_result(
+        claimed.execution_id,
+        claimed.graph_version_id,
+        claimed.id,
+        claimed.node_id,
+        claimed.block,
+        claimed.in_chord,
+        outcome,
+        payer=claimed.payer,
+        lease=lease,
+        top_level=claimed.depth == 0,
+    )
+
+
+def node_complete_from_child(node_execution_id: int, child_execution_id) -> None:
+    """A sub-graph run ended: its agent_executor node re-yields each output value on the pin
+    of that name, or fails with the child's error. Once: recording moves the node from
+    RUNNING only once."""
+    child = GraphExecution.objects.filter(pk=child_execution_id).first()
+    if child is None:
+        return
+    row = (
+        NodeExecution.objects.filter(id=node_execution_id)
+        .values(
+            "execution_id",
+            "node_id",
+            "block",
+            "join_id",
+            "execution__graph_version_id",
+            "execution__depth",
+        )
+        .first()
+    )
+    if row is None:
+        return
+    outcome = Outcome()
+    if child.status == Status.COMPLETED:
+        outcome.outputs = [(name, v) for name, values in child.outputs.items() for v in values]
+    else:
+        outcome.error = f"sub-graph run {child.pk} ended {child.status}: {child.error or ''}"
+    record_result(
+        row["execution_id"],
+        row["execution__graph_version_id"],
+        node_execution_id,
+        row["node_id"],
+        row["block"],
+        row["join_id"] is not None,
+        outcome,
+        payer=None,
+        top_level=row["execution__depth"] == 0,
+    )
+
+
+def record_result(
+    execution_id,
+    version_id: int,
+    ne_id: int,
+    node_id: str,
+    block: str,
+    in_chord: bool,
+    outcome: Outcome,
+    *,
+    payer: NodeCharge | None,
+    lease: NodeLease | None = None,
+    top_level: bool = True,
+) -> None:
+    outputs, error = outcome.outputs, outcome.error
+    if error is not None:
+        error = clean_text(error)
+        outputs = [*outputs, (ERROR_PIN, error)]
+    output_data: dict[str, list[Any]] = {}
+    for pin, value in outputs:
+        output_data.setdefault(pin, []).append(value)
+    ended = Status.FAILED if error is not None else Status.COMPLETED
+    if not in_chord and top_level:  # a sub-graph run's count is on its root (limits.py)
+        plan = plan_for_version(version_id)
+        hop = single_hop(plan, node_id, outputs)
+        if hop is not None:
+            with transaction.atomic():
+                record_single_hop(
+                    execution_id,
+                    plan,
+                    version_id,
+                    ne_id,
+                    node_id,
+                    block,
+                    output_data,
+                    error,
+                    hop,
+                    payer,
+                    lease,
+                    outcome.seconds,
+                )
+            return
+    with transaction.atomic():
+        moved = move(
+            NodeExecution.objects.filter(id=ne_id),
+            Status.RUNNING,
+            ended,
+            output_data=output_data,
+            error=error,
+            ended_at=timezone.now(),
+            propagated=not in_chord,
+        )
+        if not moved:
+            return
+        book_result(node_id, block, error, payer, outcome.seconds, output_data)
+        done = node_event(execution_id, ne_id, node_id, ended, outputs=output_data, error=error)
+        drop = lease.dropped_with_event() if lease is not None else None
+        if in_chord:
+            events.emit(execution_id, [done], lease=drop)
+            return
+        plan = plan_for_version(version_id)
+        result = propagate(execution_id, plan, [(node_id, outputs)])
+        events.emit(execution_id, [done, *result.node_events(execution_id)], lease=drop)
+        unhandled = int(error is not None and not plan.handles_errors(node_id))
+        settle(execution_id, plan, version_id, done=1, result=result, unhandled=unhandled)
+
+
+def node_fail_unpaid(claimed: ClaimedNode, reason: str) -> None:
+    """A node its user cannot pay for (credits, worker time) fails without running, and so
+    does its run: nothing more starts (nodes already running finish; queued ones are
+    cancelled)."""
+    with transaction.atomic():
+        moved = move(
+            NodeExecution.objects.filter(id=claimed.id),
+            Status.RUNNING,
+            Status.FAILED,
+            error=reason,
+            output_data={ERROR_PIN: [reason]},
+            ended_at=timezone.now(),
+        )
+        if moved:
+            transaction.on_commit(metrics.NODE_EXECUTIONS.labels(claimed.block, Status.FAILED).inc)
+            failed = node_event(
+                claimed.execution_id, claimed.id, claimed.node_id, Status.FAILED, error=reason
+            )
+            events.emit(claimed.execution_id, [failed])
+            execution_finish(
+                claimed.execution_id,
+                Status.FAILED,
+                error=f"node {claimed.node_id!r} could not run: {reason}",
+            )
