@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 from common.pagination import Pagination, paginated
 
 from .models import NAME_PATTERN, Credential
-from .services import MAX_VALUE_CHARS, CredentialExists, credential_create, credential_delete
+from .services import MAX_VALUE_CHARS, credential_create, credential_delete
 
 
 class CredentialInputSerializer(serializers.Serializer):
@@ -52,10 +52,7 @@ class CredentialListApi(APIView):
     def post(self, request):
         body = CredentialInputSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        try:
-            credential = credential_create(owner=request.user, **body.validated_data)
-        except CredentialExists as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        credential = credential_create(owner=request.user, **body.validated_data)
         return Response(_record(credential), status=status.HTTP_201_CREATED)
 
 

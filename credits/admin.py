@@ -8,7 +8,7 @@ from blocks.registry import all_blocks, get_block_class
 
 from .costs import forget_prices
 from .models import BlockCost, CreditBalance, CreditTransaction, ModelPrice, TokenHold
-from .services import MAX_AMOUNT, STAFF_TYPES, CreditError, InsufficientCredits, credits_grant
+from .services import MAX_AMOUNT, STAFF_TYPES, CreditError, Overdraw, ReferenceInUse, credits_grant
 
 
 class GrantForm(forms.Form):
@@ -54,7 +54,7 @@ class CreditBalanceAdmin(admin.ModelAdmin):
                         by=request.user, username=balance.user.get_username(), **form.cleaned_data
                     )
                     self.message_user(request, f"{balance.user}: done.")
-                except (CreditError, InsufficientCredits) as exc:
+                except (CreditError, Overdraw, ReferenceInUse) as exc:
                     self.message_user(request, f"{balance.user}: {exc}", messages.ERROR)
             return HttpResponseRedirect(reverse("admin:credits_creditbalance_changelist"))
         context = {

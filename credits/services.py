@@ -48,6 +48,14 @@ class CreditError(Exception):
     """A change that cannot be made as asked (bad amount, unknown user)."""
 
 
+class Overdraw(Exception):
+    """A staff change that would take a balance below zero (nothing changed)."""
+
+    def __init__(self, insufficient: InsufficientCredits):
+        super().__init__(f"a balance never goes below zero: {insufficient}")
+        self.balance = insufficient.balance
+
+
 class ReferenceInUse(Exception):
     """The reference was applied before, to another user or for another amount: applying it
     again is not a retry of that change."""
@@ -434,10 +442,13 @@ def credits_grant(
     user = get_user_model().objects.filter(username=username).first()
     if user is None:
         raise CreditError(f"no user named {username!r}")
-    return ledger_apply(
-        user_id=user.pk,
-        amount=amount,
-        type=type,
-        reference=f"staff:{reference}" if reference else f"staff:{uuid.uuid4()}",
-        metadata={"note": note, "by": by.get_username()},
-    )
+    try:
+        return ledger_apply(
+            user_id=user.pk,
+            amount=amount,
+            type=type,
+            reference=f"staff:{reference}" if reference else f"staff:{uuid.uuid4()}",
+            metadata={"note": note, "by": by.get_username()},
+        )
+    except InsufficientCredits as exc:
+        raise Overdraw(exc) from exc

@@ -8,15 +8,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from common.pagination import Pagination, paginated
-from credits.services import InsufficientCredits
 from executions.serializers import (
     ExecuteRequestSerializer,
     ExecutionSerializer,
     NodeExecutionSerializer,
 )
-from graphs.apis import invalid_graph_response
 from graphs.selectors import graph_get
-from graphs.validation import GraphInvalid
 from idempotency.services import SCHEMA_PARAMETER as IDEMPOTENCY_KEY
 from idempotency.services import idempotent
 
@@ -58,20 +55,12 @@ class GraphExecuteApi(APIView):
         graph = graph_get(user=request.user, graph_id=graph_id)
         body = ExecuteRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        try:
-            execution = execution_create(
-                user=request.user,
-                graph=graph,
-                inputs=body.validated_data["inputs"],
-                version=body.validated_data.get("version"),
-            )
-        except GraphInvalid as exc:
-            return invalid_graph_response(exc)
-        except InsufficientCredits as exc:
-            return Response(
-                {"detail": str(exc), "balance": exc.balance, "cost": exc.cost},
-                status=status.HTTP_402_PAYMENT_REQUIRED,
-            )
+        execution = execution_create(
+            user=request.user,
+            graph=graph,
+            inputs=body.validated_data["inputs"],
+            version=body.validated_data.get("version"),
+        )
         return Response(
             execution_record(execution, with_nodes=False), status=status.HTTP_201_CREATED
         )
@@ -183,9 +172,6 @@ class ExecutionControlApi(APIView):
     @extend_schema(request=None, responses={200: ExecutionSerializer})
     def post(self, request, execution_id):
         execution = execution_get(user=request.user, execution_id=execution_id)
-        try:
-            self.actions[self.action](execution.pk)
-        except control.ConflictingState as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        self.actions[self.action](execution.pk)
         execution.refresh_from_db()
         return Response(execution_record(execution, with_nodes=False))

@@ -99,9 +99,16 @@ def execution_finish(
         events.emit_run(execution_id)  # the terminal event: the run changes no node any more
         if execution.parent_node_execution_id is None and status != Status.CANCELLED:
             _notify_run_ended(execution)
-        if execution.parent_node_execution_id is not None:  # its parent's node waits for it
-            dispatch.child_ended(execution.parent_node_execution_id, execution.pk)
+        parent_node = execution.parent_node_execution_id
+        if parent_node is not None and _still_waiting(parent_node):
+            dispatch.child_ended(parent_node, execution.pk)
     return True
+
+
+def _still_waiting(node_execution_id: int) -> bool:
+    """Whether the node that started a sub-graph run still waits for it (a cancelled parent
+    stopped it in this same transaction)."""
+    return NodeExecution.objects.filter(id=node_execution_id, status=Status.RUNNING).exists()
 
 
 def _notify_run_ended(execution: GraphExecution) -> None:

@@ -5,7 +5,6 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from common.api import error_response
 from common.pagination import Pagination, paginated
 from graphs.serializers import GraphDocumentSerializer, GraphSerializer, GraphVersionSerializer
 from idempotency.services import SCHEMA_PARAMETER as IDEMPOTENCY_KEY
@@ -14,18 +13,6 @@ from idempotency.services import idempotent
 from .models import GraphVersion
 from .selectors import graph_get, graph_record, graphs_of, version_get
 from .services import graph_create, graph_delete, graph_update
-from .validation import GraphInvalid
-
-
-def invalid_graph_response(exc: GraphInvalid) -> Response:
-    first = exc.problems[0]
-    where = ", ".join(
-        f"{k} {first[k]}" for k in ("node_id", "pin", "link_index", "field", "input") if k in first
-    )
-    detail = f"{first['message']} ({where})" if where else first["message"]
-    if len(exc.problems) > 1:
-        detail += f"; and {len(exc.problems) - 1} more problem(s)"
-    return error_response(detail, status.HTTP_400_BAD_REQUEST, errors=exc.problems)
 
 
 def version_param(request) -> int | None:
@@ -61,10 +48,7 @@ class GraphListApi(APIView):
     )
     @idempotent
     def post(self, request):
-        try:
-            version = graph_create(owner=request.user, document=request.data)
-        except GraphInvalid as exc:
-            return invalid_graph_response(exc)
+        version = graph_create(owner=request.user, document=request.data)
         return Response(graph_record(version), status=status.HTTP_201_CREATED)
 
 
@@ -82,10 +66,7 @@ class GraphDetailApi(APIView):
     @extend_schema(request=GraphDocumentSerializer, responses={200: GraphSerializer})
     def put(self, request, graph_id):
         graph = graph_get(user=request.user, graph_id=graph_id)
-        try:
-            version = graph_update(graph=graph, document=request.data)
-        except GraphInvalid as exc:
-            return invalid_graph_response(exc)
+        version = graph_update(graph=graph, document=request.data)
         return Response(graph_record(version))
 
     @extend_schema(responses={204: None})

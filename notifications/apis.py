@@ -6,7 +6,7 @@ from rest_framework.views import APIView
 from common.pagination import Pagination, paginated
 
 from .models import Notification
-from .services import mark_read, payload, settings_of
+from .services import mark_read, payload, settings_of, webhook_secret_rotate
 
 
 class NotificationSerializer(serializers.Serializer):
@@ -84,9 +84,4 @@ class RotateSecretApi(APIView):
 
     @extend_schema(request=None, responses={200: SettingsSerializer})
     def post(self, request):
-        from .models import _new_secret
-
-        prefs = settings_of(request.user.pk)
-        prefs.webhook_secret = _new_secret()
-        prefs.save(update_fields=["webhook_secret"])
-        return _settings_response(prefs)
+        return _settings_response(webhook_secret_rotate(request.user.pk))

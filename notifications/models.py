@@ -38,8 +38,11 @@ class Notification(models.Model):
         return f"{self.kind} for {self.user_id}"
 
 
-def _new_secret() -> str:
+def new_webhook_secret() -> str:
     return secrets.token_hex(32)
+
+
+_new_secret = new_webhook_secret  # the name migration 0002 refers to
 
 
 class NotificationSettings(models.Model):
@@ -52,7 +55,7 @@ class NotificationSettings(models.Model):
         related_name="notification_settings",
     )
     email_enabled = models.BooleanField(default=False)
-    webhook_secret = models.CharField(max_length=64, default=_new_secret)
+    webhook_secret = models.CharField(max_length=64, default=new_webhook_secret)
 
     def __str__(self):
         return f"notification settings of {self.user_id}"

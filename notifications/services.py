@@ -23,7 +23,13 @@ from django.utils import timezone
 
 import outbound
 
-from .models import Notification, NotificationSettings, WebhookAttempt, WebhookDelivery
+from .models import (
+    Notification,
+    NotificationSettings,
+    WebhookAttempt,
+    WebhookDelivery,
+    new_webhook_secret,
+)
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +116,14 @@ def redeliver() -> dict[str, int]:
             _send(DELIVER_WEBHOOK, delivery.pk)
             webhooks += 1
     return {"emails": len(emails), "webhooks": webhooks}
+
+
+def webhook_secret_rotate(user_id: int) -> NotificationSettings:
+    """A new webhook secret for the user; deliveries from now on are signed with it."""
+    prefs = settings_of(user_id)
+    prefs.webhook_secret = new_webhook_secret()
+    prefs.save(update_fields=["webhook_secret"])
+    return prefs
 
 
 def settings_of(user_id: int) -> NotificationSettings:

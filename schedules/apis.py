@@ -5,10 +5,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from common.api import error_response
 from common.pagination import Pagination, paginated
-from graphs.apis import invalid_graph_response
-from graphs.validation import GraphInvalid
 from idempotency.services import SCHEMA_PARAMETER as IDEMPOTENCY_KEY
 from idempotency.services import idempotent
 
@@ -20,7 +17,7 @@ from .selectors import (
     schedule_record,
     schedules_of,
 )
-from .services import ScheduleInvalid, schedule_create, schedule_delete, schedule_update
+from .services import schedule_create, schedule_delete, schedule_update
 
 
 class ScheduleInputSerializer(serializers.Serializer):
@@ -61,14 +58,6 @@ class OccurrenceSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
-def _schedule_invalid(exc: ScheduleInvalid) -> Response:
-    return error_response(
-        f"{exc.field}: {exc.message}",
-        status.HTTP_400_BAD_REQUEST,
-        errors=[{"field": exc.field, "message": exc.message}],
-    )
-
-
 class ScheduleListApi(APIView):
     @extend_schema(responses={200: paginated(ScheduleSerializer)}, operation_id="schedules_list")
     def get(self, request):
@@ -85,12 +74,7 @@ class ScheduleListApi(APIView):
     def post(self, request):
         body = ScheduleInputSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        try:
-            schedule = schedule_create(owner=request.user, values=body.validated_data)
-        except ScheduleInvalid as exc:
-            return _schedule_invalid(exc)
-        except GraphInvalid as exc:
-            return invalid_graph_response(exc)
+        schedule = schedule_create(owner=request.user, values=body.validated_data)
         return Response(schedule_record(schedule), status=status.HTTP_201_CREATED)
 
 
@@ -106,12 +90,7 @@ class ScheduleDetailApi(APIView):
         schedule = schedule_get(user=request.user, schedule_id=schedule_id)
         body = ScheduleInputSerializer(data=request.data, partial=True)
         body.is_valid(raise_exception=True)
-        try:
-            schedule = schedule_update(schedule=schedule, changes=body.validated_data)
-        except ScheduleInvalid as exc:
-            return _schedule_invalid(exc)
-        except GraphInvalid as exc:
-            return invalid_graph_response(exc)
+        schedule = schedule_update(schedule=schedule, changes=body.validated_data)
         return Response(schedule_record(schedule))
 
     @extend_schema(responses={204: None})
