@@ -386,7 +386,7 @@ def token_hold_release(call: str, reason: str) -> int:
     return hold.amount
 
 
-def settle_node_run(charge: NodeCharge, *, seconds: float, output_data: Any) -> int:
+def charge_node_usage(charge: NodeCharge, *, seconds: float, output_data: Any) -> int:
     """Charge the run-time and output-size part after the run, once. The block has already
     run, so this takes what the balance has rather than going below zero."""
     price = price_of(charge.block)

@@ -20,7 +20,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from common import metrics
-from credits.services import NodeCharge, settle_node_run
+from credits.services import NodeCharge, charge_node_usage
 
 from . import events
 from .engine import Status, node_input, route_outputs
@@ -33,7 +33,7 @@ from .settling import Counters, settle, settle_decide
 log = logging.getLogger(__name__)
 
 
-def book_result(
+def count_and_charge_result(
     node_id: str,
     block: str,
     error: str | None,
@@ -48,7 +48,7 @@ def book_result(
     if error is not None:
         log.warning("node %s (%s) failed: %.500s", node_id, block, error)
     if payer is not None:
-        settle_node_run(payer, seconds=seconds, output_data=output_data)
+        charge_node_usage(payer, seconds=seconds, output_data=output_data)
 
 
 # One hop of a chain, in one statement: the finished node recorded, the run's counters booked
@@ -142,7 +142,7 @@ def record_single_hop(
         hop_row = HopRow(*cursor.fetchone())
     if not hop_row.recorded:
         return False
-    book_result(node_id, block, error, payer, seconds, output_data)
+    count_and_charge_result(node_id, block, error, payer, seconds, output_data)
     unhandled = int(error is not None and not plan.handles_errors(node_id))
     done = node_event(execution_id, ne_id, node_id, ended, outputs=output_data, error=error)
     drop = lease.dropped_with_event() if lease is not None else None

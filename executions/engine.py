@@ -12,12 +12,15 @@ import json
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Protocol, TypeVar
 
 from graphs.pins import merge_dynamic_pins, split_pin
 
 
-class Status:
+class Status(StrEnum):
+    """Statuses of runs and node executions; members are their strings (rows, SQL, events)."""
+
     INCOMPLETE = "INCOMPLETE"
     QUEUED = "QUEUED"
     RUNNING = "RUNNING"

@@ -16,7 +16,7 @@ from credits.services import NodeCharge
 
 from . import events
 from .block_runs import Outcome
-from .chain_hop import book_result, record_single_hop, single_hop
+from .chain_hop import count_and_charge_result, record_single_hop, single_hop
 from .claims import ClaimedNode
 from .engine import Status
 from .events import node_event
@@ -139,7 +139,7 @@ def record_result(
         )
         if not moved:
             return
-        book_result(node_id, block, error, payer, outcome.seconds, output_data)
+        count_and_charge_result(node_id, block, error, payer, outcome.seconds, output_data)
         done = node_event(execution_id, ne_id, node_id, ended, outputs=output_data, error=error)
         drop = lease.dropped_with_event() if lease is not None else None
         if in_chord:

@@ -6,13 +6,15 @@ still in one of the expected states, returning how many moved. Callers go on onl
 rows moved.
 """
 
+from collections.abc import Sequence
+
 from django.db.models import QuerySet
 
 from .engine import GRAPH_TRANSITIONS, NODE_TRANSITIONS, check_transition
 from .models import GraphExecution
 
 
-def move(queryset: QuerySet, old: str | list[str], new: str, **fields) -> int:
+def move(queryset: QuerySet, old: str | Sequence[str], new: str, **fields) -> int:
     table = GRAPH_TRANSITIONS if queryset.model is GraphExecution else NODE_TRANSITIONS
     olds = [old] if isinstance(old, str) else list(old)
     for source in olds:
