@@ -107,6 +107,7 @@ def _start_outbox_relay(**kwargs):
     """Each worker's main process sends what commits decided to publish and the broker
     refused (executions/outbox.py)."""
     global _relay
+    # Here, not at the top: this module loads with Django's settings, before its apps.
     from executions.dispatch import relay_thread
 
     _relay = relay_thread()
@@ -122,7 +123,7 @@ def _stop_outbox_relay(**kwargs):
 @signals.worker_process_init.connect
 def _install_stop_handler(**kwargs):
     """Cancelling a run stops its running nodes where they run (executions/stopping.py)."""
-    from executions.stopping import install
+    from executions.stopping import install  # after the apps are ready, like the relay
 
     install()
 

@@ -11,6 +11,9 @@ from django.db.models import Count
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from .models import GraphExecution
+from .outbox import waiting
+
 log = logging.getLogger(__name__)
 
 
@@ -20,8 +23,6 @@ def collectors() -> list[Collector]:
 
 class ActiveExecutionsCollector(Collector):
     def collect(self) -> Iterable[GaugeMetricFamily]:
-        from .models import GraphExecution
-
         gauge = GaugeMetricFamily(
             "agentgraph_active_executions",
             "Graph executions not yet ended, by status",
@@ -59,8 +60,6 @@ class QueueDepthCollector(Collector):
 
 class OutboxCollector(Collector):
     def collect(self) -> Iterable[GaugeMetricFamily]:
-        from .outbox import waiting
-
         count, oldest = waiting()
         yield GaugeMetricFamily(
             "agentgraph_outbox_messages",

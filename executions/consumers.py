@@ -23,10 +23,17 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
+from django.core.exceptions import ValidationError
 
+from accounts.services import token_lookup, ws_ticket_redeem
 from common import redis_clients
+from graphs.models import Graph
 
 from . import events
+from .engine import TERMINAL
+from .models import GraphExecution
+from .selectors import execution_detail
 
 log = logging.getLogger(__name__)
 
@@ -199,9 +206,6 @@ def _ids(content) -> dict:
 
 
 def _publish_lost_end(run_id: str) -> None:
-    from .engine import TERMINAL
-    from .models import GraphExecution
-
     status = GraphExecution.objects.filter(pk=run_id).values_list("status", flat=True).first()
     if status in TERMINAL:
         log.warning("run %s ended without its terminal event; publishing it", run_id)
@@ -212,10 +216,6 @@ def _publish_lost_end(run_id: str) -> None:
 def _authenticate(scope):
     """The user of a `?ticket=` (single-use), a token (`Authorization: Token` header, or
     `?token=` for older clients; access logs scrub it), or the Django session."""
-    from django.contrib.auth.models import AnonymousUser
-
-    from accounts.services import token_lookup, ws_ticket_redeem
-
     query = parse_qs(scope.get("query_string", b"").decode())
     ticket = (query.get("ticket") or [None])[0]
     if ticket is not None:
@@ -234,10 +234,6 @@ def _authenticate(scope):
 
 @database_sync_to_async
 def _owns_run(user, run_id) -> bool:
-    from django.core.exceptions import ValidationError
-
-    from .models import GraphExecution
-
     try:
         return GraphExecution.objects.filter(pk=run_id, user=user).exists()
     except (ValidationError, ValueError):
@@ -246,10 +242,6 @@ def _owns_run(user, run_id) -> bool:
 
 @database_sync_to_async
 def _owns_graph(user, graph_id) -> bool:
-    from django.core.exceptions import ValidationError
-
-    from graphs.models import Graph
-
     try:
         return Graph.objects.filter(pk=graph_id, owner=user).exists()
     except (ValidationError, ValueError):
@@ -258,9 +250,6 @@ def _owns_graph(user, graph_id) -> bool:
 
 @database_sync_to_async
 def _active_runs(graph_id) -> list[str]:
-    from .engine import TERMINAL
-    from .models import GraphExecution
-
     runs = GraphExecution.objects.filter(graph_id=graph_id).exclude(status__in=TERMINAL)
     return [str(pk) for pk in runs.values_list("pk", flat=True)]
 
@@ -269,10 +258,6 @@ def _active_runs(graph_id) -> list[str]:
 # the one thread-sensitive thread, a hundred subscribers took their snapshots in turn and
 # the last ones saw runs that had long ended.
 def _snapshot_now(run_id) -> dict:
-    from .engine import TERMINAL
-    from .models import GraphExecution
-    from .selectors import execution_detail
-
     user_id = GraphExecution.objects.filter(pk=run_id).values_list("user", flat=True).first()
     record = execution_detail(user=user_id, execution_id=run_id)
     record["outputs"], _ = events.truncate(record["outputs"])

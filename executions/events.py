@@ -20,6 +20,10 @@ from django.db import transaction
 
 from common import redis_clients
 
+from .engine import TERMINAL
+from .models import GraphExecution
+from .selectors import execution_record
+
 log = logging.getLogger(__name__)
 
 STREAM_MAXLEN = 10_000  # events kept per run for catching up (a snapshot covers the rest)
@@ -153,10 +157,6 @@ def node_event(
 
 
 def run_event(execution_id) -> dict[str, Any]:
-    from .engine import TERMINAL
-    from .models import GraphExecution
-    from .selectors import execution_record
-
     execution = GraphExecution.objects.select_related("graph_version").get(pk=execution_id)
     record = execution_record(execution, with_nodes=False)
     outputs, truncated = truncate(record["outputs"])

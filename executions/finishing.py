@@ -16,6 +16,8 @@ from django.utils import timezone
 
 from common import metrics
 from graphs.models import Graph
+from notifications.models import Notification
+from notifications.services import notify
 
 from . import dispatch, events
 from .dispatch import Queued
@@ -112,9 +114,6 @@ def _still_waiting(node_execution_id: int) -> bool:
 
 
 def _notify_run_ended(execution: GraphExecution) -> None:
-    from notifications.models import Notification
-    from notifications.services import notify
-
     graph = Graph.objects.filter(pk=execution.graph_id).values("name", "webhook_url").first()
     name, webhook_url = (graph["name"], graph["webhook_url"]) if graph else ("a graph", "")
     completed = execution.status == Status.COMPLETED
