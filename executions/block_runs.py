@@ -23,8 +23,8 @@ from credentials.services import CredentialMissing, ResolvedInput, node_input_re
 from credits.services import InsufficientCredits, charge_tokens, hold_tokens
 from graphs.pins import merge_dynamic_pins
 
+from .budgets import OutputBudget
 from .claims import ClaimedNode
-from .engine import OutputBudget
 from .plans import plan_for_version
 from .stopping import NodeStopped, stoppable
 from .subgraphs import subgraph_start

@@ -17,7 +17,8 @@ from common import metrics
 from credits.services import NodeCharge
 
 from . import events
-from .engine import Status, node_time_limit, retry_limit
+from .budgets import node_time_limit, retry_limit
+from .engine import Status
 from .events import node_event
 from .finishing import cancel_if_run_ended
 from .leases import NodeLease

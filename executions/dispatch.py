@@ -16,7 +16,8 @@ from django.conf import settings
 from blocks.registry import get_block_class
 
 from . import outbox
-from .engine import Plan, group_for_fan_in, node_time_limit
+from .budgets import node_time_limit
+from .engine import Plan, group_for_fan_in
 from .plans import plan_for_version
 from .stopping import mark
 

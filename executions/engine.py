@@ -8,7 +8,6 @@ settling, finishing) apply these decisions to rows.
 
 from __future__ import annotations
 
-import json
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -93,41 +92,6 @@ def _is_index(key: str) -> bool:
     """An ASCII integer, maybe negative (str.isdigit() also takes '²' and full-width digits)."""
     digits = key.removeprefix("-")
     return digits.isascii() and digits.isdigit()
-
-
-# --- what one node execution may produce -----------------------------------------------------
-
-
-class OutputBudget:
-    """What one node execution may yield: `max_yields` values and `max_bytes` of JSON,
-    counted as they come (ENGINE_MAX_NODE_YIELDS, ENGINE_MAX_NODE_OUTPUT_BYTES)."""
-
-    def __init__(self, max_yields: int, max_bytes: int):
-        self.max_yields, self.max_bytes = max_yields, max_bytes
-        self.yields, self.size = 0, 0
-
-    def spend(self, value: Any) -> str | None:
-        """None while within the budget, else what was passed."""
-        self.yields += 1
-        if self.yields > self.max_yields:
-            return f"the node yielded more than {self.max_yields} values (ENGINE_MAX_NODE_YIELDS)"
-        self.size += json_size(value)
-        if self.size > self.max_bytes:
-            return (
-                f"the node's outputs are larger than {self.max_bytes} bytes "
-                "(ENGINE_MAX_NODE_OUTPUT_BYTES)"
-            )
-        return None
-
-
-def json_size(value: Any) -> int:
-    """About how many bytes `value` takes as JSON: exact for containers and long text,
-    near enough (and without an encoding pass) for scalars and short text."""
-    if value is None or isinstance(value, bool | int | float):
-        return 8
-    if isinstance(value, str) and len(value) < 256:
-        return len(value) + 2
-    return len(json.dumps(value, separators=(",", ":")))
 
 
 # --- graph plan -----------------------------------------------------------------------------
@@ -295,24 +259,6 @@ def group_for_fan_in(plan: Plan, ready: list[tuple[Any, str]]) -> list[list[Any]
     return list(groups.values())
 
 
-# --- limits and retries ---------------------------------------------------------------------
-
-
-def node_time_limit(block_default: int, node_timeout: int | None, cap: int) -> int:
-    """Seconds a node may run: its own `timeout`, else its block's, never above the cap."""
-    return max(1, min(node_timeout or block_default, cap))
-
-
-def retry_limit(block_name: str, block_default: int, overrides: dict[str, int]) -> int:
-    return max(0, overrides.get(block_name, block_default))
-
-
-def retry_delay(attempt: int, base: float, cap: float, jitter: float) -> float:
-    """Exponential backoff with jitter before retry number `attempt` (1, 2, ...): a delay in
-    [0.5, 1.5) x base x 2^(attempt-1), at most `cap`. `jitter` is uniform in [0, 1)."""
-    return min(cap, base * 2 ** (attempt - 1) * (0.5 + jitter))
-
-
 # --- end of a run ---------------------------------------------------------------------------
 
 
@@ -327,31 +273,6 @@ def collect_outputs(output_runs: Iterable[tuple[str, list[Any]]]) -> dict[str, l
     for name, values in output_runs:
         outputs.setdefault(name, []).extend(values)
     return outputs
-
-
-# --- drawing ----------------------------------------------------------------------------------
-
-
-def layout(plan: Plan) -> dict[str, tuple[int, int]]:
-    """(column, row) of each node for drawing: columns by breadth-first depth from the
-    starting nodes (nodes only a cycle reaches go after the rest), rows in document order."""
-    depth: dict[str, int] = {}
-    frontier = list(plan.starting_nodes)
-    level = 0
-    while frontier:
-        for node_id in frontier:
-            depth.setdefault(node_id, level)
-        level += 1
-        frontier = [s for n in frontier for s in sorted(plan.downstream(n)) if s not in depth]
-    for node_id in plan.nodes:
-        depth.setdefault(node_id, level)
-    rows: dict[int, int] = {}
-    positions = {}
-    for node_id in plan.nodes:
-        column = depth[node_id]
-        positions[node_id] = (column, rows.get(column, 0))
-        rows[column] = rows.get(column, 0) + 1
-    return positions
 
 
 # --- what a run must be able to pay before it starts ---------------------------------------

@@ -19,8 +19,9 @@ from credits.services import InsufficientCredits, charge_node_run
 
 from . import quotas
 from .block_runs import block_run
+from .budgets import retry_delay
 from .claims import ClaimedNode, just_started, log_duplicate_delivery, node_claim
-from .engine import Status, retry_delay
+from .engine import Status
 from .leases import NodeLease
 from .models import NodeExecution
 from .recording import node_complete, node_fail_unpaid

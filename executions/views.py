@@ -4,7 +4,7 @@ from django.contrib.auth.decorators import login_required
 from django.middleware.csrf import get_token
 from django.shortcuts import render
 
-from .engine import layout
+from .drawing import layout
 from .plans import plan_for_version
 from .selectors import execution_get
 

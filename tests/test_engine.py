@@ -181,7 +181,7 @@ def test_check_transition_refuses_moves_outside_the_table():
 
 
 def test_node_time_limit_and_retry_policy():
-    from executions.engine import node_time_limit, retry_delay, retry_limit
+    from executions.budgets import node_time_limit, retry_delay, retry_limit
 
     assert node_time_limit(300, None, 3600) == 300
     assert node_time_limit(300, 5, 3600) == 5
@@ -223,3 +223,14 @@ def test_a_token_hold_is_given_back_only_once_its_task_cannot_settle_it():
     assert hold_task_gone(1, ("FAILED", 1), False, 5, life)  # ended, and nobody holds it
     assert not hold_task_gone(1, ("CANCELLED", 1), True, 5, life)  # its process may still run
     assert hold_task_gone(1, None, False, 5, life)  # the node execution is gone
+
+
+def test_a_nodes_output_budget_names_the_limit_it_passes():
+    from executions.budgets import OutputBudget
+
+    by_count = OutputBudget(max_yields=2, max_bytes=10_000)
+    assert by_count.spend("a") is None and by_count.spend("b") is None
+    assert "ENGINE_MAX_NODE_YIELDS" in by_count.spend("c")
+    by_size = OutputBudget(max_yields=100, max_bytes=1_000)
+    assert by_size.spend("x" * 500) is None
+    assert "ENGINE_MAX_NODE_OUTPUT_BYTES" in by_size.spend(["y" * 600])
