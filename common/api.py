@@ -1,13 +1,13 @@
 """API plumbing shared by every app: JSON parsing with a size cap, one error format."""
 
 import json
+from typing import Any
 
 from django.conf import settings
 from django.http import Http404
-from rest_framework import exceptions, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
-from rest_framework.views import exception_handler as drf_exception_handler
 
 from .json_values import storable_problem
 
@@ -48,6 +48,10 @@ def _reject_constant(name):
 def exception_handler(exc, context):
     """DRF's handler, plus: 404s keep a plain message, validation errors keep their
     structure under `errors` with a readable `detail` on top."""
+    # Here, not at the top: DRF's views module reads DEFAULT_PARSER_CLASSES, which names
+    # this module's parser, as it loads.
+    from rest_framework.views import exception_handler as drf_exception_handler
+
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     response = drf_exception_handler(exc, context)
@@ -66,3 +70,9 @@ def error_response(detail, code, errors=None):
     if errors is not None:
         body["errors"] = errors
     return Response(body, status=code)
+
+
+def rendered(serializer: type[serializers.Serializer], data: Any, *, many: bool = False) -> Any:
+    """A response body as its serializer describes it: the shape the schema shows is the
+    shape sent (a key the serializer does not declare is not sent)."""
+    return serializer(data, many=many).data

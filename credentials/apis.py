@@ -8,6 +8,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from common.api import rendered
 from common.pagination import Pagination, paginated
 
 from .models import NAME_PATTERN, Credential
@@ -46,14 +47,17 @@ class CredentialListApi(APIView):
         page = paginator.paginate_queryset(
             Credential.objects.filter(owner=request.user).order_by("name"), request, view=self
         )
-        return paginator.get_paginated_response([_record(c) for c in page])
+        records = [_record(c) for c in page]
+        return paginator.get_paginated_response(rendered(CredentialSerializer, records, many=True))
 
     @extend_schema(request=CredentialInputSerializer, responses={201: CredentialSerializer})
     def post(self, request):
         body = CredentialInputSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         credential = credential_create(owner=request.user, **body.validated_data)
-        return Response(_record(credential), status=status.HTTP_201_CREATED)
+        return Response(
+            rendered(CredentialSerializer, _record(credential)), status=status.HTTP_201_CREATED
+        )
 
 
 class CredentialDetailApi(APIView):

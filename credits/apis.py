@@ -7,6 +7,7 @@ from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from common.api import rendered
 from common.pagination import Pagination, paginated
 
 from .catalogue import block_catalogue
@@ -56,7 +57,7 @@ class TransactionFilter(django_filters.FilterSet):
 class BalanceApi(APIView):
     @extend_schema(responses={200: BalanceSerializer})
     def get(self, request):
-        return Response({"balance": balance_of(request.user.pk)})
+        return Response(rendered(BalanceSerializer, {"balance": balance_of(request.user.pk)}))
 
 
 class TransactionListApi(APIView):
@@ -76,7 +77,8 @@ class TransactionListApi(APIView):
             raise ValidationError(filtered.errors)
         paginator = Pagination()
         page = paginator.paginate_queryset(filtered.qs, request, view=self)
-        return paginator.get_paginated_response([transaction_record(t) for t in page])
+        records = [transaction_record(t) for t in page]
+        return paginator.get_paginated_response(rendered(TransactionSerializer, records, many=True))
 
 
 class GrantApi(APIView):
@@ -90,7 +92,7 @@ class GrantApi(APIView):
         body.is_valid(raise_exception=True)
         applied = credits_grant(by=request.user, **body.validated_data)
         return Response(
-            transaction_record(applied.transaction),
+            rendered(TransactionSerializer, transaction_record(applied.transaction)),
             status=status.HTTP_201_CREATED if applied.created else status.HTTP_200_OK,
         )
 
@@ -112,4 +114,4 @@ class BlockListApi(APIView):
 
     @extend_schema(responses={200: BlockSerializer(many=True)})
     def get(self, request):
-        return Response(block_catalogue())
+        return Response(rendered(BlockSerializer, block_catalogue(), many=True))

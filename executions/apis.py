@@ -7,6 +7,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from common.api import rendered
 from common.pagination import Pagination, paginated
 from executions.serializers import (
     ExecuteRequestSerializer,
@@ -61,9 +62,8 @@ class GraphExecuteApi(APIView):
             inputs=body.validated_data["inputs"],
             version=body.validated_data.get("version"),
         )
-        return Response(
-            execution_record(execution, with_nodes=False), status=status.HTTP_201_CREATED
-        )
+        record = execution_record(execution, with_nodes=False)
+        return Response(rendered(ExecutionSerializer, record), status=status.HTTP_201_CREATED)
 
 
 class ExecutionListApi(APIView):
@@ -83,15 +83,15 @@ class ExecutionListApi(APIView):
         page = paginator.paginate_queryset(
             filtered.qs.select_related("graph_version"), request, view=self
         )
-        return paginator.get_paginated_response(
-            [execution_record(e, with_nodes=False) for e in page]
-        )
+        records = [execution_record(e, with_nodes=False) for e in page]
+        return paginator.get_paginated_response(rendered(ExecutionSerializer, records, many=True))
 
 
 class ExecutionDetailApi(APIView):
     @extend_schema(responses={200: ExecutionSerializer})
     def get(self, request, execution_id):
-        return Response(execution_detail(user=request.user, execution_id=execution_id))
+        record = execution_detail(user=request.user, execution_id=execution_id)
+        return Response(rendered(ExecutionSerializer, record))
 
 
 class NodePageSerializer(serializers.Serializer):
@@ -127,7 +127,8 @@ class ExecutionNodeListApi(APIView):
                 f"{request.path}?after={next_after}&limit={limit}"
             )
         count = NodeExecution.objects.filter(execution_id=execution.pk).count()
-        return Response({"count": count, "next": next_url, "previous": None, "results": page})
+        body = {"count": count, "next": next_url, "previous": None, "results": page}
+        return Response(rendered(NodePageSerializer, body))
 
 
 class ExecutionNodeDetailApi(APIView):
@@ -139,7 +140,7 @@ class ExecutionNodeDetailApi(APIView):
         ne = NodeExecution.objects.filter(execution_id=execution.pk, pk=node_execution_id).first()
         if ne is None:
             raise Http404("node execution not found")
-        return Response(node_execution_record(ne))
+        return Response(rendered(NodeExecutionSerializer, node_execution_record(ne)))
 
 
 class ExecutionOutputsApi(APIView):
@@ -174,4 +175,6 @@ class ExecutionControlApi(APIView):
         execution = execution_get(user=request.user, execution_id=execution_id)
         self.actions[self.action](execution.pk)
         execution.refresh_from_db()
-        return Response(execution_record(execution, with_nodes=False))
+        return Response(
+            rendered(ExecutionSerializer, execution_record(execution, with_nodes=False))
+        )

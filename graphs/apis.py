@@ -5,6 +5,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from common.api import rendered
 from common.pagination import Pagination, paginated
 from graphs.serializers import GraphDocumentSerializer, GraphSerializer, GraphVersionSerializer
 from idempotency.services import SCHEMA_PARAMETER as IDEMPOTENCY_KEY
@@ -37,9 +38,8 @@ class GraphListApi(APIView):
             .select_related("graph")
             .prefetch_related("nodes", "links")
         }
-        return paginator.get_paginated_response(
-            [graph_record(versions[(g.pk, g.latest_version)]) for g in graphs]
-        )
+        records = [graph_record(versions[(g.pk, g.latest_version)]) for g in graphs]
+        return paginator.get_paginated_response(rendered(GraphSerializer, records, many=True))
 
     @extend_schema(
         request=GraphDocumentSerializer,
@@ -49,7 +49,9 @@ class GraphListApi(APIView):
     @idempotent
     def post(self, request):
         version = graph_create(owner=request.user, document=request.data)
-        return Response(graph_record(version), status=status.HTTP_201_CREATED)
+        return Response(
+            rendered(GraphSerializer, graph_record(version)), status=status.HTTP_201_CREATED
+        )
 
 
 class GraphDetailApi(APIView):
@@ -61,13 +63,14 @@ class GraphDetailApi(APIView):
     )
     def get(self, request, graph_id):
         graph = graph_get(user=request.user, graph_id=graph_id)
-        return Response(graph_record(version_get(graph=graph, version=version_param(request))))
+        version = version_get(graph=graph, version=version_param(request))
+        return Response(rendered(GraphSerializer, graph_record(version)))
 
     @extend_schema(request=GraphDocumentSerializer, responses={200: GraphSerializer})
     def put(self, request, graph_id):
         graph = graph_get(user=request.user, graph_id=graph_id)
         version = graph_update(graph=graph, document=request.data)
-        return Response(graph_record(version))
+        return Response(rendered(GraphSerializer, graph_record(version)))
 
     @extend_schema(responses={204: None})
     def delete(self, request, graph_id):
@@ -87,4 +90,4 @@ class GraphVersionListApi(APIView):
             request,
             view=self,
         )
-        return paginator.get_paginated_response(page)
+        return paginator.get_paginated_response(rendered(GraphVersionSerializer, page, many=True))

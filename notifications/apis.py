@@ -3,6 +3,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from common.api import rendered
 from common.pagination import Pagination, paginated
 
 from .models import Notification
@@ -46,7 +47,10 @@ class NotificationListApi(APIView):
             notes = notes.filter(read_at=None)
         paginator = Pagination()
         page = paginator.paginate_queryset(notes, request, view=self)
-        return paginator.get_paginated_response([payload(n) for n in page])
+        records = [payload(n) for n in page]
+        return paginator.get_paginated_response(
+            rendered(NotificationSerializer, records, many=True)
+        )
 
 
 class MarkReadApi(APIView):
@@ -61,7 +65,8 @@ class MarkReadApi(APIView):
 
 
 def _settings_response(prefs) -> Response:
-    return Response({"email_enabled": prefs.email_enabled, "webhook_secret": prefs.webhook_secret})
+    body = {"email_enabled": prefs.email_enabled, "webhook_secret": prefs.webhook_secret}
+    return Response(rendered(SettingsSerializer, body))
 
 
 class SettingsApi(APIView):

@@ -5,6 +5,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from common.api import rendered
 from common.pagination import Pagination, paginated
 from idempotency.services import SCHEMA_PARAMETER as IDEMPOTENCY_KEY
 from idempotency.services import idempotent
@@ -63,7 +64,8 @@ class ScheduleListApi(APIView):
     def get(self, request):
         paginator = Pagination()
         page = paginator.paginate_queryset(schedules_of(request.user), request, view=self)
-        return paginator.get_paginated_response([schedule_record(s) for s in page])
+        records = [schedule_record(s) for s in page]
+        return paginator.get_paginated_response(rendered(ScheduleSerializer, records, many=True))
 
     @extend_schema(
         request=ScheduleInputSerializer,
@@ -75,13 +77,16 @@ class ScheduleListApi(APIView):
         body = ScheduleInputSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         schedule = schedule_create(owner=request.user, values=body.validated_data)
-        return Response(schedule_record(schedule), status=status.HTTP_201_CREATED)
+        return Response(
+            rendered(ScheduleSerializer, schedule_record(schedule)), status=status.HTTP_201_CREATED
+        )
 
 
 class ScheduleDetailApi(APIView):
     @extend_schema(responses={200: ScheduleSerializer})
     def get(self, request, schedule_id):
-        return Response(schedule_record(schedule_get(user=request.user, schedule_id=schedule_id)))
+        schedule = schedule_get(user=request.user, schedule_id=schedule_id)
+        return Response(rendered(ScheduleSerializer, schedule_record(schedule)))
 
     @extend_schema(
         request=ScheduleInputSerializer(partial=True), responses={200: ScheduleSerializer}
@@ -91,7 +96,7 @@ class ScheduleDetailApi(APIView):
         body = ScheduleInputSerializer(data=request.data, partial=True)
         body.is_valid(raise_exception=True)
         schedule = schedule_update(schedule=schedule, changes=body.validated_data)
-        return Response(schedule_record(schedule))
+        return Response(rendered(ScheduleSerializer, schedule_record(schedule)))
 
     @extend_schema(responses={204: None})
     def delete(self, request, schedule_id):
@@ -105,4 +110,5 @@ class OccurrenceListApi(APIView):
         schedule = schedule_get(user=request.user, schedule_id=schedule_id)
         paginator = Pagination()
         page = paginator.paginate_queryset(occurrences_of(schedule), request, view=self)
-        return paginator.get_paginated_response([occurrence_record(o) for o in page])
+        records = [occurrence_record(o) for o in page]
+        return paginator.get_paginated_response(rendered(OccurrenceSerializer, records, many=True))

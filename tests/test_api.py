@@ -353,3 +353,39 @@ def test_a_node_timeout_is_stored_and_returned(api):
     document["nodes"][1]["timeout"] = 12
     created = api.post("/api/graphs/", document, format="json").json()
     assert created["nodes"][1]["timeout"] == 12 and created["nodes"][0]["timeout"] is None
+
+
+@pytest.mark.django_db
+def test_every_response_shape_is_its_serializer_and_drops_nothing(api, user):
+    """Responses are rendered through the serializers the schema is made from: a key a
+    selector adds without its serializer would be dropped silently. Nothing is."""
+    from common.api import rendered
+    from credits.apis import TransactionSerializer
+    from credits.models import CreditTransaction
+    from credits.selectors import transaction_record
+    from executions.models import GraphExecution, NodeExecution
+    from executions.selectors import execution_record, node_execution_record
+    from executions.serializers import ExecutionSerializer, NodeExecutionSerializer
+    from graphs.models import GraphVersion
+    from graphs.selectors import graph_record
+    from graphs.serializers import GraphSerializer
+    from schedules.apis import ScheduleSerializer
+    from schedules.models import Schedule
+    from schedules.selectors import schedule_record
+
+    graph = api.post("/api/graphs/", greeting(), format="json").json()
+    run = GraphExecution.objects.create(
+        graph_id=graph["id"], graph_version=GraphVersion.objects.get(graph_id=graph["id"]),
+        user=user, status="QUEUED",
+    )  # fmt: skip
+    NodeExecution.objects.create(execution=run, node_id="greet", block="text_template")
+    api.post("/api/schedules/", {"graph_id": graph["id"], "cron": "0 3 * * *"}, format="json")
+    cases = [
+        (ExecutionSerializer, execution_record(run)),
+        (NodeExecutionSerializer, node_execution_record(NodeExecution.objects.get(execution=run))),
+        (GraphSerializer, graph_record(GraphVersion.objects.get(graph_id=graph["id"]))),
+        (ScheduleSerializer, schedule_record(Schedule.objects.get(graph_id=graph["id"]))),
+        (TransactionSerializer, transaction_record(CreditTransaction.objects.filter(user=user)[0])),
+    ]
+    for serializer, record in cases:
+        assert set(rendered(serializer, record)) == set(record), serializer.__name__
