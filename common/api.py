@@ -1,5 +1,6 @@
 """API plumbing shared by every app: JSON parsing with a size cap, one error format."""
 
+import functools
 import json
 from typing import Any
 
@@ -74,5 +75,36 @@ def error_response(detail, code, errors=None):
 
 def rendered(serializer: type[serializers.Serializer], data: Any, *, many: bool = False) -> Any:
     """A response body as its serializer describes it: the shape the schema shows is the
-    shape sent (a key the serializer does not declare is not sent)."""
-    return serializer(data, many=many).data
+    shape sent (a key the serializer does not declare is not sent). Values are left to the
+    JSON renderer, which writes dates, ids and numbers as the serializer's fields would; so
+    a shape costs a dictionary per object, not a field call per value."""
+    if many:
+        return [_shaped(serializer, item) for item in data]
+    return _shaped(serializer, data)
+
+
+def _shaped(serializer: type[serializers.Serializer], data: dict[str, Any]) -> dict[str, Any]:
+    shaped = {}
+    for name, nested in _shape_of(serializer):
+        if name not in data:
+            continue  # a field the record leaves out (e.g. node_executions of a list entry)
+        value = data[name]
+        if nested is not None and value is not None:
+            if isinstance(value, list):
+                value = [_shaped(nested, item) for item in value]
+            else:
+                value = _shaped(nested, value)
+        shaped[name] = value
+    return shaped
+
+
+@functools.cache
+def _shape_of(serializer: type[serializers.Serializer]) -> tuple[tuple[str, Any], ...]:
+    """(field name, nested serializer class or None) of each field the serializer sends."""
+    shape = []
+    for name, field in serializer().fields.items():
+        if field.write_only:
+            continue
+        inner = field.child if isinstance(field, serializers.ListSerializer) else field
+        shape.append((name, type(inner) if isinstance(inner, serializers.Serializer) else None))
+    return tuple(shape)
