@@ -37,3 +37,13 @@ def link(source, source_name, sink, sink_name, **extra):
 
 def node(node_id, block, **defaults):
     return {"id": node_id, "block": block, "input_default": defaults}
+
+
+def sleep_chain(name, *, first_seconds=0.0, length=3):
+    """s0 → s1 → … → out: sleeps handing "v" on, the first one sleeping `first_seconds`;
+    the run's output `done` is ["v"]."""
+    nodes = [node("s0", "sleep", seconds=first_seconds, value="v")]
+    nodes += [node(f"s{i}", "sleep", seconds=0) for i in range(1, length)]
+    links = [link(f"s{i}", "output", f"s{i + 1}", "value") for i in range(length - 1)]
+    links.append(link(f"s{length - 1}", "output", "out", "value"))
+    return {"name": name, "nodes": [*nodes, node("out", "output", name="done")], "links": links}

@@ -14,7 +14,7 @@ from executions import recovery
 from executions.models import GraphExecution, NodeExecution
 
 from .conftest import create_graph, nodes_of, run_graph, wait_for_run
-from .documents import link, node
+from .documents import link, node, sleep_chain
 
 pytestmark = pytest.mark.integration
 
@@ -141,21 +141,7 @@ def test_pause_lets_running_nodes_finish_and_starts_nothing_until_resume(api, us
 
 def test_resume_a_failed_run_reruns_only_what_had_not_completed(api, user, worker, staff_api):
     set_balance(user, 2, "two")
-    chain = {
-        "name": "Three paid",
-        "nodes": [
-            node("s0", "sleep", seconds=0, value="v"),
-            node("s1", "sleep", seconds=0),
-            node("s2", "sleep", seconds=0),
-            node("out", "output", name="done"),
-        ],
-        "links": [
-            link("s0", "output", "s1", "value"),
-            link("s1", "output", "s2", "value"),
-            link("s2", "output", "out", "value"),
-        ],
-    }
-    eid = execute(api, create_graph(api, chain))
+    eid = execute(api, create_graph(api, sleep_chain("Three paid")))
     failed = wait_for_run(api, eid)
     assert failed["status"] == "FAILED" and "insufficient credits" in failed["error"]
     staff_api.post(

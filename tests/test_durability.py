@@ -18,7 +18,7 @@ from executions import recovery
 from executions.models import GraphExecution, NodeExecution, Recovery
 
 from .conftest import ROOT, child_database_url, create_graph, nodes_of, wait_for_run
-from .documents import link, node
+from .documents import link, node, sleep_chain
 
 pytestmark = pytest.mark.integration
 
@@ -172,21 +172,7 @@ def test_a_broker_outage_delays_a_chain_by_seconds_not_the_watchdogs_minute(api,
     from executions import outbox
     from executions.models import OutboxMessage
 
-    document = {
-        "name": "Through a broker outage",
-        "nodes": [
-            node("s0", "sleep", seconds=1.5, value="v"),
-            node("s1", "sleep", seconds=0),
-            node("s2", "sleep", seconds=0),
-            node("out", "output", name="done"),
-        ],
-        "links": [
-            link("s0", "output", "s1", "value"),
-            link("s1", "output", "s2", "value"),
-            link("s2", "output", "out", "value"),
-        ],
-    }
-    graph = create_graph(api, document)
+    graph = create_graph(api, sleep_chain("Through a broker outage", first_seconds=1.5))
     log_start = WORKER_LOG.stat().st_size
     eid = execute(api, graph)
     services = str(ROOT / "scripts" / "services.sh")
