@@ -20,7 +20,8 @@ from blocks.registry import get_block, get_block_class
 from common.logs import secrets_kept_out_of_logs
 from credentials.references import redact, referenced_names
 from credentials.services import CredentialMissing, ResolvedInput, node_input_resolve
-from credits.services import InsufficientCredits, charge_tokens, hold_tokens
+from credits.services import InsufficientCredits
+from credits.tokens import charge_tokens, hold_tokens
 from graphs.pins import merge_dynamic_pins
 
 from .budgets import OutputBudget

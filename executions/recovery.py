@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from common import metrics
 from credits.selectors import open_token_holds
-from credits.services import token_hold_release
+from credits.tokens import token_hold_release
 
 from . import dispatch
 from .control import redispatch_queued
