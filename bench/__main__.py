@@ -60,25 +60,58 @@ API_RUNS = int(os.environ.get("BENCH_API_RUNS", "1000"))
 
 
 class MemorySampler:
-    """Peak resident memory (VmRSS) of the worker's processes, per phase, from /proc."""
+    """Resident memory (VmRSS) of the worker's and the ASGI server's process groups, read
+    from /proc: at each phase's start and end, and its peak during the phase."""
 
-    def __init__(self, group_id: int):
-        self.group_id = group_id
+    def __init__(self, **groups: int):
+        self.groups = dict(groups)  # name -> process group id
         self.phase = "start"
-        self.peaks: dict[str, dict[str, float]] = {}
+        self.phases: dict[str, dict[str, dict[str, float]]] = {}
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
+    def begin(self, phase: str) -> None:
+        with self._lock:
+            self.end()
+            self.phase = phase
+            self._sample("at_start_mib")
+
+    def end(self) -> None:
+        if self.phase in self.phases:
+            self._sample("at_end_mib")
+
+    def watch(self, name: str, group_id: int | None) -> None:
+        with self._lock:
+            if group_id is None:
+                self._sample("at_end_mib")
+                self.groups.pop(name, None)
+            else:
+                self.groups[name] = group_id
+
+    def _sample(self, key: str) -> None:
+        for name, group_id in self.groups.items():
+            sizes = _group_rss_mib(group_id)
+            if not sizes:
+                continue
+            row = self.phases.setdefault(self.phase, {}).setdefault(
+                name, {"at_start_mib": 0, "peak_mib": 0, "at_end_mib": 0, "largest_mib": 0}
+            )
+            total = round(sum(sizes))
+            if key != "peak_mib":
+                row[key] = total
+            row["peak_mib"] = max(row["peak_mib"], total)
+            row["largest_mib"] = max(row["largest_mib"], round(max(sizes)))
+
     def _run(self):
         while not self._stop.wait(0.25):
-            sizes = _group_rss_mib(self.group_id)
-            if sizes:
-                peak = self.peaks.setdefault(self.phase, {"largest_process_mib": 0, "total_mib": 0})
-                peak["largest_process_mib"] = max(peak["largest_process_mib"], max(sizes))
-                peak["total_mib"] = max(peak["total_mib"], sum(sizes))
+            with self._lock:
+                self._sample("peak_mib")
 
     def stop(self):
+        with self._lock:
+            self.end()
         self._stop.set()
         self._thread.join()
 
@@ -187,11 +220,12 @@ def engine_fan_out_rate(user, items):
     return items / (last - first).total_seconds()
 
 
-def live_figures(user, subscriber_counts=(1, 50, 200, 400)):
-    """(d) event latency and (e) subscribers served by one ASGI process, on a 30-node chain."""
+def live_figures(user, memory, subscriber_counts=(1, 50, 200, 1000)):
+    """(d) event latency and (e) subscribers the ASGI processes serve, on a 30-node chain."""
     from bench.live import measure, start_asgi_server
 
     server, host = start_asgi_server()
+    memory.watch("asgi", server.pid)
     try:
         results = []
         for count in subscriber_counts:
@@ -219,154 +253,289 @@ def live_figures(user, subscriber_counts=(1, 50, 200, 400)):
             )
         return results
     finally:
+        memory.watch("asgi", None)
         stop_worker(server)  # stops the server's whole process group
 
 
+PHASES = ("nodes", "big", "small", "api", "live")
+
+
 def main():
+    only = [p for p in os.environ.get("BENCH_ONLY", ",".join(PHASES)).split(",") if p]
+    unknown = set(only) - set(PHASES)
+    if unknown:
+        raise SystemExit(f"BENCH_ONLY: unknown phases {sorted(unknown)}; choose from {PHASES}")
     user, _ = get_user_model().objects.get_or_create(username="bench")
     ledger_apply(user_id=user.pk, amount=10**6, type="TOP_UP", reference=f"bench:{uuid.uuid4()}")
     app.control.purge()
     worker = start_worker(
         "bench", ROOT / ".local" / "bench-worker.log", os.environ.copy(), "-I", "bench.tasks"
     )
-    memory = MemorySampler(worker.pid)
+    memory = MemorySampler(worker=worker.pid)
     results: dict = {}
     try:
+        memory.begin("warm-up")
         for _ in range(3):  # warm the worker's connections, plan cache and the machine
             engine_chain_ms(user, 30)
             raw_chain_hop_ms(30)
-        # Raw Celery and the engine take turns, so that both see the same machine (it is
-        # shared and noisy); each figure is the best of its REPEAT runs.
-        paired = {
-            "raw_chain_hop_ms": (raw_chain_hop_ms, (), min),
-            "chain_100_ms_per_node": (engine_chain_ms, (user, 100), min),
-            "raw_group_tasks_per_s": (raw_group_rate, (), max),
-            "fan_out_1000_nodes_per_s": (engine_fan_out_rate, (user, 1000), max),
-        }
-        runs: dict[str, list[float]] = {name: [] for name in paired}
-        for _ in tqdm(range(REPEAT), desc="paired runs", unit="round"):
-            for name, (fn, args, _) in paired.items():
-                memory.phase = name
-                runs[name].append(fn(*args))
-        for name, (_, _, pick) in paired.items():
-            results[name] = {
-                "best": round(pick(runs[name]), 3),
-                "runs": [round(v, 3) for v in runs[name]],
-            }
-        for name, step in tqdm(
-            [
-                (f"chain_{BIG}_ms_per_node", lambda: once(engine_chain_ms, user, BIG)),
-                (f"fan_out_{BIG}_nodes_per_s", lambda: once(engine_fan_out_rate, user, BIG)),
-            ],
-            desc="large runs",
-            unit="run",
-        ):
-            memory.phase = name
-            value, values = step()
-            results[name] = {"best": round(value, 3), "runs": [round(v, 3) for v in values]}
-        memory.phase = "api"
-        api = api_figures(user)
-        memory.phase = "live"
-        live = live_figures(user)  # needs the worker too
+        if "nodes" in only:
+            results.update(node_figures(user, memory))
+        if "big" in only:
+            results.update(big_figures(user, memory))
+        if "small" in only or "api" in only:
+            results.update(api_figures(user, memory, only))
+        if "live" in only:
+            memory.begin("live")
+            results["live"] = live_figures(user, memory)  # needs the worker too
     finally:
         memory.stop()
         stop_worker(worker)
-    report(results, api, live, memory.peaks)
+    report(results, memory.phases)
 
 
-def once(fn, *args):
-    value = fn(*args)
-    return value, [value]
+def node_figures(user, memory) -> dict:
+    """(a) and (b): raw Celery and the engine take turns, so that both see the same machine
+    (it is shared and noisy); each figure is the best of its REPEAT runs."""
+    paired = {
+        "raw_chain_hop_ms": (raw_chain_hop_ms, (), min),
+        "chain_100_ms_per_node": (engine_chain_ms, (user, 100), min),
+        "raw_group_tasks_per_s": (raw_group_rate, (), max),
+        "fan_out_1000_nodes_per_s": (engine_fan_out_rate, (user, 1000), max),
+    }
+    memory.begin("chains and fan-outs")
+    runs: dict[str, list[float]] = {name: [] for name in paired}
+    for _ in tqdm(range(REPEAT), desc="paired runs", unit="round"):
+        for name, (fn, args, _) in paired.items():
+            runs[name].append(fn(*args))
+    return {
+        name: {"best": round(pick(runs[name]), 3), "runs": [round(v, 3) for v in runs[name]]}
+        for name, (_, _, pick) in paired.items()
+    }
 
 
-def api_figures(user) -> dict:
+def big_figures(user, memory) -> dict:
+    """(c) flat cost: the BIG-sized runs, once each."""
+    results = {}
+    for name, fn in tqdm(
+        [
+            (f"chain_{BIG}_ms_per_node", engine_chain_ms),
+            (f"fan_out_{BIG}_nodes_per_s", engine_fan_out_rate),
+        ],
+        desc="large runs",
+        unit="run",
+    ):
+        memory.begin(name)
+        value = fn(user, BIG)
+        results[name] = {"best": round(value, 3), "runs": [round(value, 3)]}
+    return results
+
+
+def api_figures(user, memory, only) -> dict:
+    """(f) many small runs through the API against raw Celery's chains; (g) the API under
+    load against /health."""
     from bench.live import start_asgi_server
-    from bench.load import api_load, many_executions, small_graph
+    from bench.load import api_load, many_executions, raw_chains_rate, small_graph
 
+    results: dict = {}
     server, host = start_asgi_server()
+    memory.watch("asgi", server.pid)
     try:
         graph = graph_create(owner=user, document=small_graph()).graph
-        batches = [many_executions(host, user, graph.pk, API_RUNS) for _ in range(2)]
-        load = api_load(host, user, graph.pk, clients=100, seconds=10)
-        # The load's executions finish before the next phase.
-        while GraphExecution.objects.filter(graph=graph, status__in=["QUEUED", "RUNNING"]).exists():
-            time.sleep(0.2)
-        return {"batches": batches, "load": load}
+        if "small" in only:
+            memory.begin("small runs")
+            nodes = len(small_graph()["nodes"])
+            rounds = []
+            for _ in range(2):  # taking turns, as (a) and (b) do
+                rounds.append(
+                    {
+                        "raw": round(raw_chains_rate(API_RUNS, nodes), 2),
+                        "engine": many_executions(host, user, graph.pk, API_RUNS),
+                    }
+                )
+            results["small_runs"] = {"nodes_per_run": nodes, "rounds": rounds}
+        if "api" in only:
+            memory.begin("api load")
+            if not GraphExecution.objects.filter(graph=graph).exists():
+                many_executions(host, user, graph.pk, 10)
+            results["api_load"] = api_load(host, user, graph.pk, clients=100, seconds=10)
+            # The load's executions finish before the next phase.
+            while GraphExecution.objects.filter(
+                graph=graph, status__in=["QUEUED", "RUNNING"]
+            ).exists():
+                time.sleep(0.2)
+        return results
     finally:
+        memory.watch("asgi", None)
         stop_worker(server)
 
 
-def report(results, api, live, memory) -> None:
-    r = {k: v["best"] for k, v in results.items()}
-    rows = [
-        (
-            "(a) chain of 100: ms per node",
+def goals(results: dict) -> list[dict]:
+    """Each figure of the bench next to its same-run baseline, its ratio and its goal."""
+    rows: list[dict] = []
+
+    def row(label, value, unit, baseline_label, baseline, ratio, goal, met):
+        rows.append(
+            {
+                "figure": label,
+                "value": round(value, 2),
+                "unit": unit,
+                "baseline": baseline_label,
+                "baseline_value": round(baseline, 2),
+                "ratio": round(ratio, 2),
+                "goal": goal,
+                "met": bool(met),
+            }
+        )
+
+    r = {k: v["best"] for k, v in results.items() if isinstance(v, dict) and "best" in v}
+    if "chain_100_ms_per_node" in r:
+        ratio = r["chain_100_ms_per_node"] / r["raw_chain_hop_ms"]
+        row(
+            "(a) chain of 100",
             r["chain_100_ms_per_node"],
-            f"raw chain hop {r['raw_chain_hop_ms']:.2f} ms",
-            r["chain_100_ms_per_node"] / r["raw_chain_hop_ms"],
-            "x raw (target <= 2.0)",
-        ),
-        (
-            "(b) fan-out of 1,000: node executions/s",
+            "ms/node",
+            "raw Celery chain hop",
+            r["raw_chain_hop_ms"],
+            ratio,
+            "<= 1.3x",
+            ratio <= 1.3,
+        )
+        ratio = r["fan_out_1000_nodes_per_s"] / r["raw_group_tasks_per_s"]
+        row(
+            "(b) fan-out of 1,000",
             r["fan_out_1000_nodes_per_s"],
-            f"raw group {r['raw_group_tasks_per_s']:.0f} tasks/s",
-            r["fan_out_1000_nodes_per_s"] / r["raw_group_tasks_per_s"],
-            "x raw (target >= 0.5)",
-        ),
-        (
-            f"(c) chain of {BIG:,}: ms per node",
+            "nodes/s",
+            "raw Celery group",
+            r["raw_group_tasks_per_s"],
+            ratio,
+            ">= 0.85x",
+            ratio >= 0.85,
+        )
+    if f"chain_{BIG}_ms_per_node" in r and "chain_100_ms_per_node" in r:
+        ratio = r[f"chain_{BIG}_ms_per_node"] / r["chain_100_ms_per_node"]
+        row(
+            f"(c) chain of {BIG:,}",
             r[f"chain_{BIG}_ms_per_node"],
-            f"chain of 100 {r['chain_100_ms_per_node']:.2f} ms",
-            r[f"chain_{BIG}_ms_per_node"] / r["chain_100_ms_per_node"],
-            "x the 100-node chain (target <= 1.2)",
-        ),
-        (
-            f"(c) fan-out of {BIG:,}: node executions/s",
+            "ms/node",
+            "chain of 100",
+            r["chain_100_ms_per_node"],
+            ratio,
+            "<= 1.2x",
+            ratio <= 1.2,
+        )
+        ratio = r["fan_out_1000_nodes_per_s"] / r[f"fan_out_{BIG}_nodes_per_s"]
+        row(
+            f"(c) fan-out of {BIG:,}",
             r[f"fan_out_{BIG}_nodes_per_s"],
-            f"fan-out of 1,000 {r['fan_out_1000_nodes_per_s']:.0f}/s",
-            r["fan_out_1000_nodes_per_s"] / r[f"fan_out_{BIG}_nodes_per_s"],
-            "x slower than 1,000 items (target <= 1.2)",
-        ),
-    ]
+            "nodes/s",
+            "fan-out of 1,000 (time per node, ratio)",
+            r["fan_out_1000_nodes_per_s"],
+            ratio,
+            "<= 1.2x",
+            ratio <= 1.2,
+        )
+    live = {entry["subscribers"]: entry for entry in results.get("live", [])}
+    if 50 in live and max(live) >= 1000:
+        top = live[max(live)]
+        ratio = (top["latency_p99_ms"] or 0) / max(live[50]["latency_p99_ms"] or 1, 1)
+        served = top["served_every_event"] == top["subscribers"]
+        row(
+            f"(d/e) live, {top['subscribers']:,} subscribers: p99 event latency",
+            top["latency_p99_ms"] or 0,
+            "ms",
+            "p99 at 50 subscribers",
+            live[50]["latency_p99_ms"] or 0,
+            ratio,
+            "<= 5x, every subscriber gets every event",
+            ratio <= 5 and served,
+        )
+    small = results.get("small_runs")
+    if small:
+        engine = max(r["engine"]["executions_per_s"] for r in small["rounds"])
+        raw = max(r["raw"] for r in small["rounds"])
+        row(
+            f"(f) {API_RUNS:,} small runs through the API",
+            engine,
+            "runs/s",
+            f"raw Celery, {API_RUNS:,} chains of {small['nodes_per_run']}",
+            raw,
+            engine / raw,
+            ">= 0.5x",
+            engine / raw >= 0.5,
+        )
+    load = results.get("api_load")
+    if load:
+        health = load["GET /health"]
+        for label, rate_goal in (
+            ("GET /api/executions/{id}/", 0.5),
+            ("POST /api/graphs/{id}/execute/", 0.3),
+        ):
+            figures = load[label]
+            ratio = figures["requests_per_s"] / health["requests_per_s"]
+            tail = figures["p99_ms"] / health["p99_ms"]
+            clean = not figures["errors"] and not health["errors"]
+            tail_goal = label.startswith("GET")
+            row(
+                f"(g) {label}, 100 clients",
+                figures["requests_per_s"],
+                "req/s",
+                "/health, same server",
+                health["requests_per_s"],
+                ratio,
+                f">= {rate_goal}x" + (", p99 <= 3x /health's" if tail_goal else "") + ", no errors",
+                ratio >= rate_goal and clean and (tail <= 3 or not tail_goal),
+            )
+            rows[-1]["p99_ratio"] = round(tail, 2)
+    return rows
+
+
+def report(results, memory) -> None:
+    rows = goals(results)
     print()
-    for label, value, baseline, ratio, unit in rows:
-        print(f"{label:44} {value:9.2f}   {baseline:28} ratio {ratio:5.2f} {unit}")
-    print()
-    for row in live:
+    for r in rows:
         print(
-            f"(d/e) {row['subscribers']:4d} subscriber(s) on one ASGI process: "
+            f"{r['figure']:48} {r['value']:9.2f} {r['unit']:8} vs {r['baseline']} "
+            f"{r['baseline_value']:.2f}: ratio {r['ratio']:.2f} (goal {r['goal']}) "
+            f"{'met' if r['met'] else 'NOT MET'}"
+        )
+    print()
+    for row in results.get("live", []):
+        print(
+            f"(d/e) {row['subscribers']:4d} subscriber(s): "
             f"{row['served_every_event']}/{row['subscribers']} got every event; "
             f"event latency p50 {row['latency_p50_ms']} ms, p99 {row['latency_p99_ms']} ms"
         )
-    print()
-    for i, batch in enumerate(api["batches"], 1):
+    for i, round_ in enumerate(results.get("small_runs", {}).get("rounds", []), 1):
+        batch = round_["engine"]
         print(
-            f"(f) batch {i}: {batch['executions']} executions of 5 nodes submitted through the "
-            f"API at once: {batch['completed']} completed in {batch['total_seconds']} s "
-            f"({batch['executions_per_s']} executions/s; submitting took "
-            f"{batch['submit_seconds']} s)"
+            f"(f) round {i}: {batch['executions']} executions submitted through the API at "
+            f"once: {batch['completed']} completed in {batch['total_seconds']} s "
+            f"({batch['executions_per_s']}/s; submitting took {batch['submit_seconds']} s); "
+            f"raw Celery chains {round_['raw']}/s"
         )
-    for label, row in api["load"].items():
+    for label, row in results.get("api_load", {}).items():
         print(
             f"(g) {label:32} {row['clients']} clients: {row['requests_per_s']} requests/s, "
             f"p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms, errors {row['errors'] or 'none'}"
         )
     print()
-    for phase, peak in memory.items():
+    for phase, groups in memory.items():
         print(
-            f"(h) worker memory during {phase:28} largest process "
-            f"{peak['largest_process_mib']:.0f} MiB, "
-            f"all worker processes {peak['total_mib']:.0f} MiB"
+            f"(h) {phase:24} "
+            + "; ".join(
+                f"{name} {m['at_start_mib']}->{m['at_end_mib']} MiB (peak {m['peak_mib']}, "
+                f"largest process {m['largest_mib']})"
+                for name, m in groups.items()
+            )
         )
     out = ROOT / "bench-results"
     out.mkdir(exist_ok=True)
     (out / "latest.json").write_text(
         json.dumps(
             {
+                "goals": rows,
                 "results": results,
-                "live": live,
-                "api": api,
-                "worker_memory_mib": memory,
+                "memory_mib": memory,
                 "note": f"best of {REPEAT} runs (the {BIG:,}-sized runs once)",
             },
             indent=2,

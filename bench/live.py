@@ -21,7 +21,13 @@ from executions.models import NodeExecution
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def asgi_processes() -> int:
+    """As many ASGI processes as scripts/run.sh and the compose file start."""
+    return int(os.environ.get("WEB_CONCURRENCY") or os.cpu_count() or 1)
+
+
 def start_asgi_server() -> tuple[subprocess.Popen, str]:
+    """uvicorn with the workers `make run` starts, in its own process group."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -29,6 +35,7 @@ def start_asgi_server() -> tuple[subprocess.Popen, str]:
         proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
              "--port", str(port), "--lifespan", "off", "--timeout-graceful-shutdown", "3",
+             "--workers", str(asgi_processes()),
              "--log-level", "warning"],
             cwd=ROOT, env={**os.environ, "DATABASE_POOL": "1"}, stdout=log,
             stderr=subprocess.STDOUT,

@@ -2,20 +2,25 @@
   (f) many small executions submitted through the API at once: all complete, executions/s;
   (g) the API under load: 100 concurrent clients, p50/p99 latency and requests/s of
       GET /api/executions/{id}/ and POST /api/graphs/{id}/execute/.
-The load comes from httpx2's async client in this process (no wrk on these machines), so the
-figures are a floor of what the server does: the client shares the two cores."""
+The load comes from bench/hammer.py (httpx2's async client) in a process of its own; it
+shares the machine's cores with the server, so the figures are a floor of what the server
+does, and each is read against /health measured the same way in the same run."""
 
 from __future__ import annotations
 
 import asyncio
-import statistics
+import json
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import httpx2
 
 from accounts.services import token_issue
 from executions.models import GraphExecution
 
+ROOT = Path(__file__).resolve().parent.parent
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
 
 
@@ -83,45 +88,53 @@ def many_executions(host: str, user, graph_id, count: int, timeout: float = 600)
 
 
 def api_load(host: str, user, graph_id, clients: int = 100, seconds: float = 10) -> dict:
-    """`clients` concurrent clients, each sending requests back to back for `seconds`."""
+    """`clients` concurrent clients, each sending requests back to back for `seconds`, from
+    bench/hammer.py in a process of its own; /health on the same server first, the baseline."""
     run_id = GraphExecution.objects.filter(graph_id=graph_id).values_list("pk", flat=True)[0]
     endpoints = {
+        "GET /health": ("GET", "/health"),
         "GET /api/executions/{id}/": ("GET", f"/api/executions/{run_id}/"),
         "POST /api/graphs/{id}/execute/": ("POST", f"/api/graphs/{graph_id}/execute/"),
     }
+    header = "Authorization: " + _headers(user)["Authorization"]
     results = {}
-    headers = _headers(user)
     for label, (method, path) in endpoints.items():
-        results[label] = asyncio.run(_hammer(host, headers, method, path, clients, seconds))
+        command = [
+            sys.executable,
+            "-m",
+            "bench.hammer",
+            host,
+            method,
+            path,
+            "--clients",
+            str(clients),
+            "--seconds",
+            str(seconds),
+            "--header",
+            header,
+        ]
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=seconds + 120, cwd=ROOT
+        )
+        if done.returncode:
+            raise SystemExit(f"the load generator failed: {done.stderr[-2000:]}")
+        results[label] = json.loads(done.stdout)
     return results
 
 
-async def _hammer(host, headers, method, path, clients, seconds) -> dict:
-    latencies: list[float] = []
-    errors: dict[int, int] = {}
-    stop = time.perf_counter() + seconds
-    limits = httpx2.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx2.AsyncClient(
-        base_url=f"http://{host}", headers=headers, timeout=60, limits=limits
-    ) as client:
+def raw_chains_rate(count: int, length: int) -> float:
+    """Raw Celery's figure for (f): `count` chains of `length` no-op tasks, all submitted
+    with apply_async at once on the same broker and worker, chains per second to the last."""
+    from celery import chain
 
-        async def one_client():
-            while time.perf_counter() < stop:
-                sent = time.perf_counter()
-                response = await client.request(method, path, json={} if method == "POST" else None)
-                latencies.append(time.perf_counter() - sent)
-                if response.status_code >= 400:
-                    errors[response.status_code] = errors.get(response.status_code, 0) + 1
+    from bench.tasks import noop
+    from config.celery import NODE_QUEUE
 
-        began = time.perf_counter()
-        await asyncio.gather(*(one_client() for _ in range(clients)))
-        elapsed = time.perf_counter() - began
-    latencies.sort()
-    return {
-        "clients": clients,
-        "requests": len(latencies),
-        "requests_per_s": round(len(latencies) / elapsed, 1),
-        "p50_ms": round(statistics.median(latencies) * 1000, 1),
-        "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 1),
-        "errors": errors,
-    }
+    started = time.perf_counter()
+    results = [
+        chain(*(noop.si(i).set(queue=NODE_QUEUE) for i in range(length))).apply_async()
+        for _ in range(count)
+    ]
+    for result in results:
+        result.get(timeout=600)
+    return count / (time.perf_counter() - started)

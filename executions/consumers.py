@@ -7,8 +7,10 @@ Authenticate with a single-use `?ticket=` (POST /api/auth/ws-ticket/), an
 
 Each subscription starts with a `snapshot` of the run as it stands, then every event of the
 run's log in order (see events.py): a client never misses one, and the last is the run's
-terminal `execution` event. A run whose terminal event was lost (the process that ended it
-died before publishing) is noticed here: after a few quiet seconds the run is read from the
+terminal `execution` event. The log is read once per run per server process, whatever the
+number of sockets (feeds.py); each socket sends what its queue receives, the event's JSON
+as Redis holds it. A run whose terminal event was lost (the process that ended it died
+before publishing) is noticed there: after a few quiet seconds the run is read from the
 database and, if it has ended, its terminal event is published.
 """
 
@@ -17,20 +19,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
-from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import ValidationError
 
 from accounts.services import token_lookup, ws_ticket_redeem
-from common import redis_clients
 from graphs.models import Graph
 
-from . import events
+from . import events, feeds
 from .engine import TERMINAL
 from .models import GraphExecution
 from .selectors import execution_detail
@@ -38,16 +37,15 @@ from .selectors import execution_detail
 log = logging.getLogger(__name__)
 
 CLOSE_UNAUTHENTICATED = 4401
-QUIET_SECONDS = 5.0  # a subscription this quiet has its run checked in the database
+CLOSE_TOO_SLOW = 1013  # "try again later": the socket fell 10,000 events behind
 
 
 class ExecutionStreamConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self):
         self.user = await _authenticate(self.scope)
-        self.subscriptions: dict[str, str] = {}  # run id -> last stream entry id read
-        self.last_seen: dict[str, float] = {}
+        self.following: set[str] = set()  # run ids
         self.graphs: set[str] = set()
-        self.reader: asyncio.Task | None = None
+        self.sender: asyncio.Task | None = None
         await self.accept()
         if self.user is None:
             await self.send_json(
@@ -60,15 +58,15 @@ class ExecutionStreamConsumer(AsyncJsonWebsocketConsumer):
             )
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        # XREAD blocks for up to 0.5 s; the socket timeout must be well above that under load.
-        self.redis = redis_clients.async_client(settings.REDIS_URL, socket_timeout=30)
-        self.reader = asyncio.create_task(self._read_forever())
+        self.hub = feeds.hub(_publish_lost_end)
+        self.subscriber = feeds.Subscriber()
+        self.sender = asyncio.create_task(self._send_forever())
         await self.channel_layer.group_add(f"user.{self.user.pk}", self.channel_name)
 
     async def disconnect(self, code):
-        if self.reader is not None:
-            self.reader.cancel()
-            await self.redis.aclose()
+        if self.sender is not None:
+            self.sender.cancel()
+            self.hub.leave_all(self.subscriber)
         for graph_id in self.graphs:
             await self.channel_layer.group_discard(f"graph.{graph_id}", self.channel_name)
         if self.user is not None:
@@ -106,7 +104,8 @@ class ExecutionStreamConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json({"type": "subscribed", "graph_id": graph_id})
         elif action == "unsubscribe":
             if "execution_id" in content:
-                self.subscriptions.pop(str(content["execution_id"]), None)
+                self.following.discard(str(content["execution_id"]))
+                self.hub.unfollow(self.subscriber, str(content["execution_id"]))
             if "graph_id" in content and str(content["graph_id"]) in self.graphs:
                 graph_id = str(content["graph_id"])
                 self.graphs.discard(graph_id)
@@ -132,7 +131,7 @@ class ExecutionStreamConsumer(AsyncJsonWebsocketConsumer):
 
     async def graph_run(self, message):
         """A run of a subscribed graph was created (channel layer group message)."""
-        if message["execution_id"] not in self.subscriptions:
+        if message["execution_id"] not in self.following:
             await self._subscribe(message["execution_id"])
 
     # --- subscriptions ------------------------------------------------------------------
@@ -140,51 +139,29 @@ class ExecutionStreamConsumer(AsyncJsonWebsocketConsumer):
     async def _subscribe(self, run_id: str) -> None:
         # The log's position first, then the database: events after that position may
         # repeat what the snapshot shows, but none can be missed.
-        last = await self.redis.xrevrange(events.stream_key(run_id), count=1)
+        self.following.add(run_id)
+        last = await self.hub.redis.xrevrange(events.stream_key(run_id), count=1)
         position = last[0][0].decode() if last else "0-0"
         seq = json.loads(last[0][1][b"e"])["seq"] if last else 0
         snapshot = await _snapshot(run_id)
         await self.send_json({"type": "snapshot", "seq": seq, **snapshot})
-        if not snapshot.get("terminal"):
-            self.subscriptions[run_id] = position
-            self.last_seen[run_id] = time.monotonic()
+        if snapshot.get("terminal"):
+            self.following.discard(run_id)
+        elif run_id in self.following:  # not unsubscribed meanwhile
+            await self.hub.follow(self.subscriber, run_id, position)
 
-    async def _read_forever(self) -> None:
+    async def _send_forever(self) -> None:
+        """Send what the feeds queue for this socket, in order."""
         while True:
-            try:
-                await self._read_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.warning("live stream read failed; retrying", exc_info=True)
-                await asyncio.sleep(1)
-
-    async def _read_once(self) -> None:
-        if not self.subscriptions:
-            await asyncio.sleep(0.1)
-            return
-        streams = {events.stream_key(r): pos for r, pos in self.subscriptions.items()}
-        replies = await self.redis.xread(streams, block=500, count=1000)
-        for stream, entries in replies or []:
-            run_id = stream.decode().split(":")[2]
-            for entry_id, fields in entries:
-                if run_id not in self.subscriptions:
-                    break
-                self.subscriptions[run_id] = entry_id.decode()
-                self.last_seen[run_id] = time.monotonic()
-                event = json.loads(fields[b"e"])
-                await self.send_json(event)
-                if event.get("type") == "execution" and event.get("terminal"):
-                    self.subscriptions.pop(run_id, None)
-        await self._reconcile_quiet_runs()
-
-    async def _reconcile_quiet_runs(self) -> None:
-        now = time.monotonic()
-        for run_id in [r for r in self.subscriptions if now - self.last_seen[r] > QUIET_SECONDS]:
-            self.last_seen[run_id] = now
-            if await self.redis.exists(events.terminal_key(run_id)):
-                continue  # its terminal event is in the log: the reader will get to it
-            await database_sync_to_async(_publish_lost_end)(run_id)
+            entry = await self.subscriber.queue.get()
+            if self.subscriber.overflowed:
+                await self._error("too far behind the run's events: subscribe again", {})
+                await self.close(code=CLOSE_TOO_SLOW)
+                return
+            await self.send(text_data=entry.text)
+            if entry.terminal:
+                self.following.discard(entry.run_id)
+                self.hub.unfollow(self.subscriber, entry.run_id)
 
     async def _error(self, message: str, content) -> None:
         await self.send_json({"type": "error", "message": message, **_ids(content)})
@@ -205,6 +182,7 @@ def _ids(content) -> dict:
     return {k: content[k] for k in ("execution_id", "graph_id") if k in content}
 
 
+@database_sync_to_async
 def _publish_lost_end(run_id: str) -> None:
     status = GraphExecution.objects.filter(pk=run_id).values_list("status", flat=True).first()
     if status in TERMINAL:

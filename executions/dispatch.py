@@ -50,6 +50,7 @@ START_EXECUTION = "executions.start_execution"
 RUN_NODE = "executions.run_node"
 JOIN_NODES = "executions.join_nodes"
 COMPLETE_FROM_CHILD = "executions.complete_from_child"
+START_WAITING = "executions.start_waiting_runs"
 
 
 # What a transaction decides to publish goes through the outbox (outbox.py): written with
@@ -60,6 +61,10 @@ COMPLETE_FROM_CHILD = "executions.complete_from_child"
 
 def start_execution(execution_id) -> None:
     outbox.record("start", {"run": str(execution_id)}, send_message)
+
+
+def start_waiting(user_id: int) -> None:
+    outbox.record("start_waiting", {"user": user_id}, send_message)
 
 
 def send_groups(execution_id, version_id: int, groups: list[list[Queued]]) -> None:
@@ -95,6 +100,8 @@ def send_message(kind: str, body: dict) -> None:
     signature = current_app.signature
     if kind == "start":
         signature(START_EXECUTION, args=[body["run"]]).apply_async()
+    elif kind == "start_waiting":
+        signature(START_WAITING, args=[body["user"]]).apply_async()
     elif kind == "join":
         signature(JOIN_NODES, args=[body["run"], body["version"], body["members"]]).apply_async()
     elif kind == "child_ended":

@@ -23,7 +23,7 @@ from . import dispatch, events
 from .dispatch import Queued
 from .engine import GRAPH_TRANSITIONS, TERMINAL, Status, collect_outputs, sources_for
 from .models import GraphExecution, NodeExecution
-from .slots import start_waiting_runs
+from .slots import slot_freed
 from .stats import execution_stats
 from .transitions import move
 
@@ -58,9 +58,8 @@ def execution_finish(
             return False
         transaction.on_commit(metrics.EXECUTIONS_FINISHED.labels(status).inc)
         owner = GraphExecution.objects.values_list("user_id", "depth").get(id=execution_id)
-        if owner[1] == 0 and settings.ENGINE_MAX_RUNNING_PER_USER:
-            # A slot is free: the user's next waiting run may start.
-            transaction.on_commit(functools.partial(start_waiting_runs, owner[0]))
+        if owner[1] == 0:  # a slot is free: the user's waiting runs may start
+            slot_freed(owner[0])
         nodes = NodeExecution.objects.filter(execution_id=execution_id)
         stopping = [Status.QUEUED]
         if stop_running:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from django.conf import settings
 from django.db import transaction
@@ -32,7 +32,7 @@ from .models import GraphExecution, NodeExecution
 from .plans import plan_for_version
 from .propagation import Propagation
 from .settling import settle
-from .slots import slot_free
+from .slots import oldest_waiting_run, slot_free
 from .transitions import move
 
 
@@ -109,7 +109,26 @@ def _ensure_first_paid_node_affordable(user_id: int, plan: Plan) -> None:
         ensure_balance_covers(user_id, price.per_run, what)
 
 
-def execution_start(execution_id) -> None:
+Start = Literal["started", "no slot", "not queued"]
+
+
+def start_waiting_runs(user_id: int) -> int:
+    """Start a user's oldest waiting runs, one at a time, while they have free slots;
+    returns how many started. Two of these racing take turns on the user's lock (each start
+    checks the cap again): one that finds its pick started by the other takes the next."""
+    started = 0
+    for _ in range(settings.ENGINE_MAX_RUNNING_PER_USER + 100):  # bounded, whatever races
+        run_id = oldest_waiting_run(user_id)
+        if run_id is None:
+            break
+        outcome = execution_start(run_id)
+        if outcome == "no slot":
+            break
+        started += outcome == "started"
+    return started
+
+
+def execution_start(execution_id) -> Start:
     """QUEUED -> RUNNING, then queue the starting nodes. A second call finds nothing to do.
     A user already at ENGINE_MAX_RUNNING_PER_USER keeps the run QUEUED: the end of one of
     their runs starts it (start_waiting_runs)."""
@@ -119,8 +138,10 @@ def execution_start(execution_id) -> None:
             .values_list("user_id", "depth")
             .first()
         )
-        if owner is None or not slot_free(*owner):
-            return
+        if owner is None:
+            return "not queued"
+        if not slot_free(*owner):
+            return "no slot"
         now = timezone.now()
         moved = move(
             GraphExecution.objects.filter(id=execution_id),
@@ -129,7 +150,7 @@ def execution_start(execution_id) -> None:
             started_at=now,
         )
         if not moved:
-            return
+            return "not queued"
         transaction.on_commit(metrics.EXECUTIONS_STARTED.inc)
         execution = GraphExecution.objects.only("graph_version_id", "inputs", "time_limit").get(
             id=execution_id
@@ -142,7 +163,7 @@ def execution_start(execution_id) -> None:
         if passed:
             events.emit_run(execution_id)
             execution_finish(execution_id, Status.FAILED, error=passed)
-            return
+            return "started"
         task_ids = [str(uuid.uuid4()) for _ in plan.starting_nodes]
         rows = NodeExecution.objects.bulk_create(
             NodeExecution(
@@ -167,3 +188,4 @@ def execution_start(execution_id) -> None:
             result=Propagation(queued, len(rows)),
             unhandled=0,
         )
+    return "started"

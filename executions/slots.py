@@ -32,21 +32,22 @@ def _occupied(user_id: int) -> int:
     return GraphExecution.objects.filter(user_id=user_id, depth=0, status__in=OCCUPYING).count()
 
 
-def start_waiting_runs(user_id: int) -> int:
-    """Publish the start of a user's oldest QUEUED runs, as many as they have free slots;
-    returns how many. Each start checks the cap again, so a surplus start is harmless."""
-    cap = settings.ENGINE_MAX_RUNNING_PER_USER
-    free = cap - _occupied(user_id) if cap else 1_000
-    if free <= 0:
-        return 0
-    waiting = list(
+def oldest_waiting_run(user_id: int):
+    """The id of a user's oldest top-level run waiting for a slot, or None."""
+    return (
         GraphExecution.objects.filter(user_id=user_id, depth=0, status=Status.QUEUED)
         .order_by("created_at")
-        .values_list("id", flat=True)[:free]
+        .values_list("id", flat=True)
+        .first()
     )
-    for run_id in waiting:
-        dispatch.start_execution(run_id)
-    return len(waiting)
+
+
+def slot_freed(user_id: int) -> None:
+    """A run of the user's ended inside this transaction: if runs of theirs wait, publish
+    one `start_waiting` message, whose task starts them one at a time while slots are free
+    (runs.start_waiting_runs)."""
+    if settings.ENGINE_MAX_RUNNING_PER_USER and oldest_waiting_run(user_id) is not None:
+        dispatch.start_waiting(user_id)
 
 
 def users_at_cap(user_ids) -> set[int]:

@@ -19,6 +19,11 @@ def start_execution(execution_id: str) -> None:
         runs.execution_start(execution_id)
 
 
+@task(dispatch.START_WAITING)
+def start_waiting_runs(user_id: int) -> None:
+    runs.start_waiting_runs(user_id)
+
+
 @task(dispatch.RUN_NODE, bind=True, database_retries=None)  # may take its node back
 def run_node(self, node_execution_id: int, execution_id: str, take_over: bool = False) -> None:
     # A redelivered or retried message, or the watchdog's, may take over a RUNNING node.

@@ -7,6 +7,7 @@ BIN=.venv/bin
 PORT="${PORT:-8000}"
 export FLOWER_PORT="${FLOWER_PORT:-5555}"
 WORKER_CONCURRENCY="${WORKER_CONCURRENCY:-$(nproc)}"
+WEB_CONCURRENCY="${WEB_CONCURRENCY:-$(nproc)}"  # uvicorn processes, sharing the port
 LOGS=.local/logs
 mkdir -p "$LOGS"
 # Metrics files of earlier processes would be summed with this run's: start from none.
@@ -28,7 +29,7 @@ trap stop INT TERM EXIT
 
 # Open WebSockets (live pages) must not hold Ctrl-C up: give them 5 s to close.
 DATABASE_POOL=1 $BIN/uvicorn config.asgi:application --host 127.0.0.1 --port "$PORT" --lifespan off \
-  --timeout-graceful-shutdown 5 &
+  --timeout-graceful-shutdown 5 --workers "$WEB_CONCURRENCY" &
 pids+=($!)
 # With no -Q the worker consumes every queue of task_queues (nodes and engine).
 $BIN/celery -A config worker -c "$WORKER_CONCURRENCY" -n "worker@%h" -l info &

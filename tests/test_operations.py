@@ -22,9 +22,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from common.logs import ContextFilter, log_context
 from executions.finishing import execution_finish
-from executions.models import GraphExecution
+from executions.models import GraphExecution, OutboxMessage
 from executions.recovery import watchdog
-from executions.runs import execution_create, execution_start
+from executions.runs import execution_create, execution_start, start_waiting_runs
 
 from .conftest import ROOT, create_graph, run_graph
 from .documents import greeting, link, node
@@ -154,11 +154,38 @@ def test_runs_past_the_per_user_cap_wait_queued(user, settings, django_capture_o
     )
     assert watchdog()["start"] == 0
 
-    with django_capture_on_commit_callbacks() as callbacks:
+    with django_capture_on_commit_callbacks():  # not sent: the outbox keeps it
         execution_finish(first.pk, "CANCELLED", stop_running=True)
-    assert any("start_waiting_runs" in repr(c) for c in callbacks)
-    execution_start(second.pk)  # what the published start does
+    # One start_waiting message, written with the run's end.
+    assert list(OutboxMessage.objects.filter(kind="start_waiting").values_list("body")) == [
+        ({"user": user.pk},)
+    ]
+    assert start_waiting_runs(user.pk) == 1  # what the published message's task does
     assert GraphExecution.objects.get(pk=second.pk).status == "RUNNING"
+    assert start_waiting_runs(user.pk) == 0
+
+
+def test_waking_runs_fills_every_free_slot_however_often_it_is_woken(user, settings):
+    """Two runs ending at once both wake the waiting runs: each start takes the user's lock
+    and the next waiting run, so the free slots fill and the cap holds (before, both
+    wake-ups published the same oldest run, and a slot stayed empty until the watchdog)."""
+    from graphs.services import graph_create
+
+    settings.ENGINE_MAX_RUNNING_PER_USER = 2
+    graph = graph_create(owner=user, document=greeting()).graph
+    runs = [execution_create(user=user, graph=graph, inputs={}) for _ in range(5)]
+    assert start_waiting_runs(user.pk) == 2
+    assert start_waiting_runs(user.pk) == 0  # woken again: the cap holds
+    running = list(GraphExecution.objects.filter(status="RUNNING").values_list("pk", flat=True))
+    assert sorted(running) == sorted(r.pk for r in runs[:2])  # the oldest first
+    for pk in running:
+        execution_finish(pk, "CANCELLED", stop_running=True)
+    assert start_waiting_runs(user.pk) == 2
+    assert start_waiting_runs(user.pk) == 0
+    statuses = dict(GraphExecution.objects.values_list("pk", "status"))
+    assert [statuses[r.pk] for r in runs] == [
+        "CANCELLED", "CANCELLED", "RUNNING", "RUNNING", "QUEUED"
+    ]  # fmt: skip
 
 
 # --- production settings ----------------------------------------------------------------------

@@ -1,0 +1,201 @@
+"""One reader per run per server process, however many sockets watch the run.
+
+A socket that subscribes to a run joins the run's `RunFeed` in its process: one task that
+reads the run's event log (a Redis stream, see events.py) with a blocking XREAD and hands
+each entry, as the JSON text Redis holds, to every joined socket's queue. A thousand
+sockets on one run cost one Redis read and one decode per event, not a thousand.
+
+A socket joins at the log position it read before its snapshot. The feed may be ahead of
+it (it has been reading for others): the socket then reads the gap itself (one XRANGE)
+before the entries the feed hands it; entries at or before a socket's own position are
+skipped, so it gets every event once, in order.
+
+A feed whose run has been quiet for QUIET_SECONDS checks that the run has not ended
+without its terminal event (its process died before publishing it); if it has, the event
+is published from the database, and the feed reads it like any other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+
+from common import redis_clients
+
+from . import events
+
+log = logging.getLogger(__name__)
+
+QUIET_SECONDS = 5.0
+READ_BLOCK_MS = 1_000
+READ_COUNT = 1_000
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One event of a run's log, as its subscribers receive it."""
+
+    run_id: str
+    entry_id: str
+    text: str  # the event's JSON, sent to sockets as it is
+    terminal: bool
+
+
+def entry_key(entry_id: str) -> tuple[int, int]:
+    """Stream entry ids ("<ms>-<n>") in their order."""
+    ms, _, n = entry_id.partition("-")
+    return int(ms), int(n or 0)
+
+
+def parse(run_id: str, entry_id: bytes | str, fields: dict) -> Entry:
+    text = fields[b"e"].decode()
+    event = json.loads(text)
+    terminal = event.get("type") == "execution" and bool(event.get("terminal"))
+    return Entry(
+        run_id, entry_id if isinstance(entry_id, str) else entry_id.decode(), text, terminal
+    )
+
+
+class Subscriber:
+    """One socket's side: its queue of entries, and its position in each run it follows."""
+
+    def __init__(self, max_queued: int = 10_000):
+        self.queue: asyncio.Queue[Entry | None] = asyncio.Queue(max_queued)
+        self.positions: dict[str, tuple[int, int]] = {}
+        self.overflowed = False
+
+    def offer(self, entry: Entry) -> None:
+        """Queue an entry this socket has not had yet (never blocks the feed: a socket that
+        falls this far behind is marked, and its consumer closes it)."""
+        position = self.positions.get(entry.run_id)
+        if position is None or entry_key(entry.entry_id) <= position:
+            return
+        self.positions[entry.run_id] = entry_key(entry.entry_id)
+        try:
+            self.queue.put_nowait(entry)
+        except asyncio.QueueFull:
+            self.overflowed = True  # its consumer closes the socket; the client reconnects
+            self.positions.clear()
+
+
+class RunFeed:
+    def __init__(self, hub: Hub, run_id: str, position: str):
+        self.hub = hub
+        self.run_id = run_id
+        self.position = position
+        self.subscribers: set[Subscriber] = set()
+        self.joining = 0  # sockets reading their gap: the feed waits for them
+        self.last_entry_at = time.monotonic()
+        self.task = asyncio.create_task(self._read_forever(), name=f"feed {run_id}")
+
+    async def _read_forever(self) -> None:
+        key = events.stream_key(self.run_id)
+        while self.subscribers or self.joining:
+            try:
+                replies: Any = await self.hub.redis.xread(
+                    {key: self.position}, block=READ_BLOCK_MS, count=READ_COUNT
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning(
+                    "live feed of run %s: read failed; retrying", self.run_id, exc_info=True
+                )
+                await asyncio.sleep(1)
+                continue
+            ended = False
+            for _, entries in replies or []:
+                for entry_id, fields in entries:
+                    entry = parse(self.run_id, entry_id, fields)
+                    self.position = entry.entry_id
+                    for subscriber in list(self.subscribers):
+                        subscriber.offer(entry)
+                    ended = ended or entry.terminal
+            if replies:
+                self.last_entry_at = time.monotonic()
+            elif time.monotonic() - self.last_entry_at > QUIET_SECONDS:
+                self.last_entry_at = time.monotonic()
+                await self.hub.check_quiet(self.run_id)
+            if ended:
+                break
+        if self.hub.feeds.get(self.run_id) is self:
+            del self.hub.feeds[self.run_id]
+
+    async def join(self, subscriber: Subscriber, position: str) -> None:
+        """Follow the run from `position` (an entry id; "0-0" for its start)."""
+        subscriber.positions[self.run_id] = entry_key(position)
+        self.joining += 1
+        try:
+            # The feed may be ahead: read the gap, until no await lies between catching up
+            # and joining (the feed hands on only what it reads after the join).
+            while subscriber.positions.get(self.run_id, (0, 0)) < entry_key(self.position):
+                target = self.position
+                gap: Any = await self.hub.redis.xrange(
+                    events.stream_key(self.run_id), min=f"({position}", max=target
+                )
+                for entry_id, fields in gap:
+                    subscriber.offer(parse(self.run_id, entry_id, fields))
+                if self.run_id not in subscriber.positions:
+                    return  # it left (or overflowed) meanwhile
+                position = target
+                subscriber.positions[self.run_id] = max(
+                    subscriber.positions[self.run_id], entry_key(target)
+                )
+            self.subscribers.add(subscriber)
+        finally:
+            self.joining -= 1
+
+    def leave(self, subscriber: Subscriber) -> None:
+        self.subscribers.discard(subscriber)
+        subscriber.positions.pop(self.run_id, None)
+
+
+class Hub:
+    """The feeds of one event loop (one per server process), and their Redis client."""
+
+    def __init__(self, publish_lost_end: Callable):
+        self.redis = redis_clients.async_client(settings.REDIS_URL, socket_timeout=30)
+        self.feeds: dict[str, RunFeed] = {}
+        self.publish_lost_end = publish_lost_end
+
+    async def follow(self, subscriber: Subscriber, run_id: str, position: str) -> None:
+        feed = self.feeds.get(run_id)
+        if feed is None or feed.task.done():
+            feed = self.feeds[run_id] = RunFeed(self, run_id, position)
+        await feed.join(subscriber, position)
+
+    def unfollow(self, subscriber: Subscriber, run_id: str) -> None:
+        feed = self.feeds.get(run_id)
+        if feed is not None:
+            feed.leave(subscriber)
+        else:
+            subscriber.positions.pop(run_id, None)
+
+    def leave_all(self, subscriber: Subscriber) -> None:
+        for run_id in list(subscriber.positions):
+            self.unfollow(subscriber, run_id)
+
+    async def check_quiet(self, run_id: str) -> None:
+        if await self.redis.exists(events.terminal_key(run_id)):
+            return  # its terminal event is in the log: the feed will read it
+        await self.publish_lost_end(run_id)
+
+
+_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()
+
+
+def hub(publish_lost_end: Callable) -> Hub:
+    """This event loop's hub (created on first use)."""
+    loop = asyncio.get_running_loop()
+    found = _hubs.get(loop)
+    if found is None:
+        found = _hubs[loop] = Hub(publish_lost_end)
+    return found
