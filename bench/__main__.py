@@ -18,6 +18,7 @@ import json
 import os
 import threading
 import time
+import traceback
 import uuid
 from pathlib import Path
 
@@ -57,6 +58,20 @@ ROOT = Path(__file__).resolve().parent.parent
 REPEAT = int(os.environ.get("BENCH_REPEAT", "3"))
 BIG = int(os.environ.get("BENCH_BIG", "10000"))  # the flat-scaling sizes
 API_RUNS = int(os.environ.get("BENCH_API_RUNS", "1000"))
+# The small runs come from this many users (each under ENGINE_MAX_RUNNING_PER_USER, 50
+# running at once: the rest of each user's runs wait for a slot, as they would).
+API_USERS = int(os.environ.get("BENCH_API_USERS", "10"))
+
+
+def bench_users(count: int) -> list:
+    users = []
+    for i in range(count):
+        user, _ = get_user_model().objects.get_or_create(username=f"bench-{i}")
+        ledger_apply(
+            user_id=user.pk, amount=10**6, type="TOP_UP", reference=f"bench:{uuid.uuid4()}"
+        )
+        users.append(user)
+    return users
 
 
 class MemorySampler:
@@ -224,6 +239,7 @@ def live_figures(user, memory, subscriber_counts=(1, 50, 200, 1000)):
     """(d) event latency and (e) subscribers the ASGI processes serve, on a 30-node chain."""
     from bench.live import measure, start_asgi_server
 
+    memory.begin("live")
     server, host = start_asgi_server()
     memory.watch("asgi", server.pid)
     try:
@@ -257,7 +273,30 @@ def live_figures(user, memory, subscriber_counts=(1, 50, 200, 1000)):
         stop_worker(server)  # stops the server's whole process group
 
 
-PHASES = ("nodes", "big", "small", "api", "live")
+PHASES = ("nodes", "big", "small", "api", "live", "capacity")
+
+
+def capacity_figures(user, memory) -> list[dict]:
+    """What a node and a run cost PostgreSQL and Redis (bench/capacity.py)."""
+    from bench.capacity import measure
+    from bench.load import small_graph
+
+    memory.begin("capacity")
+    small = graph_create(owner=user, document=small_graph()).graph
+
+    def small_runs(count=100):
+        ids = [execution_create(user=user, graph=small, inputs={}).pk for _ in range(count)]
+        deadline = time.monotonic() + 300
+        while GraphExecution.objects.filter(pk__in=ids, status__in=["QUEUED", "RUNNING"]).exists():
+            if time.monotonic() > deadline:
+                raise SystemExit("capacity: small runs did not end")
+            time.sleep(0.5)
+
+    return [
+        measure("chain of 100", lambda: engine_chain_ms(user, 100), nodes=100, runs=1),
+        measure("fan-out of 1,000", lambda: engine_fan_out_rate(user, 1000), nodes=1001, runs=1),
+        measure("100 runs of 5 nodes", small_runs, nodes=500, runs=100),
+    ]
 
 
 def main():
@@ -278,15 +317,23 @@ def main():
         for _ in range(3):  # warm the worker's connections, plan cache and the machine
             engine_chain_ms(user, 30)
             raw_chain_hop_ms(30)
-        if "nodes" in only:
-            results.update(node_figures(user, memory))
-        if "big" in only:
-            results.update(big_figures(user, memory))
-        if "small" in only or "api" in only:
-            results.update(api_figures(user, memory, only))
-        if "live" in only:
-            memory.begin("live")
-            results["live"] = live_figures(user, memory)  # needs the worker too
+        phases = {
+            "nodes": lambda: results.update(node_figures(user, memory)),
+            "big": lambda: results.update(big_figures(user, memory)),
+            "api": lambda: results.update(api_figures(user, memory, only)),
+            "live": lambda: results.update(live=live_figures(user, memory)),
+            "capacity": lambda: results.update(capacity=capacity_figures(user, memory)),
+        }
+        if "small" in only and "api" not in only:
+            phases["small"] = phases["api"]  # api_figures measures both, as `only` says
+        for name, phase in phases.items():
+            if name not in only:
+                continue
+            try:
+                phase()
+            except Exception:  # the other phases' figures are still reported
+                traceback.print_exc()
+                results.setdefault("failed_phases", []).append(name)
     finally:
         memory.stop()
         stop_worker(worker)
@@ -344,19 +391,21 @@ def api_figures(user, memory, only) -> dict:
         if "small" in only:
             memory.begin("small runs")
             nodes = len(small_graph()["nodes"])
+            targets = [(u, graph_create(owner=u, document=small_graph()).graph.pk)
+                       for u in bench_users(API_USERS)]  # fmt: skip
             rounds = []
             for _ in range(2):  # taking turns, as (a) and (b) do
                 rounds.append(
                     {
                         "raw": round(raw_chains_rate(API_RUNS, nodes), 2),
-                        "engine": many_executions(host, user, graph.pk, API_RUNS),
+                        "engine": many_executions(host, targets, API_RUNS),
                     }
                 )
             results["small_runs"] = {"nodes_per_run": nodes, "rounds": rounds}
         if "api" in only:
             memory.begin("api load")
             if not GraphExecution.objects.filter(graph=graph).exists():
-                many_executions(host, user, graph.pk, 10)
+                many_executions(host, [(user, graph.pk)], 10)
             results["api_load"] = api_load(host, user, graph.pk, clients=100, seconds=10)
             # The load's executions finish before the next phase.
             while GraphExecution.objects.filter(
@@ -512,6 +561,13 @@ def report(results, memory) -> None:
             f"once: {batch['completed']} completed in {batch['total_seconds']} s "
             f"({batch['executions_per_s']}/s; submitting took {batch['submit_seconds']} s); "
             f"raw Celery chains {round_['raw']}/s"
+        )
+    for row in results.get("capacity", []):
+        node, run = row["per_node"], row["per_run"]
+        print(
+            f"(i) {row['scenario']:20} per node: {node['transactions']} transactions, "
+            f"{node['rows_written']} rows written, {node['redis_commands']} Redis commands; "
+            f"per run: {run['transactions']} / {run['rows_written']} / {run['redis_commands']}"
         )
     for label, row in results.get("api_load", {}).items():
         print(

@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from accounts.services import token_issue
 from executions.models import NodeExecution
@@ -53,15 +54,14 @@ def start_asgi_server() -> tuple[subprocess.Popen, str]:
 
 async def _subscriber(url: str, graph_id: str, ready: asyncio.Event, started: asyncio.Event,
                       counter: list[int], results: list) -> None:  # fmt: skip
-    async with connect(url, open_timeout=30, max_queue=None) as ws:
-        await ws.send(json.dumps({"action": "subscribe", "graph_id": graph_id}))
-        await ws.recv()  # subscribed
-        counter[0] += 1
-        if counter[0] == counter[1]:
-            ready.set()
-        await started.wait()
-        received: list[tuple[float, dict]] = []
-        try:
+    received: list[tuple[float, dict]] = []
+    counted = False
+    try:
+        async with connect(url, open_timeout=60, max_queue=None) as ws:
+            await ws.send(json.dumps({"action": "subscribe", "graph_id": graph_id}))
+            await ws.recv()  # subscribed
+            counted = _count_in(counter, ready)
+            await started.wait()
             while True:
                 event = json.loads(await asyncio.wait_for(ws.recv(), timeout=20))
                 if event.get("type") == "notification":
@@ -69,9 +69,19 @@ async def _subscriber(url: str, graph_id: str, ready: asyncio.Event, started: as
                 received.append((time.time(), event))
                 if event.get("type") == "execution" and event.get("terminal"):
                     break
-        except TimeoutError:  # a subscriber that stalled: counted as not served
-            pass
+    except (OSError, TimeoutError, ConnectionClosed):  # counted as not served
+        pass
+    finally:
+        if not counted:
+            _count_in(counter, ready)
         results.append(received)
+
+
+def _count_in(counter: list[int], ready: asyncio.Event) -> bool:
+    counter[0] += 1
+    if counter[0] == counter[1]:
+        ready.set()
+    return True
 
 
 def _got_everything(received: list[tuple[float, dict]]) -> bool:

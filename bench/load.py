@@ -44,21 +44,28 @@ def _headers(user) -> dict[str, str]:
     return {"Authorization": f"Token {token_issue(user=user)[0]}"}
 
 
-def many_executions(host: str, user, graph_id, count: int, timeout: float = 600) -> dict:
-    """Submit `count` executions at once (all requests in flight together), then wait for
-    every one to end. None may be lost or fail."""
-
-    headers = _headers(user)  # the database is read here, not inside the event loop
+def many_executions(host: str, targets: list[tuple], count: int, timeout: float = 600) -> dict:
+    """Submit `count` executions at once (all requests in flight together), spread over
+    `targets` (user, graph id) in turn, as many users would; then wait for every one to end.
+    None may be lost or fail."""
+    # The database is read here, not inside the event loop.
+    plan = [(_headers(user), graph_id) for user, graph_id in targets]
 
     async def submit():
         limits = httpx2.Limits(max_connections=count, max_keepalive_connections=count)
         async with httpx2.AsyncClient(
-            base_url=f"http://{host}", headers=headers, timeout=120, limits=limits
+            base_url=f"http://{host}", timeout=120, limits=limits
         ) as client:
-            responses = await asyncio.gather(
-                *(client.post(f"/api/graphs/{graph_id}/execute/", json={}) for _ in range(count))
+            return await asyncio.gather(
+                *(
+                    client.post(
+                        f"/api/graphs/{plan[i % len(plan)][1]}/execute/",
+                        json={},
+                        headers=plan[i % len(plan)][0],
+                    )
+                    for i in range(count)
+                )
             )
-        return responses
 
     started = time.perf_counter()
     responses = asyncio.run(submit())
@@ -80,6 +87,7 @@ def many_executions(host: str, user, graph_id, count: int, timeout: float = 600)
         raise SystemExit(f"not every execution completed: {statuses}")
     return {
         "executions": count,
+        "users": len(targets),
         "completed": statuses["COMPLETED"],
         "submit_seconds": round(submitted, 2),
         "total_seconds": round(elapsed, 2),

@@ -50,3 +50,13 @@ def client(url: str, **options) -> redis.Redis:
 
 def async_client(url: str, **options) -> aioredis.Redis:
     return aioredis.from_url(url, **async_options(), **options)
+
+
+def async_bounded_client(url: str, max_connections: int, **options) -> aioredis.Redis:
+    """A client whose pool holds at most `max_connections`, a command waiting (up to 30 s)
+    for one to be free rather than failing: for a server process where a thousand sockets
+    may ask at once (the default pool refuses the 101st with MaxConnectionsError)."""
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=30, **async_options(), **options
+    )
+    return aioredis.Redis(connection_pool=pool)

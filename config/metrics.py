@@ -8,6 +8,7 @@ import ipaddress
 import secrets
 import time
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import HttpResponse, JsonResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
@@ -49,17 +50,35 @@ def _allowed(request) -> bool:
 
 class RequestLatencyMiddleware:
     """Times each web request, labelled by its route pattern (not its path: ids in paths
-    would make a series per object)."""
+    would make a series per object). Async under ASGI: a sync-only middleware would move
+    every request to a thread and back once more."""
+
+    sync_capable = True
+    async_capable = True
 
     def __init__(self, get_response):
         self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
 
     def __call__(self, request):
+        if iscoroutinefunction(self):
+            return self._timed_async(request)
         started = time.perf_counter()
         response = self.get_response(request)
-        match = getattr(request, "resolver_match", None)
-        route = match.route if match is not None else "unmatched"
-        HTTP_REQUEST_SECONDS.labels(request.method, route, str(response.status_code)).observe(
-            time.perf_counter() - started
-        )
+        _observe(request, response, started)
         return response
+
+    async def _timed_async(self, request):
+        started = time.perf_counter()
+        response = await self.get_response(request)
+        _observe(request, response, started)
+        return response
+
+
+def _observe(request, response, started: float) -> None:
+    match = getattr(request, "resolver_match", None)
+    route = match.route if match is not None else "unmatched"
+    HTTP_REQUEST_SECONDS.labels(request.method, route, str(response.status_code)).observe(
+        time.perf_counter() - started
+    )

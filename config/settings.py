@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "servestatic",  # its configuration checks
     "rest_framework",
     "knox",
     "django_filters",
@@ -82,7 +83,9 @@ MIDDLEWARE = [
     "config.nul_guard.RefuseNulCharacters",
     "django.middleware.security.SecurityMiddleware",
     # Static files (the admin's) from the ASGI server itself, compressed and cached.
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    # ServeStatic (WhiteNoise's async fork): every middleware here is async-capable, so a
+    # request under ASGI runs on the event loop up to its view (one thread hop, not three).
+    "servestatic.middleware.ServeStaticMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -176,8 +179,8 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = env.str("STATIC_ROOT", default=str(BASE_DIR / ".local" / "static"))
 # Locally files are served from the apps themselves; production serves the collected ones.
-WHITENOISE_USE_FINDERS = DEBUG
-Path(STATIC_ROOT).mkdir(parents=True, exist_ok=True)  # WhiteNoise warns on every request else
+SERVESTATIC_USE_FINDERS = DEBUG
+Path(STATIC_ROOT).mkdir(parents=True, exist_ok=True)  # ServeStatic warns on every request else
 
 # --- API ----------------------------------------------------------------------------------
 # Largest request body accepted, in bytes; larger ones get 413 before the body is read
@@ -313,6 +316,9 @@ HTTP_BLOCK_MAX_RESPONSE_BYTES = env.int("HTTP_BLOCK_MAX_RESPONSE_BYTES", default
 
 # Node outputs in live events are cut past this many bytes of JSON (the API keeps them whole).
 EVENTS_MAX_VALUE_BYTES = env.int("EVENTS_MAX_VALUE_BYTES", default=16 * 1024)
+# Redis connections one server process's live stream uses at most (one per run its sockets
+# follow, while its read blocks); past it a subscription waits for one (executions/feeds.py).
+LIVE_REDIS_CONNECTIONS = env.int("LIVE_REDIS_CONNECTIONS", default=500)
 
 # Notifications: e-mail through Django's backend (console locally), webhooks retried with
 # backoff (base * 2^n seconds) up to WEBHOOK_MAX_ATTEMPTS tries.

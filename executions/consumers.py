@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from typing import Any
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
@@ -67,8 +68,6 @@ class ExecutionStreamConsumer(AsyncJsonWebsocketConsumer):
         if self.sender is not None:
             self.sender.cancel()
             self.hub.leave_all(self.subscriber)
-        for graph_id in self.graphs:
-            await self.channel_layer.group_discard(f"graph.{graph_id}", self.channel_name)
         if self.user is not None:
             await self.channel_layer.group_discard(f"user.{self.user.pk}", self.channel_name)
 
@@ -97,10 +96,14 @@ class ExecutionStreamConsumer(AsyncJsonWebsocketConsumer):
             if not await _owns_graph(self.user, graph_id):
                 await self._error("graph not found", content)
                 return
+            # The graph's runs log first, then its active runs: a run that begins after
+            # the listing is announced in the log.
             self.graphs.add(graph_id)
-            await self.channel_layer.group_add(f"graph.{graph_id}", self.channel_name)
+            feed = feeds.graph_feed(graph_id)
+            position = await self.hub.position(feed)
             for run_id in await _active_runs(graph_id):
                 await self._subscribe(run_id)
+            await self.hub.follow(self.subscriber, feed, position)
             await self.send_json({"type": "subscribed", "graph_id": graph_id})
         elif action == "unsubscribe":
             if "execution_id" in content:
@@ -109,7 +112,7 @@ class ExecutionStreamConsumer(AsyncJsonWebsocketConsumer):
             if "graph_id" in content and str(content["graph_id"]) in self.graphs:
                 graph_id = str(content["graph_id"])
                 self.graphs.discard(graph_id)
-                await self.channel_layer.group_discard(f"graph.{graph_id}", self.channel_name)
+                self.hub.unfollow(self.subscriber, feeds.graph_feed(graph_id))
             await self.send_json({"type": "unsubscribed", **_ids(content)})
         else:
             await self._error("unknown action: send subscribe, unsubscribe or ping", content)
@@ -129,18 +132,13 @@ class ExecutionStreamConsumer(AsyncJsonWebsocketConsumer):
         """A notification for this user (channel layer group `user.<id>`)."""
         await self.send_json({"type": "notification", **message["notification"]})
 
-    async def graph_run(self, message):
-        """A run of a subscribed graph was created (channel layer group message)."""
-        if message["execution_id"] not in self.following:
-            await self._subscribe(message["execution_id"])
-
     # --- subscriptions ------------------------------------------------------------------
 
     async def _subscribe(self, run_id: str) -> None:
         # The log's position first, then the database: events after that position may
         # repeat what the snapshot shows, but none can be missed.
         self.following.add(run_id)
-        last = await self.hub.redis.xrevrange(events.stream_key(run_id), count=1)
+        last: Any = await self.hub.redis.xrevrange(events.stream_key(run_id), count=1)
         position = last[0][0].decode() if last else "0-0"
         seq = json.loads(last[0][1][b"e"])["seq"] if last else 0
         snapshot = await _snapshot(run_id)
@@ -158,10 +156,15 @@ class ExecutionStreamConsumer(AsyncJsonWebsocketConsumer):
                 await self._error("too far behind the run's events: subscribe again", {})
                 await self.close(code=CLOSE_TOO_SLOW)
                 return
+            if entry.feed.startswith("graph:"):  # a run of a subscribed graph began or ended
+                run_id = json.loads(entry.text)["execution_id"]
+                if run_id not in self.following:
+                    await self._subscribe(run_id)
+                continue
             await self.send(text_data=entry.text)
             if entry.terminal:
-                self.following.discard(entry.run_id)
-                self.hub.unfollow(self.subscriber, entry.run_id)
+                self.following.discard(entry.feed)
+                self.hub.unfollow(self.subscriber, entry.feed)
 
     async def _error(self, message: str, content) -> None:
         await self.send_json({"type": "error", "message": message, **_ids(content)})

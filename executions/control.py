@@ -152,7 +152,7 @@ def _requeue(execution: GraphExecution) -> None:
     start task) starts from the beginning, through the usual start and its slot check."""
     runs = GraphExecution.objects.filter(id=execution.pk)
     move(runs, execution.status, Status.QUEUED, error=None, ended_at=None, stats={})
-    events.emit_run(execution.pk)
+    events.emit_run(execution.pk, announce=True)
     dispatch.start_execution(execution.pk)
 
 
@@ -228,7 +228,7 @@ def _reopen(execution: GraphExecution) -> None:
         paused_at=None,
         deadline=now + timedelta(seconds=execution.time_limit),
     )
-    events.emit_run(execution.pk)
+    events.emit_run(execution.pk, announce=True)
     result = propagate(execution.pk, plan, outputs_of_rows(unjoined))
     result = Propagation(
         [Queued(r.id, r.node_id, r.block, t) for r, t in zip(new_queued, task_ids, strict=True)]

@@ -29,25 +29,31 @@ log = logging.getLogger(__name__)
 STREAM_MAXLEN = 10_000  # events kept per run for catching up (a snapshot covers the rest)
 STREAM_TTL = 24 * 3600
 
-# KEYS: seq counter, stream, terminal flag, a node lease (or ""). ARGV: ttl, maxlen,
-# is_terminal, lease action ("" | "take" | "drop"), lease token, lease ttl ms, then one JSON
-# event per remaining argument. Each event gets the next seq and is appended in order. The
-# lease rides along to save a round trip per node: taken with the node's RUNNING event,
-# dropped (if still ours) with its completion.
+# KEYS: seq counter, stream, terminal flag, a node lease (or ""), the graph's runs log (or
+# ""). ARGV: ttl, maxlen, is_terminal, lease action ("" | "take" | "drop"), lease token, lease
+# ttl ms, the graph announcement (JSON, or ""), then one JSON event per remaining argument.
+# Each event gets the next seq and is appended in order. The lease rides along to save a
+# round trip per node: taken with the node's RUNNING event, dropped (if still ours) with its
+# completion. The announcement tells the graph's subscribers that a run began or ended
+# (feeds.py), in the same call: no channel layer, no event loop in the worker.
 _APPEND = """
 if ARGV[4] == 'take' then
     redis.call('SET', KEYS[4], ARGV[5], 'PX', ARGV[6])
 elseif ARGV[4] == 'drop' and redis.call('GET', KEYS[4]) == ARGV[5] then
     redis.call('DEL', KEYS[4])
 end
+if ARGV[7] ~= '' then
+    redis.call('XADD', KEYS[5], 'MAXLEN', '~', 1000, '*', 'e', ARGV[7])
+    redis.call('EXPIRE', KEYS[5], ARGV[1])
+end
 local last = 0
-for i = 7, #ARGV do
+for i = 8, #ARGV do
     last = redis.call('INCR', KEYS[1])
     local event = cjson.decode(ARGV[i])
     event['seq'] = last
     redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'e', cjson.encode(event))
 end
-if #ARGV >= 7 then
+if #ARGV >= 8 then
     redis.call('EXPIRE', KEYS[1], ARGV[1])
     redis.call('EXPIRE', KEYS[2], ARGV[1])
     if ARGV[3] == '1' then redis.call('SET', KEYS[3], last, 'EX', ARGV[1]) end
@@ -86,6 +92,11 @@ def terminal_key(execution_id) -> str:
     return f"agentgraph:run:{execution_id}:ended"
 
 
+def graph_runs_key(graph_id) -> str:
+    """The log of a graph's runs beginning and ending, for its live subscribers."""
+    return f"agentgraph:graph:{graph_id}:runs"
+
+
 def emit(execution_id, events: list[dict[str, Any]], *, lease=None) -> None:
     """Publish `events` of one run once the current transaction commits (at once outside
     one). Never raises: a lost event is found again by subscribers (see consumers.py).
@@ -94,20 +105,27 @@ def emit(execution_id, events: list[dict[str, Any]], *, lease=None) -> None:
         transaction.on_commit(lambda: append_now(execution_id, events, lease=lease))
 
 
-def emit_run(execution_id) -> None:
-    """Publish the run's `execution` event, built from the committed row."""
-    transaction.on_commit(lambda: append_now(execution_id, [run_event(execution_id)]))
+def emit_run(execution_id, *, announce: bool = False) -> None:
+    """Publish the run's `execution` event, built from the committed row; `announce` tells
+    its graph's subscribers the run began (its end is always told)."""
+    transaction.on_commit(
+        lambda: append_now(execution_id, [run_event(execution_id)], announce=announce)
+    )
 
 
-def append_now(execution_id, events: list[dict[str, Any]], *, lease=None) -> None:
+def append_now(
+    execution_id, events: list[dict[str, Any]], *, lease=None, announce: bool = False
+) -> None:
     """Append `events` to the run's log now (emit() waits for the commit)."""
     terminal = any(e.get("type") == "execution" and e.get("terminal") for e in events)
     lease_args = lease.script_args() if lease is not None else ("", "", "", "")
+    told = _announcement(events) if announce or terminal else None
     try:
         _script()(
             keys=[seq_key(execution_id), stream_key(execution_id), terminal_key(execution_id),
-                  lease_args[0]],
+                  lease_args[0], graph_runs_key(told["graph_id"]) if told else ""],
             args=[STREAM_TTL, STREAM_MAXLEN, "1" if terminal else "0", *lease_args[1:],
+                  json.dumps(told) if told else "",
                   *(json.dumps(e, default=str) for e in events)],
         )  # fmt: skip
         if lease is not None:
@@ -117,26 +135,14 @@ def append_now(execution_id, events: list[dict[str, Any]], *, lease=None) -> Non
                     exc_info=True)  # fmt: skip
         if lease is not None:
             lease.failed()
-    if terminal or any(e.get("type") == "execution" and e.get("status") == "QUEUED"
-                       for e in events):  # fmt: skip
-        _announce(events[-1])
 
 
-def _announce(run_event_: dict[str, Any]) -> None:
-    """Tell graph subscribers (channel layer group) that a run of their graph began or ended."""
-    from asgiref.sync import async_to_sync
-    from channels.layers import get_channel_layer
-
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    try:
-        async_to_sync(layer.group_send)(
-            f"graph.{run_event_['graph_id']}",
-            {"type": "graph.run", "execution_id": run_event_["id"]},
-        )
-    except Exception:
-        log.warning("could not announce run %s", run_event_.get("id"), exc_info=True)
+def _announcement(events: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """What a graph's subscribers are told of a run event: the run's id (they subscribe)."""
+    for event in events:
+        if event.get("type") == "execution" and event.get("graph_id"):
+            return {"graph_id": str(event["graph_id"]), "execution_id": str(event["id"])}
+    return None
 
 
 def node_event(

@@ -10,6 +10,9 @@ it (it has been reading for others): the socket then reads the gap itself (one X
 before the entries the feed hands it; entries at or before a socket's own position are
 skipped, so it gets every event once, in order.
 
+A graph has a feed too: its log of runs that began or ended (events.graph_runs_key), which
+graph subscriptions follow to subscribe to each new run.
+
 A feed whose run has been quiet for QUIET_SECONDS checks that the run has not ended
 without its terminal event (its process died before publishing it); if it has, the event
 is published from the database, and the feed reads it like any other.
@@ -39,11 +42,22 @@ READ_BLOCK_MS = 1_000
 READ_COUNT = 1_000
 
 
+def graph_feed(graph_id: str) -> str:
+    """The feed name of a graph's runs (a run's feed is named by its id)."""
+    return f"graph:{graph_id}"
+
+
+def _stream_of(feed: str) -> str:
+    if feed.startswith("graph:"):
+        return events.graph_runs_key(feed.removeprefix("graph:"))
+    return events.stream_key(feed)
+
+
 @dataclass(frozen=True)
 class Entry:
-    """One event of a run's log, as its subscribers receive it."""
+    """One event of a run's log (or one run of a graph's), as its subscribers receive it."""
 
-    run_id: str
+    feed: str  # a run id, or graph_feed(graph id)
     entry_id: str
     text: str  # the event's JSON, sent to sockets as it is
     terminal: bool
@@ -55,13 +69,11 @@ def entry_key(entry_id: str) -> tuple[int, int]:
     return int(ms), int(n or 0)
 
 
-def parse(run_id: str, entry_id: bytes | str, fields: dict) -> Entry:
+def parse(feed: str, entry_id: bytes | str, fields: dict) -> Entry:
     text = fields[b"e"].decode()
     event = json.loads(text)
     terminal = event.get("type") == "execution" and bool(event.get("terminal"))
-    return Entry(
-        run_id, entry_id if isinstance(entry_id, str) else entry_id.decode(), text, terminal
-    )
+    return Entry(feed, entry_id if isinstance(entry_id, str) else entry_id.decode(), text, terminal)
 
 
 class Subscriber:
@@ -75,10 +87,10 @@ class Subscriber:
     def offer(self, entry: Entry) -> None:
         """Queue an entry this socket has not had yet (never blocks the feed: a socket that
         falls this far behind is marked, and its consumer closes it)."""
-        position = self.positions.get(entry.run_id)
+        position = self.positions.get(entry.feed)
         if position is None or entry_key(entry.entry_id) <= position:
             return
-        self.positions[entry.run_id] = entry_key(entry.entry_id)
+        self.positions[entry.feed] = entry_key(entry.entry_id)
         try:
             self.queue.put_nowait(entry)
         except asyncio.QueueFull:
@@ -86,68 +98,67 @@ class Subscriber:
             self.positions.clear()
 
 
-class RunFeed:
-    def __init__(self, hub: Hub, run_id: str, position: str):
+class Feed:
+    """The one reader of a run's (or a graph's) log in this process."""
+
+    def __init__(self, hub: Hub, name: str, position: str):
         self.hub = hub
-        self.run_id = run_id
+        self.name = name
+        self.key = _stream_of(name)
+        self.is_run = not name.startswith("graph:")
         self.position = position
         self.subscribers: set[Subscriber] = set()
         self.joining = 0  # sockets reading their gap: the feed waits for them
         self.last_entry_at = time.monotonic()
-        self.task = asyncio.create_task(self._read_forever(), name=f"feed {run_id}")
+        self.task = asyncio.create_task(self._read_forever(), name=f"feed {name}")
 
     async def _read_forever(self) -> None:
-        key = events.stream_key(self.run_id)
         while self.subscribers or self.joining:
             try:
                 replies: Any = await self.hub.redis.xread(
-                    {key: self.position}, block=READ_BLOCK_MS, count=READ_COUNT
+                    {self.key: self.position}, block=READ_BLOCK_MS, count=READ_COUNT
                 )
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.warning(
-                    "live feed of run %s: read failed; retrying", self.run_id, exc_info=True
-                )
+                log.warning("live feed %s: read failed; retrying", self.name, exc_info=True)
                 await asyncio.sleep(1)
                 continue
             ended = False
             for _, entries in replies or []:
                 for entry_id, fields in entries:
-                    entry = parse(self.run_id, entry_id, fields)
+                    entry = parse(self.name, entry_id, fields)
                     self.position = entry.entry_id
                     for subscriber in list(self.subscribers):
                         subscriber.offer(entry)
                     ended = ended or entry.terminal
             if replies:
                 self.last_entry_at = time.monotonic()
-            elif time.monotonic() - self.last_entry_at > QUIET_SECONDS:
+            elif self.is_run and time.monotonic() - self.last_entry_at > QUIET_SECONDS:
                 self.last_entry_at = time.monotonic()
-                await self.hub.check_quiet(self.run_id)
+                await self.hub.check_quiet(self.name)
             if ended:
                 break
-        if self.hub.feeds.get(self.run_id) is self:
-            del self.hub.feeds[self.run_id]
+        if self.hub.feeds.get(self.name) is self:
+            del self.hub.feeds[self.name]
 
     async def join(self, subscriber: Subscriber, position: str) -> None:
-        """Follow the run from `position` (an entry id; "0-0" for its start)."""
-        subscriber.positions[self.run_id] = entry_key(position)
+        """Follow the log from `position` (an entry id; "0-0" for its start)."""
+        subscriber.positions[self.name] = entry_key(position)
         self.joining += 1
         try:
             # The feed may be ahead: read the gap, until no await lies between catching up
             # and joining (the feed hands on only what it reads after the join).
-            while subscriber.positions.get(self.run_id, (0, 0)) < entry_key(self.position):
+            while subscriber.positions.get(self.name, (0, 0)) < entry_key(self.position):
                 target = self.position
-                gap: Any = await self.hub.redis.xrange(
-                    events.stream_key(self.run_id), min=f"({position}", max=target
-                )
+                gap: Any = await self.hub.redis.xrange(self.key, min=f"({position}", max=target)
                 for entry_id, fields in gap:
-                    subscriber.offer(parse(self.run_id, entry_id, fields))
-                if self.run_id not in subscriber.positions:
+                    subscriber.offer(parse(self.name, entry_id, fields))
+                if self.name not in subscriber.positions:
                     return  # it left (or overflowed) meanwhile
                 position = target
-                subscriber.positions[self.run_id] = max(
-                    subscriber.positions[self.run_id], entry_key(target)
+                subscriber.positions[self.name] = max(
+                    subscriber.positions[self.name], entry_key(target)
                 )
             self.subscribers.add(subscriber)
         finally:
@@ -155,33 +166,42 @@ class RunFeed:
 
     def leave(self, subscriber: Subscriber) -> None:
         self.subscribers.discard(subscriber)
-        subscriber.positions.pop(self.run_id, None)
+        subscriber.positions.pop(self.name, None)
 
 
 class Hub:
     """The feeds of one event loop (one per server process), and their Redis client."""
 
     def __init__(self, publish_lost_end: Callable):
-        self.redis = redis_clients.async_client(settings.REDIS_URL, socket_timeout=30)
-        self.feeds: dict[str, RunFeed] = {}
+        # Each followed run's reader holds a connection while its XREAD blocks; snapshots
+        # and gap reads take one briefly.
+        self.redis = redis_clients.async_bounded_client(
+            settings.REDIS_URL, settings.LIVE_REDIS_CONNECTIONS, socket_timeout=30
+        )
+        self.feeds: dict[str, Feed] = {}
         self.publish_lost_end = publish_lost_end
 
-    async def follow(self, subscriber: Subscriber, run_id: str, position: str) -> None:
-        feed = self.feeds.get(run_id)
+    async def position(self, feed: str) -> str:
+        """The id of the log's last entry ("0-0" if none): where a subscription starts."""
+        last: Any = await self.redis.xrevrange(_stream_of(feed), count=1)
+        return last[0][0].decode() if last else "0-0"
+
+    async def follow(self, subscriber: Subscriber, feed_name: str, position: str) -> None:
+        feed = self.feeds.get(feed_name)
         if feed is None or feed.task.done():
-            feed = self.feeds[run_id] = RunFeed(self, run_id, position)
+            feed = self.feeds[feed_name] = Feed(self, feed_name, position)
         await feed.join(subscriber, position)
 
-    def unfollow(self, subscriber: Subscriber, run_id: str) -> None:
-        feed = self.feeds.get(run_id)
+    def unfollow(self, subscriber: Subscriber, feed_name: str) -> None:
+        feed = self.feeds.get(feed_name)
         if feed is not None:
             feed.leave(subscriber)
         else:
-            subscriber.positions.pop(run_id, None)
+            subscriber.positions.pop(feed_name, None)
 
     def leave_all(self, subscriber: Subscriber) -> None:
-        for run_id in list(subscriber.positions):
-            self.unfollow(subscriber, run_id)
+        for feed_name in list(subscriber.positions):
+            self.unfollow(subscriber, feed_name)
 
     async def check_quiet(self, run_id: str) -> None:
         if await self.redis.exists(events.terminal_key(run_id)):

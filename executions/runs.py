@@ -23,11 +23,11 @@ from graphs.models import Graph
 from graphs.selectors import version_get
 from graphs.validation import GraphInvalid, validate_graph_inputs
 
-from . import dispatch, events
+from . import events
 from .dispatch import Queued
 from .engine import Plan, Status, first_paid_node, starting_input
 from .finishing import execution_finish
-from .limits import reserve_node_executions, reserve_subgraph_run
+from .limits import insert_within_limit, reserve_subgraph_run
 from .models import GraphExecution, NodeExecution
 from .plans import plan_for_version
 from .propagation import Propagation
@@ -95,8 +95,11 @@ def execution_create(
             depth=depth,
             schedule_id=schedule_id,
         )
-        events.emit_run(execution.pk)
-        dispatch.start_execution(execution.pk)
+        # Started here, in the request's transaction, when a slot is free: no start task, no
+        # second transaction. Without a slot it waits QUEUED; the end of one of the user's
+        # runs starts it (slots.slot_freed, under the same lock as this check).
+        if execution_start(execution.pk, announce=True) == "no slot":
+            events.emit_run(execution.pk, announce=True)
     return execution
 
 
@@ -128,19 +131,20 @@ def start_waiting_runs(user_id: int) -> int:
     return started
 
 
-def execution_start(execution_id) -> Start:
+def execution_start(execution_id, *, announce: bool = False) -> Start:
     """QUEUED -> RUNNING, then queue the starting nodes. A second call finds nothing to do.
     A user already at ENGINE_MAX_RUNNING_PER_USER keeps the run QUEUED: the end of one of
-    their runs starts it (start_waiting_runs)."""
+    their runs starts it (start_waiting_runs). `announce`: the run is new to its graph's
+    live subscribers."""
     with transaction.atomic():
-        owner = (
+        run = (
             GraphExecution.objects.filter(id=execution_id, status=Status.QUEUED)
-            .values_list("user_id", "depth")
+            .values("user_id", "depth", "time_limit", "graph_version_id", "inputs")
             .first()
         )
-        if owner is None:
+        if run is None:
             return "not queued"
-        if not slot_free(*owner):
+        if not slot_free(run["user_id"], run["depth"]):
             return "no slot"
         now = timezone.now()
         moved = move(
@@ -148,24 +152,15 @@ def execution_start(execution_id) -> Start:
             Status.QUEUED,
             Status.RUNNING,
             started_at=now,
+            deadline=now + timedelta(seconds=run["time_limit"]),
         )
         if not moved:
             return "not queued"
         transaction.on_commit(metrics.EXECUTIONS_STARTED.inc)
-        execution = GraphExecution.objects.only("graph_version_id", "inputs", "time_limit").get(
-            id=execution_id
-        )
-        GraphExecution.objects.filter(id=execution_id).update(
-            deadline=now + timedelta(seconds=execution.time_limit)
-        )
-        plan = plan_for_version(execution.graph_version_id)
-        passed = reserve_node_executions(execution_id, len(plan.starting_nodes))
-        if passed:
-            events.emit_run(execution_id)
-            execution_finish(execution_id, Status.FAILED, error=passed)
-            return "started"
+        events.emit_run(execution_id, announce=announce)
+        plan = plan_for_version(run["graph_version_id"])
         task_ids = [str(uuid.uuid4()) for _ in plan.starting_nodes]
-        rows = NodeExecution.objects.bulk_create(
+        rows = [
             NodeExecution(
                 execution_id=execution_id,
                 node_id=node_id,
@@ -173,17 +168,20 @@ def execution_start(execution_id) -> Start:
                 status=Status.QUEUED,
                 task_id=task_id,
                 queued_at=now,
-                input_data=starting_input(plan.nodes[node_id], execution.inputs),
+                input_data=starting_input(plan.nodes[node_id], run["inputs"]),
             )
             for node_id, task_id in zip(plan.starting_nodes, task_ids, strict=True)
-        )
+        ]
+        passed = insert_within_limit(execution_id, rows, now)  # counted and inserted at once
+        if passed:
+            execution_finish(execution_id, Status.FAILED, error=passed)
+            return "started"
         queued = [Queued(r.id, r.node_id, r.block, t) for r, t in zip(rows, task_ids, strict=True)]
-        events.emit_run(execution_id)
         events.emit(execution_id, Propagation(queued, 0).node_events(execution_id))
         settle(
             execution_id,
             plan,
-            execution.graph_version_id,
+            run["graph_version_id"],
             done=0,
             result=Propagation(queued, len(rows)),
             unhandled=0,

@@ -23,9 +23,14 @@ def slot_free(user_id: int, depth: int) -> bool:
     cap = settings.ENGINE_MAX_RUNNING_PER_USER
     if not cap or depth > 0:
         return True
-    with connection.cursor() as cursor:  # two starts must not both take the last slot
-        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_USER_RUNS_LOCK, user_id])
+    _lock_user_runs(user_id)  # two starts must not both take the last slot
     return _occupied(user_id) < cap
+
+
+def _lock_user_runs(user_id: int) -> None:
+    """Until the transaction ends, this user's run starts and ends take turns."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_USER_RUNS_LOCK, user_id])
 
 
 def _occupied(user_id: int) -> int:
@@ -46,7 +51,12 @@ def slot_freed(user_id: int) -> None:
     """A run of the user's ended inside this transaction: if runs of theirs wait, publish
     one `start_waiting` message, whose task starts them one at a time while slots are free
     (runs.start_waiting_runs)."""
-    if settings.ENGINE_MAX_RUNNING_PER_USER and oldest_waiting_run(user_id) is not None:
+    if not settings.ENGINE_MAX_RUNNING_PER_USER:
+        return
+    # Under the lock of slot_free(): a run started in a request right now either counted
+    # this run as ended (our commit came first) or is seen waiting here (its came first).
+    _lock_user_runs(user_id)
+    if oldest_waiting_run(user_id) is not None:
         dispatch.start_waiting(user_id)
 
 

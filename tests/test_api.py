@@ -273,17 +273,21 @@ def test_execute_is_accepted_even_when_the_broker_is_unreachable(
 ):
     from kombu.exceptions import OperationalError
 
-    from executions import tasks
+    from executions import dispatch
+    from executions.models import OutboxMessage
 
     def broker_down(*args, **kwargs):
         raise OperationalError("connection refused")
 
-    monkeypatch.setattr(tasks.start_execution, "apply_async", broker_down)
+    monkeypatch.setattr(dispatch, "send_message", broker_down)
     gid = api.post("/api/graphs/", greeting(), format="json").json()["id"]
     with django_capture_on_commit_callbacks(execute=True):
         response = api.post(f"/api/graphs/{gid}/execute/", {}, format="json")
     assert response.status_code == 201
-    assert GraphExecution.objects.get().status == "QUEUED"  # kept, for recovery to pick up
+    run = GraphExecution.objects.get()
+    assert run.status == "RUNNING"  # started in the request; its first nodes wait QUEUED
+    kept = OutboxMessage.objects.get(body__run=str(run.pk))  # for the relay to send
+    assert kept.kind == "nodes"
 
 
 def test_hostile_headers_and_query_strings_are_4xx(api, user):
@@ -333,8 +337,11 @@ def test_control_endpoints_are_scoped_and_answer_409_on_state(api, other_api):
     for action in ("cancel", "pause", "resume"):
         assert other_api.post(f"/api/executions/{eid}/{action}/").status_code == 404
         assert api.get(f"/api/executions/{eid}/{action}/").status_code == 405
-    assert api.post(f"/api/executions/{eid}/pause/").status_code == 409  # not started yet
-    assert api.post(f"/api/executions/{eid}/resume/").status_code == 409
+    # Started in the request (no worker here runs its nodes).
+    assert api.post(f"/api/executions/{eid}/resume/").status_code == 409  # not paused
+    assert api.post(f"/api/executions/{eid}/pause/").json()["status"] == "PAUSED"
+    assert api.post(f"/api/executions/{eid}/pause/").status_code == 409
+    assert api.post(f"/api/executions/{eid}/resume/").json()["status"] == "RUNNING"
     assert api.post(f"/api/executions/{eid}/cancel/").json()["status"] == "CANCELLED"
     assert api.post(f"/api/executions/{eid}/cancel/").status_code == 409
     assert GraphExecution.objects.get().status == "CANCELLED"

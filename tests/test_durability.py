@@ -149,13 +149,19 @@ def test_rabbitmq_restarted_mid_run(api, user, worker):
     assert charged_once_each(eid)
 
 
-@override_settings(ENGINE_STALL_SECONDS=0)
+@override_settings(ENGINE_STALL_SECONDS=0, ENGINE_MAX_RUNNING_PER_USER=1)
 def test_a_lost_start_message_is_published_again(api, user, worker, monkeypatch):
+    """A run waiting for a slot is started by a message its owner's other run publishes as
+    it ends (here: cancelled in this process); if that message is lost, the watchdog starts
+    the run."""
     from executions import dispatch
 
+    first = execute(api, create_graph(api, sleep_chain("Holds the slot", first_seconds=5)))
     graph = create_graph(api, fan_in(0))
-    monkeypatch.setattr(dispatch, "start_execution", lambda execution_id: None)  # lost
     eid = execute(api, graph)
+    assert GraphExecution.objects.get(pk=eid).status == "QUEUED"  # no slot yet
+    monkeypatch.setattr(dispatch, "start_waiting", lambda user_id: None)  # lost
+    assert api.post(f"/api/executions/{first}/cancel/").json()["status"] == "CANCELLED"
     time.sleep(0.5)
     assert GraphExecution.objects.get(pk=eid).status == "QUEUED"
     monkeypatch.undo()
