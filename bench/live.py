@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 import os
 import socket
 import statistics
@@ -13,10 +11,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
-
 from accounts.services import token_issue
+from bench.live_clients import got_everything, subscribe_from_processes
 from executions.models import NodeExecution
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,73 +48,14 @@ def start_asgi_server() -> tuple[subprocess.Popen, str]:
     raise SystemExit("bench ASGI server did not start; see .local/bench-asgi.log")
 
 
-async def _subscriber(url: str, graph_id: str, ready: asyncio.Event, started: asyncio.Event,
-                      counter: list[int], results: list) -> None:  # fmt: skip
-    received: list[tuple[float, dict]] = []
-    counted = False
-    try:
-        async with connect(url, open_timeout=60, max_queue=None) as ws:
-            await ws.send(json.dumps({"action": "subscribe", "graph_id": graph_id}))
-            await ws.recv()  # subscribed
-            counted = _count_in(counter, ready)
-            await started.wait()
-            while True:
-                event = json.loads(await asyncio.wait_for(ws.recv(), timeout=20))
-                if event.get("type") == "notification":
-                    continue
-                received.append((time.time(), event))
-                if event.get("type") == "execution" and event.get("terminal"):
-                    break
-    except (OSError, TimeoutError, ConnectionClosed):  # counted as not served
-        pass
-    finally:
-        if not counted:
-            _count_in(counter, ready)
-        results.append(received)
-
-
-def _count_in(counter: list[int], ready: asyncio.Event) -> bool:
-    counter[0] += 1
-    if counter[0] == counter[1]:
-        ready.set()
-    return True
-
-
-def _got_everything(received: list[tuple[float, dict]]) -> bool:
-    """A snapshot, then every later event without a gap, ending with the terminal one."""
-    if not received:
-        return False
-    seqs = [e["seq"] for _, e in received]
-    last = received[-1][1]
-    return (
-        received[0][1]["type"] == "snapshot"
-        and seqs == list(range(seqs[0], seqs[0] + len(seqs)))
-        and last["type"] == "execution"
-        and bool(last.get("terminal"))
-    )
-
-
 def measure(host: str, user, graph, start_run, subscribers: int) -> dict:
     """`subscribers` clients subscribe to a graph; one run of a chain goes; each must get
-    every event of it. Latency: client receive time minus the node's end in the database."""
+    every event of it. Latency: client receive time minus the node's end in the database.
+    The clients run in CLIENT_PROCESSES processes of their own (bench/live_clients.py), so
+    that parsing a thousand sockets' messages is not one process's bottleneck."""
     token = token_issue(user=user)[0]
     url = f"ws://{host}/ws/executions/?token={token}"
-    run = None
-
-    async def main():
-        nonlocal run
-        ready, started = asyncio.Event(), asyncio.Event()
-        counter: list[int] = [0, subscribers]
-        results: list = []
-        tasks = [asyncio.create_task(_subscriber(url, str(graph.pk), ready, started, counter,
-                                                 results)) for _ in range(subscribers)]  # fmt: skip
-        await asyncio.wait_for(ready.wait(), timeout=120)
-        started.set()
-        run = await asyncio.to_thread(start_run)
-        await asyncio.gather(*tasks)
-        return results
-
-    results = asyncio.run(main())
+    results, run = subscribe_from_processes(url, str(graph.pk), subscribers, start_run)
     ended = {
         ne_id: stamp.timestamp()
         for ne_id, stamp in NodeExecution.objects.filter(execution_id=run.pk).values_list(
@@ -136,7 +73,7 @@ def measure(host: str, user, graph, start_run, subscribers: int) -> dict:
     latencies.sort()
     return {
         "subscribers": subscribers,
-        "served_every_event": sum(1 for r in results if _got_everything(r)),
+        "served_every_event": sum(1 for r in results if got_everything(r)),
         "latency_p50_ms": round(statistics.median(latencies), 2) if latencies else None,
         "latency_p99_ms": round(latencies[max(0, int(len(latencies) * 0.99) - 1)], 2)
         if latencies

@@ -11,6 +11,7 @@ go to every client and pool. A retried command may in rare cases have run once a
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import redis
@@ -60,3 +61,18 @@ def async_bounded_client(url: str, max_connections: int, **options) -> aioredis.
         url, max_connections=max_connections, timeout=30, **async_options(), **options
     )
     return aioredis.Redis(connection_pool=pool)
+
+
+_shared: dict[str, redis.Redis] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_client(url: str) -> redis.Redis:
+    """One client, and so one connection pool, per URL for the whole process, whichever
+    thread asks. Under ASGI every request's sync code runs on a thread of its own, and
+    Django's cache keeps its connections per thread: each request opened (and resolved,
+    and health-checked) a new Redis connection."""
+    with _shared_lock:
+        if url not in _shared:
+            _shared[url] = client(url, socket_timeout=5)
+        return _shared[url]

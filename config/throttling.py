@@ -1,14 +1,17 @@
 """DRF throttles counted in Redis: a fixed window per client, one atomic INCR per request
 (DRF's own throttles read, modify and write a list in the cache, which races). A refused
-request gets 429 with Retry-After (seconds to the window's end)."""
+request gets 429 with Retry-After (seconds to the window's end). One round trip, on the
+process's shared Redis pool (not Django's cache, whose connections are per thread, so per
+request under ASGI)."""
 
 from __future__ import annotations
 
 import time
 
 from django.conf import settings
-from django.core.cache import cache
 from rest_framework.throttling import BaseThrottle
+
+from common.redis_clients import shared_client
 
 PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -39,12 +42,10 @@ class _RedisRateThrottle(BaseThrottle):
         window = int(now // period)
         # The rate is part of the key: a changed rate starts with fresh counts.
         key = f"throttle:{self.scope}:{rate}:{ident}:{window}"
-        cache.add(key, 0, timeout=period + 1)  # SET NX with expiry: the window's counter
-        try:
-            count = cache.incr(key)
-        except ValueError:  # it expired between the two calls: a new window
-            cache.add(key, 1, timeout=period + 1)
-            count = 1
+        with shared_client(settings.REDIS_URL).pipeline(transaction=False) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, period + 1, nx=True)  # the window's first request sets it
+            count, _ = pipe.execute()
         if count > limit:
             self._wait = (window + 1) * period - now
             return False

@@ -62,7 +62,7 @@ class GraphExecuteApi(APIView):
             inputs=body.validated_data["inputs"],
             version=body.validated_data.get("version"),
         )
-        record = execution_record(execution, with_nodes=False)
+        record = execution_record(execution)
         return Response(rendered(ExecutionSerializer, record), status=status.HTTP_201_CREATED)
 
 
@@ -83,7 +83,7 @@ class ExecutionListApi(APIView):
         page = paginator.paginate_queryset(
             filtered.qs.select_related("graph_version"), request, view=self
         )
-        records = [execution_record(e, with_nodes=False) for e in page]
+        records = [execution_record(e) for e in page]
         return paginator.get_paginated_response(rendered(ExecutionSerializer, records, many=True))
 
 
@@ -175,6 +175,4 @@ class ExecutionControlApi(APIView):
         execution = execution_get(user=request.user, execution_id=execution_id)
         self.actions[self.action](execution.pk)
         execution.refresh_from_db()
-        return Response(
-            rendered(ExecutionSerializer, execution_record(execution, with_nodes=False))
-        )
+        return Response(rendered(ExecutionSerializer, execution_record(execution)))

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
@@ -59,7 +58,7 @@ class ExecutionStreamConsumer(AsyncJsonWebsocketConsumer):
             )
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        self.hub = feeds.hub(_publish_lost_end)
+        self.hub = feeds.hub(_publish_lost_end, _snapshot)
         self.subscriber = feeds.Subscriber()
         self.sender = asyncio.create_task(self._send_forever())
         await self.channel_layer.group_add(f"user.{self.user.pk}", self.channel_name)
@@ -138,15 +137,12 @@ class ExecutionStreamConsumer(AsyncJsonWebsocketConsumer):
         # The log's position first, then the database: events after that position may
         # repeat what the snapshot shows, but none can be missed.
         self.following.add(run_id)
-        last: Any = await self.hub.redis.xrevrange(events.stream_key(run_id), count=1)
-        position = last[0][0].decode() if last else "0-0"
-        seq = json.loads(last[0][1][b"e"])["seq"] if last else 0
-        snapshot = await _snapshot(run_id)
-        await self.send_json({"type": "snapshot", "seq": seq, **snapshot})
-        if snapshot.get("terminal"):
+        snapshot = await self.hub.snapshot(run_id)  # shared with sockets subscribing now
+        await self.send(text_data=snapshot.text)
+        if snapshot.terminal:
             self.following.discard(run_id)
         elif run_id in self.following:  # not unsubscribed meanwhile
-            await self.hub.follow(self.subscriber, run_id, position)
+            await self.hub.follow(self.subscriber, run_id, snapshot.position)
 
     async def _send_forever(self) -> None:
         """Send what the feeds queue for this socket, in order."""
@@ -245,7 +241,7 @@ def _snapshot_now(run_id) -> dict:
     for ne in record["node_executions"]:
         ne["output_data"], _ = events.truncate(ne["output_data"])
     record["terminal"] = record["status"] in TERMINAL
-    return json.loads(json.dumps(record, default=str))
+    return record
 
 
 _snapshot = database_sync_to_async(_snapshot_now, thread_sensitive=False)

@@ -164,7 +164,7 @@ def node_event(
 
 def run_event(execution_id) -> dict[str, Any]:
     execution = GraphExecution.objects.select_related("graph_version").get(pk=execution_id)
-    record = execution_record(execution, with_nodes=False)
+    record = execution_record(execution)
     outputs, truncated = truncate(record["outputs"])
     event = {"type": "execution", **record, "outputs": outputs}
     if truncated:

@@ -38,6 +38,10 @@ from . import events
 log = logging.getLogger(__name__)
 
 QUIET_SECONDS = 5.0
+# A snapshot taken for one socket is sent to others subscribing to the run within this
+# long (with its log position: they get every event after it, so none is missed); a
+# thousand sockets subscribing at once cost one database read per process, not a thousand.
+SNAPSHOT_REUSE_SECONDS = 1.0
 READ_BLOCK_MS = 1_000
 READ_COUNT = 1_000
 
@@ -74,6 +78,16 @@ def parse(feed: str, entry_id: bytes | str, fields: dict) -> Entry:
     event = json.loads(text)
     terminal = event.get("type") == "execution" and bool(event.get("terminal"))
     return Entry(feed, entry_id if isinstance(entry_id, str) else entry_id.decode(), text, terminal)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A run as it stood, and the log position it stood at (events after it may repeat
+    what it shows, but none is missing)."""
+
+    position: str
+    text: str  # the `snapshot` message's JSON
+    terminal: bool
 
 
 class Subscriber:
@@ -172,7 +186,7 @@ class Feed:
 class Hub:
     """The feeds of one event loop (one per server process), and their Redis client."""
 
-    def __init__(self, publish_lost_end: Callable):
+    def __init__(self, publish_lost_end: Callable, read_snapshot: Callable | None = None):
         # Each followed run's reader holds a connection while its XREAD blocks; snapshots
         # and gap reads take one briefly.
         self.redis = redis_clients.async_bounded_client(
@@ -180,6 +194,36 @@ class Hub:
         )
         self.feeds: dict[str, Feed] = {}
         self.publish_lost_end = publish_lost_end
+        self.read_snapshot = read_snapshot  # async (run id) -> the run's record
+        self.snapshots: dict[str, tuple[float, asyncio.Future[Snapshot]]] = {}
+
+    async def snapshot(self, run_id: str) -> Snapshot:
+        """The run's snapshot: one taken in the last SNAPSHOT_REUSE_SECONDS (or being
+        taken), else a new one."""
+        now = time.monotonic()
+        for stale in [
+            r for r, (at, _) in self.snapshots.items() if now - at > SNAPSHOT_REUSE_SECONDS
+        ]:
+            del self.snapshots[stale]
+        if run_id not in self.snapshots:
+            self.snapshots[run_id] = (now, asyncio.ensure_future(self._take_snapshot(run_id)))
+        future = self.snapshots[run_id][1]
+        try:
+            return await asyncio.shield(future)
+        except Exception:
+            if self.snapshots.get(run_id, (None, None))[1] is future:
+                del self.snapshots[run_id]  # the next subscriber tries again
+            raise
+
+    async def _take_snapshot(self, run_id: str) -> Snapshot:
+        # The log's position first, then the database.
+        last: Any = await self.redis.xrevrange(events.stream_key(run_id), count=1)
+        position = last[0][0].decode() if last else "0-0"
+        seq = json.loads(last[0][1][b"e"])["seq"] if last else 0
+        assert self.read_snapshot is not None
+        record = await self.read_snapshot(run_id)
+        text = json.dumps({"type": "snapshot", "seq": seq, **record}, default=str)
+        return Snapshot(position, text, bool(record.get("terminal")))
 
     async def position(self, feed: str) -> str:
         """The id of the log's last entry ("0-0" if none): where a subscription starts."""
@@ -212,10 +256,10 @@ class Hub:
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()
 
 
-def hub(publish_lost_end: Callable) -> Hub:
+def hub(publish_lost_end: Callable, read_snapshot: Callable) -> Hub:
     """This event loop's hub (created on first use)."""
     loop = asyncio.get_running_loop()
     found = _hubs.get(loop)
     if found is None:
-        found = _hubs[loop] = Hub(publish_lost_end)
+        found = _hubs[loop] = Hub(publish_lost_end, read_snapshot)
     return found

@@ -1,12 +1,14 @@
 """Reading executions, always scoped to their owner."""
 
 import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from django.db import connection, transaction
-from django.db.models import Case, F, JSONField, TextField, Value, When
-from django.db.models.functions import Cast, Left, Length
+from django.db import connection
 from django.http import Http404
+from django.utils import timezone
 
 from .engine import TERMINAL
 from .models import GraphExecution, NodeExecution
@@ -27,50 +29,55 @@ def execution_get(*, user, execution_id) -> GraphExecution:
 
 
 def execution_detail(*, user, execution_id) -> dict[str, Any]:
-    """The whole record from one snapshot: the run's status and its node executions as they
-    stood at the same instant (a run that ends between two reads would otherwise show
-    RUNNING with every node COMPLETED)."""
-    # The isolation level can only be set by a transaction's first statement, so not when
-    # this is nested in an outer transaction (as tests are).
-    outermost = not connection.in_atomic_block
-    with transaction.atomic():
-        if outermost:
-            with connection.cursor() as cursor:
-                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        return execution_record(execution_get(user=user, execution_id=execution_id))
+    """The whole record from one snapshot, in one statement (_RECORD_SQL): the run, its
+    live figures and its first page of node executions as they stood at the same instant (a
+    run that ends between two reads would otherwise show RUNNING with every node COMPLETED).
+    Http404 when the user has no such run."""
+    user_id = getattr(user, "pk", user)
+    try:
+        uuid.UUID(str(execution_id))
+    except ValueError as exc:
+        raise Http404("execution not found") from exc
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _RECORD_SQL,
+            {**_page_params(after=None, limit=NODES_INLINE), "run": str(execution_id),
+             "user": user_id, "terminal": list(TERMINAL)},
+        )  # fmt: skip
+        found = cursor.fetchone()
+        if found is None:
+            raise Http404("execution not found")
+        row = RecordRow(**dict(zip([c.name for c in cursor.description], found, strict=True)))
+    return _record_of(row)
 
 
-def execution_record(execution: GraphExecution, *, with_nodes: bool = True) -> dict[str, Any]:
-    """The execution record of graphs.md. A finished run shows the stats stored when it
-    ended; a live one shows them as they stand."""
-    stats = execution.stats if execution.status in TERMINAL and execution.stats else None
-    record: dict[str, Any] = {
-        "id": str(execution.pk),
-        "graph_id": str(execution.graph_id),
-        "graph_version": execution.graph_version.version,
-        "status": execution.status,
-        "inputs": execution.inputs,
-        "outputs": execution.outputs,
-        "error": execution.error,
-        "stats": stats or execution_stats(execution),
-        "created_at": execution.created_at,
-        "started_at": execution.started_at,
-        "ended_at": execution.ended_at,
-        # A sub-graph run names the agent_executor node execution (and run) it works for.
-        "parent_node_execution_id": execution.parent_node_execution_id,
-        "parent_execution_id": _parent_run_id(execution),
-        # A run a schedule started names it (its occurrence names the fire time).
-        "schedule_id": str(execution.schedule_id) if execution.schedule_id else None,
-    }
-    if _chars(execution.outputs) > VALUE_PREVIEW_CHARS:
-        record["outputs"] = _preview(execution.outputs, f"{_run_path(execution.pk)}outputs/")
-    if with_nodes:
-        page, next_after = node_page(execution.pk, after=None, limit=NODES_INLINE)
-        record["node_executions"] = page
-        record["node_executions_next"] = (
-            None if next_after is None else f"{_run_path(execution.pk)}nodes/?after={next_after}"
-        )
-    return record
+def execution_record(execution: GraphExecution) -> dict[str, Any]:
+    """The execution record of graphs.md, without its node executions (lists, events). A
+    finished run shows the stats stored when it ended; a live one shows them as they stand."""
+    live = None
+    if not (execution.status in TERMINAL and execution.stats):
+        stats = execution_stats(execution)
+        live = {"ran": stats["node_count"], "failed": stats["node_error_count"],
+                "cost": stats["cost"]}  # fmt: skip
+    row = RecordRow(
+        id=execution.pk,
+        graph_id=execution.graph_id,
+        graph_version=execution.graph_version.version,
+        status=execution.status,
+        inputs=execution.inputs,
+        outputs=execution.outputs,
+        error=execution.error,
+        stats=execution.stats,
+        created_at=execution.created_at,
+        started_at=execution.started_at,
+        ended_at=execution.ended_at,
+        parent_node_execution_id=execution.parent_node_execution_id,
+        parent_execution_id=_parent_run_id(execution),
+        schedule_id=execution.schedule_id,
+        live=live,
+        nodes=[],
+    )
+    return _record_of(row, with_nodes=False)
 
 
 # A record shows this many node executions; the rest are at node_executions_next.
@@ -99,59 +106,188 @@ def _preview(value_or_head: Any, href: str, chars: int | None = None) -> dict[st
     }
 
 
+# One page of a run's node executions, in id order. Large values are never loaded: the
+# database measures them and sends their first characters.
+_PAGE_SQL = """
+SELECT n.id, n.node_id, n.block, n.status, n.error, n.attempts, n.cost, n.task_id, n.worker,
+       n.queued_at, n.started_at, n.ended_at, s.input_chars, s.output_chars,
+       CASE WHEN s.input_chars <= %(max)s THEN n.input_data END AS input_small,
+       CASE WHEN s.input_chars > %(max)s THEN left(n.input_data::text, %(head)s) END
+           AS input_head,
+       CASE WHEN s.output_chars <= %(max)s THEN n.output_data END AS output_small,
+       CASE WHEN s.output_chars > %(max)s THEN left(n.output_data::text, %(head)s) END
+           AS output_head
+  FROM executions_nodeexecution n,
+       LATERAL (SELECT length(n.input_data::text) AS input_chars,
+                       length(n.output_data::text) AS output_chars) s
+ WHERE n.execution_id = {run} AND n.id > %(after)s
+ ORDER BY n.id
+ LIMIT %(limit)s
+"""
+
+_NODE_PAGE_SQL = f"""
+WITH page AS ({_PAGE_SQL.format(run="%(run)s")})
+SELECT coalesce(json_agg(page ORDER BY page.id), '[]'::json) FROM page
+"""
+
+# The run, its version number and parent run, its live figures (only while it runs: an
+# ended run shows those stored at its end) with its sub-graph runs' costs, and its first page.
+_RECORD_SQL = f"""
+WITH RECURSIVE run AS (
+    SELECT r.id, r.graph_id, v.version AS graph_version, r.status,
+           -- json, not jsonb: Django has psycopg hand jsonb over as text (for JSONField)
+           r.inputs::json, r.outputs::json, r.error, r.stats::json, r.created_at,
+           r.started_at, r.ended_at,
+           r.parent_node_execution_id, p.execution_id AS parent_execution_id, r.schedule_id
+      FROM executions_graphexecution r
+      JOIN graphs_graphversion v ON v.id = r.graph_version_id
+      LEFT JOIN executions_nodeexecution p ON p.id = r.parent_node_execution_id
+     WHERE r.id = %(run)s AND r.user_id = %(user)s
+), tree AS (
+    SELECT id FROM run
+    UNION
+    SELECT c.id FROM executions_graphexecution c
+      JOIN executions_nodeexecution pn ON pn.id = c.parent_node_execution_id
+      JOIN tree ON pn.execution_id = tree.id
+), page AS ({_PAGE_SQL.format(run="(SELECT id FROM run)")})
+SELECT run.*,
+       CASE WHEN run.status = ANY(%(terminal)s) AND run.stats::text <> '{{}}' THEN NULL
+            ELSE (SELECT json_build_object(
+                    'ran', count(*) FILTER (WHERE status IN ('COMPLETED', 'FAILED', 'RUNNING')),
+                    'failed', count(*) FILTER (WHERE status = 'FAILED'),
+                    'cost', (SELECT coalesce(sum(cost), 0) FROM executions_nodeexecution
+                              WHERE execution_id IN (SELECT id FROM tree)))
+                    FROM executions_nodeexecution WHERE execution_id = run.id)
+       END AS live,
+       (SELECT coalesce(json_agg(page ORDER BY page.id), '[]'::json) FROM page) AS nodes
+  FROM run
+"""
+
+
+@dataclass(frozen=True)
+class RecordRow:
+    """What _RECORD_SQL answers, by column name."""
+
+    id: uuid.UUID
+    graph_id: uuid.UUID
+    graph_version: int
+    status: str
+    inputs: Any
+    outputs: Any
+    error: str | None
+    stats: dict[str, Any]
+    created_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    parent_node_execution_id: int | None
+    parent_execution_id: uuid.UUID | None
+    schedule_id: uuid.UUID | None
+    live: dict[str, int] | None  # node counts and the tree's cost, while it runs
+    nodes: list[dict[str, Any]]  # the page: limit + 1 rows, the last telling there is more
+
+
+def _page_params(*, after: int | None, limit: int) -> dict[str, Any]:
+    return {
+        "after": after or 0,
+        "limit": limit + 1,  # one more: is there a next page?
+        "max": VALUE_PREVIEW_CHARS,
+        "head": PREVIEW_HEAD_CHARS,
+    }
+
+
+def _record_of(row: RecordRow, *, with_nodes: bool = True) -> dict[str, Any]:
+    run_path = _run_path(row.id)
+    if row.live is None:
+        stats = row.stats
+    else:
+        end = row.ended_at or timezone.now()
+        stats = {
+            "node_count": row.live["ran"],
+            "node_error_count": row.live["failed"],
+            "cost": row.live["cost"],
+            "duration": round((end - row.started_at).total_seconds(), 3) if row.started_at else 0.0,
+        }
+    record: dict[str, Any] = {
+        "id": str(row.id),
+        "graph_id": str(row.graph_id),
+        "graph_version": row.graph_version,
+        "status": row.status,
+        "inputs": row.inputs,
+        "outputs": row.outputs,
+        "error": row.error,
+        "stats": stats,
+        "created_at": row.created_at,
+        "started_at": row.started_at,
+        "ended_at": row.ended_at,
+        # A sub-graph run names the agent_executor node execution (and run) it works for.
+        "parent_node_execution_id": row.parent_node_execution_id,
+        "parent_execution_id": str(row.parent_execution_id) if row.parent_execution_id else None,
+        # A run a schedule started names it (its occurrence names the fire time).
+        "schedule_id": str(row.schedule_id) if row.schedule_id else None,
+    }
+    if _chars(row.outputs) > VALUE_PREVIEW_CHARS:
+        record["outputs"] = _preview(row.outputs, f"{run_path}outputs/")
+    if not with_nodes:
+        return record
+    page, next_after = _page_of(row.id, row.nodes, NODES_INLINE)
+    record["node_executions"] = page
+    record["node_executions_next"] = (
+        None if next_after is None else f"{run_path}nodes/?after={next_after}"
+    )
+    return record
+
+
 def node_page(execution_id, *, after: int | None, limit: int) -> tuple[list[dict], int | None]:
     """Up to `limit` node execution records of the run, in id order, after node execution
-    `after`; and the id to ask after for the next page (None: this was the last). Large
-    values are never loaded: the database measures them and sends their first characters."""
-    rows = NodeExecution.objects.filter(execution_id=execution_id)
-    if after is not None:
-        rows = rows.filter(id__gt=after)
-    sized: dict[str, Any] = {}
-    for field in ("input_data", "output_data"):
-        text = Cast(field, TextField())
-        sized[f"{field}_chars"] = Length(text)
-        sized[f"{field}_small"] = Case(
-            When(**{f"{field}_chars__lte": VALUE_PREVIEW_CHARS}, then=F(field)),
-            default=Value(None, output_field=JSONField()),
+    `after`; and the id to ask after for the next page (None: this was the last)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _NODE_PAGE_SQL, {**_page_params(after=after, limit=limit), "run": str(execution_id)}
         )
-        sized[f"{field}_head"] = Case(
-            When(
-                **{f"{field}_chars__gt": VALUE_PREVIEW_CHARS},
-                then=Left(text, PREVIEW_HEAD_CHARS, output_field=TextField()),
-            ),
-            default=Value(None),
-            output_field=TextField(),
-        )
-    found = list(
-        rows.defer("input_data", "output_data").annotate(**sized).order_by("id")[: limit + 1]
-    )
+        (rows,) = cursor.fetchone()
+    return _page_of(execution_id, rows, limit)
+
+
+def _page_of(execution_id, rows: list[dict[str, Any]], limit: int) -> tuple[list[dict], int | None]:
+    """Node execution records from _PAGE_SQL's rows (as JSON: timestamps are ISO text)."""
     records = []
-    for ne in found[:limit]:
-        record = node_execution_record(ne, with_values=False)
-        for field in ("input_data", "output_data"):
-            small = getattr(ne, f"{field}_small")
-            record[field] = (
-                small
-                if small is not None
-                else _preview(
-                    getattr(ne, f"{field}_head"),
-                    f"{_run_path(execution_id)}nodes/{ne.pk}/",
-                    getattr(ne, f"{field}_chars"),
-                )
-            )
+    for row in rows[:limit]:
+        record: dict[str, Any] = {
+            "id": row["id"],
+            "node_id": row["node_id"],
+            "block": row["block"],
+            "status": row["status"],
+            "error": row["error"],
+            "attempts": row["attempts"],
+            "cost": row["cost"],
+            "task_id": row["task_id"],
+            "worker": row["worker"] or None,
+            "queued_at": _time(row["queued_at"]),
+            "started_at": _time(row["started_at"]),
+            "ended_at": _time(row["ended_at"]),
+        }
+        for field, column in (("input_data", "input"), ("output_data", "output")):
+            if row[f"{column}_chars"] <= VALUE_PREVIEW_CHARS:
+                record[field] = row[f"{column}_small"]
+            else:
+                href = f"{_run_path(execution_id)}nodes/{row['id']}/"
+                record[field] = _preview(row[f"{column}_head"], href, row[f"{column}_chars"])
         records.append(record)
-    return records, (found[limit - 1].pk if len(found) > limit else None)
+    return records, (rows[limit - 1]["id"] if len(rows) > limit else None)
 
 
-def _parent_run_id(execution: GraphExecution) -> str | None:
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value is not None else None
+
+
+def _parent_run_id(execution: GraphExecution) -> uuid.UUID | None:
     if execution.parent_node_execution_id is None:
         return None
-    parent = (
+    return (
         NodeExecution.objects.filter(id=execution.parent_node_execution_id)
         .values_list("execution_id", flat=True)
         .first()
     )
-    return str(parent) if parent else None
 
 
 def node_execution_record(ne: NodeExecution, *, with_values: bool = True) -> dict[str, Any]:

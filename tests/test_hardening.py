@@ -158,17 +158,22 @@ def test_only_idempotent_requests_are_retried_after_a_5xx(
 
 
 @pytest.mark.integration
-def test_a_run_cancelled_before_it_started_runs_from_the_start_when_resumed(api, user, worker):
-    from django.db import transaction
-
+def test_a_run_cancelled_before_it_started_runs_from_the_start_when_resumed(
+    api, user, worker, settings
+):
     from executions.control import execution_cancel
     from graphs.models import Graph
 
+    settings.ENGINE_MAX_RUNNING_PER_USER = 1
     graph = Graph.objects.get(pk=create_graph(api, greeting())["id"])
-    with transaction.atomic():  # cancelled before its start task could run
-        run = execution_create(user=user, graph=graph, inputs={"who": "Ada"})
-        execution_cancel(run.pk)
+    holder = GraphExecution.objects.create(  # the user's one slot is taken
+        graph=graph, graph_version=graph.versions.first(), user=user, status="RUNNING"
+    )
+    run = execution_create(user=user, graph=graph, inputs={"who": "Ada"})
+    assert GraphExecution.objects.get(pk=run.pk).status == "QUEUED"  # waits for the slot
+    execution_cancel(run.pk)  # cancelled before it started
     assert api.get(f"/api/executions/{run.pk}/").json()["status"] == "CANCELLED"
+    GraphExecution.objects.filter(pk=holder.pk).update(status="CANCELLED")
     assert api.post(f"/api/executions/{run.pk}/resume/").status_code == 200
     record = wait_for_run(api, run.pk)
     assert record["status"] == "COMPLETED" and record["outputs"] == {"greeting": ["Hello Ada!"]}
