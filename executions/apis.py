@@ -23,6 +23,7 @@ from .models import GRAPH_STATUSES, GraphExecution, NodeExecution
 from .runs import execution_create
 from .selectors import (
     NODES_INLINE,
+    NOTHING_RAN,
     execution_detail,
     execution_get,
     execution_record,
@@ -62,7 +63,7 @@ class GraphExecuteApi(APIView):
             inputs=body.validated_data["inputs"],
             version=body.validated_data.get("version"),
         )
-        record = execution_record(execution)
+        record = execution_record(execution, live=NOTHING_RAN)  # it was created just now
         return Response(rendered(ExecutionSerializer, record), status=status.HTTP_201_CREATED)
 
 

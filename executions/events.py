@@ -22,7 +22,7 @@ from common import redis_clients
 
 from .engine import TERMINAL
 from .models import GraphExecution
-from .selectors import execution_record
+from .selectors import NOTHING_RAN, execution_record
 
 log = logging.getLogger(__name__)
 
@@ -105,11 +105,14 @@ def emit(execution_id, events: list[dict[str, Any]], *, lease=None) -> None:
         transaction.on_commit(lambda: append_now(execution_id, events, lease=lease))
 
 
-def emit_run(execution_id, *, announce: bool = False) -> None:
+def emit_run(execution_id, *, announce: bool = False, nothing_ran: bool = False) -> None:
     """Publish the run's `execution` event, built from the committed row; `announce` tells
-    its graph's subscribers the run began (its end is always told)."""
+    its graph's subscribers the run began (its end is always told); `nothing_ran` spares the
+    count of its node executions (a run being created or started)."""
     transaction.on_commit(
-        lambda: append_now(execution_id, [run_event(execution_id)], announce=announce)
+        lambda: append_now(
+            execution_id, [run_event(execution_id, nothing_ran=nothing_ran)], announce=announce
+        )
     )
 
 
@@ -162,9 +165,9 @@ def node_event(
     return event
 
 
-def run_event(execution_id) -> dict[str, Any]:
+def run_event(execution_id, *, nothing_ran: bool = False) -> dict[str, Any]:
     execution = GraphExecution.objects.select_related("graph_version").get(pk=execution_id)
-    record = execution_record(execution)
+    record = execution_record(execution, live=NOTHING_RAN if nothing_ran else None)
     outputs, truncated = truncate(record["outputs"])
     event = {"type": "execution", **record, "outputs": outputs}
     if truncated:

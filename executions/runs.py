@@ -99,7 +99,7 @@ def execution_create(
         # second transaction. Without a slot it waits QUEUED; the end of one of the user's
         # runs starts it (slots.slot_freed, under the same lock as this check).
         if execution_start(execution.pk, announce=True) == "no slot":
-            events.emit_run(execution.pk, announce=True)
+            events.emit_run(execution.pk, announce=True, nothing_ran=True)
     return execution
 
 
@@ -157,7 +157,7 @@ def execution_start(execution_id, *, announce: bool = False) -> Start:
         if not moved:
             return "not queued"
         transaction.on_commit(metrics.EXECUTIONS_STARTED.inc)
-        events.emit_run(execution_id, announce=announce)
+        events.emit_run(execution_id, announce=announce, nothing_ran=True)
         plan = plan_for_version(run["graph_version_id"])
         task_ids = [str(uuid.uuid4()) for _ in plan.starting_nodes]
         rows = [

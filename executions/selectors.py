@@ -51,11 +51,17 @@ def execution_detail(*, user, execution_id) -> dict[str, Any]:
     return _record_of(row)
 
 
-def execution_record(execution: GraphExecution) -> dict[str, Any]:
+# The live figures of a run that has only just started or been created.
+NOTHING_RAN = {"ran": 0, "failed": 0, "cost": 0}
+
+
+def execution_record(execution: GraphExecution, *, live: dict | None = None) -> dict[str, Any]:
     """The execution record of graphs.md, without its node executions (lists, events). A
-    finished run shows the stats stored when it ended; a live one shows them as they stand."""
-    live = None
-    if not (execution.status in TERMINAL and execution.stats):
+    finished run shows the stats stored when it ended; a live one shows them as they stand
+    (`live`, when the caller knows them: NOTHING_RAN)."""
+    if execution.status in TERMINAL and execution.stats:
+        live = None
+    elif live is None:
         stats = execution_stats(execution)
         live = {"ran": stats["node_count"], "failed": stats["node_error_count"],
                 "cost": stats["cost"]}  # fmt: skip
