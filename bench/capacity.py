@@ -18,6 +18,8 @@ from django.db import connection
 
 from executions import events
 
+STATS_FLUSH_SECONDS = 11
+
 
 def _postgres() -> dict[str, int]:
     # The statistics collector's view lags by up to its flush interval: take a fresh one.
@@ -38,10 +40,12 @@ def _redis_commands() -> int:
 
 def measure(label: str, run: Callable[[], Any], nodes: int, runs: int) -> dict[str, Any]:
     """Counters before and after `run()`, per node and per run."""
-    time.sleep(1)  # the statistics of what ran before have been flushed
+    # A busy backend flushes its statistics at most once a second, an idle one (a worker's
+    # persistent connection after the run) once it has been idle for 10 s: wait that out.
+    time.sleep(STATS_FLUSH_SECONDS)
     pg_before, redis_before = _postgres(), _redis_commands()
     run()
-    time.sleep(1.2)  # PostgreSQL flushes its statistics at most once a second
+    time.sleep(STATS_FLUSH_SECONDS)
     pg_after, redis_after = _postgres(), _redis_commands()
     totals = {
         "transactions": pg_after["transactions"] - pg_before["transactions"],

@@ -32,7 +32,7 @@ def start_asgi_server() -> tuple[subprocess.Popen, str]:
         proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
              "--port", str(port), "--lifespan", "off", "--timeout-graceful-shutdown", "3",
-             "--workers", str(asgi_processes()),
+             "--workers", str(asgi_processes()), "--ws-per-message-deflate", "false",
              "--log-level", "warning"],
             cwd=ROOT, env={**os.environ, "DATABASE_POOL": "1"}, stdout=log,
             stderr=subprocess.STDOUT,

@@ -148,6 +148,11 @@ CACHES = {
         "OPTIONS": redis_clients.sync_options(),
     }
 }
+# Redis connections one server process's live stream uses at most (one per run its sockets
+# follow, while its read blocks); past it a subscription waits for one (executions/feeds.py).
+# The channel layer's pool gets as many: a thousand sockets connecting at once each join
+# their user's group, and redis-py's default pool refuses the 101st.
+LIVE_REDIS_CONNECTIONS = env.int("LIVE_REDIS_CONNECTIONS", default=500)
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
@@ -160,6 +165,7 @@ CHANNEL_LAYERS = {
                     "address": env.str("CHANNEL_REDIS_URL", default="redis://127.0.0.1:56379/2"),
                     "socket_timeout": 30,
                     "socket_connect_timeout": 5,
+                    "max_connections": LIVE_REDIS_CONNECTIONS,
                     **redis_clients.async_options(),
                 }
             ]
@@ -316,9 +322,6 @@ HTTP_BLOCK_MAX_RESPONSE_BYTES = env.int("HTTP_BLOCK_MAX_RESPONSE_BYTES", default
 
 # Node outputs in live events are cut past this many bytes of JSON (the API keeps them whole).
 EVENTS_MAX_VALUE_BYTES = env.int("EVENTS_MAX_VALUE_BYTES", default=16 * 1024)
-# Redis connections one server process's live stream uses at most (one per run its sockets
-# follow, while its read blocks); past it a subscription waits for one (executions/feeds.py).
-LIVE_REDIS_CONNECTIONS = env.int("LIVE_REDIS_CONNECTIONS", default=500)
 
 # Notifications: e-mail through Django's backend (console locally), webhooks retried with
 # backoff (base * 2^n seconds) up to WEBHOOK_MAX_ATTEMPTS tries.

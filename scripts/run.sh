@@ -27,9 +27,10 @@ stop() {
 }
 trap stop INT TERM EXIT
 
-# Open WebSockets (live pages) must not hold Ctrl-C up: give them 5 s to close.
+# Open WebSockets (live pages) must not hold Ctrl-C up: give them 5 s to close. Events are
+# small JSON: compressing each one for each socket cost more CPU than it saved bytes.
 DATABASE_POOL=1 $BIN/uvicorn config.asgi:application --host 127.0.0.1 --port "$PORT" --lifespan off \
-  --timeout-graceful-shutdown 5 --workers "$WEB_CONCURRENCY" &
+  --timeout-graceful-shutdown 5 --workers "$WEB_CONCURRENCY" --ws-per-message-deflate false &
 pids+=($!)
 # With no -Q the worker consumes every queue of task_queues (nodes and engine).
 $BIN/celery -A config worker -c "$WORKER_CONCURRENCY" -n "worker@%h" -l info &
