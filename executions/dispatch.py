@@ -51,6 +51,7 @@ RUN_NODE = "executions.run_node"
 JOIN_NODES = "executions.join_nodes"
 COMPLETE_FROM_CHILD = "executions.complete_from_child"
 START_WAITING = "executions.start_waiting_runs"
+LONG_SEND_TASKS = 200
 
 
 # What a transaction decides to publish goes through the outbox (outbox.py): written with
@@ -73,7 +74,9 @@ def send_groups(execution_id, version_id: int, groups: list[list[Queued]]) -> No
         "version": version_id,
         "groups": [[astuple(q) for q in group] for group in groups],
     }
-    outbox.record("nodes", body, send_message)
+    # Past a few hundred tasks the sending can outlast the relay's wait (see outbox.py).
+    long_send = sum(len(group) for group in groups) > LONG_SEND_TASKS
+    outbox.record("nodes", body, send_message, long_send=long_send)
 
 
 def send_join(execution_id, version_id: int, member_ids: list[int]) -> None:

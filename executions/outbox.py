@@ -37,9 +37,11 @@ log = logging.getLogger(__name__)
 Send = Callable[[str, dict[str, Any]], None]
 
 
-def record(kind: str, body: dict[str, Any], send: Send) -> None:
+def record(kind: str, body: dict[str, Any], send: Send, *, long_send: bool = False) -> None:
     """Publish `body` as a `kind` message once the current transaction commits; written
-    first, so that it survives a broker outage or this process dying after the commit."""
+    first, so that it survives a broker outage or this process dying after the commit.
+    `long_send`: the message is many tasks, whose sending may outlast OUTBOX_RELAY_AFTER; it
+    is sent holding its row's lock, so that the relay does not send it a second time."""
     if not connection.in_atomic_block:
         try:
             send(kind, body)
@@ -48,7 +50,8 @@ def record(kind: str, body: dict[str, Any], send: Send) -> None:
             OutboxMessage.objects.create(kind=kind, body=body)
         return
     row_id = _insert(kind, body)
-    transaction.on_commit(lambda: _send_and_clear(row_id, kind, body, send))
+    sender = _send_locked if long_send else _send_and_clear
+    transaction.on_commit(lambda: sender(row_id, kind, body, send))
 
 
 # Raw statements: on every node's path, where the ORM's create() and delete() cost three
@@ -76,6 +79,26 @@ def _send_and_clear(row_id: int, kind: str, body: dict[str, Any], send: Send) ->
             cursor.execute(_DELETE_SQL, [row_id])
     except Exception:  # sent; the relay may send it once more, which is harmless
         log.warning("could not clear sent outbox message %s", row_id, exc_info=True)
+
+
+_LOCK_SQL = "SELECT id FROM executions_outboxmessage WHERE id = %s FOR UPDATE SKIP LOCKED"
+
+
+def _send_locked(row_id: int, kind: str, body: dict[str, Any], send: Send) -> None:
+    """_send_and_clear for a long send: in a transaction holding the row's lock (the relay
+    skips locked rows), sent and deleted together. A 10,000-task message took longer to send
+    than the relay waits, and the relay sent it again."""
+    try:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute(_LOCK_SQL, [row_id])
+                if cursor.fetchone() is None:
+                    return  # the relay is sending it
+            send(kind, body)
+            with connection.cursor() as cursor:
+                cursor.execute(_DELETE_SQL, [row_id])
+    except Exception:
+        log.warning("broker refused %s message %s; the outbox relay sends it", kind, row_id)
 
 
 def relay(send: Send, *, older_than: float | None = None, batch: int = 200) -> int:

@@ -295,6 +295,35 @@ def test_the_outbox_keeps_what_the_broker_refused_and_the_relay_sends_it_once_in
     assert sent == ["d", "a", "b"] and OutboxMessage.objects.count() == 0
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_long_send_is_not_sent_again_by_the_relay_while_it_runs():
+    """A message of many tasks is sent holding its row's lock: a relay pass during the send
+    (here: the oldest message, relayed at once, from another connection) skips it."""
+    import threading
+
+    from django.db import connection, transaction
+
+    from executions import outbox
+    from executions.models import OutboxMessage
+
+    sent, relayed = [], []
+
+    def slow_send(kind, body):
+        def relay_meanwhile():
+            relayed.append(outbox.relay(lambda k, b: sent.append(("relay", b)), older_than=0))
+            connection.close()
+
+        other = threading.Thread(target=relay_meanwhile)
+        other.start()
+        other.join()
+        sent.append(("sender", body))
+
+    with transaction.atomic():
+        outbox.record("nodes", {"run": "big"}, slow_send, long_send=True)
+    assert sent == [("sender", {"run": "big"})] and relayed == [0]
+    assert not OutboxMessage.objects.exists()  # sent and cleared together
+
+
 def orphaned_run(api, user, seconds=0.2):
     """A run whose one sleep node was left RUNNING two hours ago by a worker that vanished
     without the broker redelivering its task (no lease, no message)."""
