@@ -23,7 +23,8 @@ PLATFORM_KEY = "platform-test-key"
 SLOW = -1  # a script status: answer 200, after 6 s  # pyproject's pytest-env gives it to the worker
 # The operator's configured endpoints (OPENAI_BASE_URL, ANTHROPIC_BASE_URL in pyproject's
 # pytest-env): the platform's key goes there and nowhere else.
-PLATFORM_PORT = 58480
+# Below the ephemeral range (32768-60999): no outgoing connection can hold it.
+PLATFORM_PORT = 28480
 
 
 class FakeProvider(BaseHTTPRequestHandler):
