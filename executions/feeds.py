@@ -1,6 +1,6 @@
 """One reader per run per server process, however many sockets watch the run.
 
-A socket that subscribes to a run joins the run's `RunFeed` in its process: one task that
+A socket that subscribes to a run joins the run's `Feed` in its process: one task that
 reads the run's event log (a Redis stream, see events.py) with a blocking XREAD and hands
 each entry, as the JSON text Redis holds, to every joined socket's queue. A thousand
 sockets on one run cost one Redis read and one decode per event, not a thousand.
