@@ -23,7 +23,6 @@ from .models import GRAPH_STATUSES, GraphExecution, NodeExecution
 from .runs import execution_create
 from .selectors import (
     NODES_INLINE,
-    NOTHING_RAN,
     execution_detail,
     execution_get,
     execution_record,
@@ -31,6 +30,7 @@ from .selectors import (
     node_execution_record,
     node_page,
 )
+from .stats import NOTHING_RAN
 
 NODES_PAGE_MAX = 1000
 

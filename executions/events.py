@@ -22,7 +22,8 @@ from common import redis_clients
 
 from .engine import TERMINAL
 from .models import GraphExecution
-from .selectors import NOTHING_RAN, execution_record
+from .selectors import execution_record
+from .stats import NOTHING_RAN
 
 log = logging.getLogger(__name__)
 

@@ -8,11 +8,10 @@ from typing import Any
 
 from django.db import connection
 from django.http import Http404
-from django.utils import timezone
 
 from .engine import TERMINAL
 from .models import GraphExecution, NodeExecution
-from .stats import execution_stats
+from .stats import FIGURES_SQL, node_figures, stats_of
 
 
 def executions_of(user):
@@ -51,20 +50,14 @@ def execution_detail(*, user, execution_id) -> dict[str, Any]:
     return _record_of(row)
 
 
-# The live figures of a run that has only just started or been created.
-NOTHING_RAN = {"ran": 0, "failed": 0, "cost": 0}
-
-
 def execution_record(execution: GraphExecution, *, live: dict | None = None) -> dict[str, Any]:
     """The execution record of graphs.md, without its node executions (lists, events). A
     finished run shows the stats stored when it ended; a live one shows them as they stand
-    (`live`, when the caller knows them: NOTHING_RAN)."""
+    (`live`, when the caller knows them: stats.NOTHING_RAN)."""
     if execution.status in TERMINAL and execution.stats:
         live = None
     elif live is None:
-        stats = execution_stats(execution)
-        live = {"ran": stats["node_count"], "failed": stats["node_error_count"],
-                "cost": stats["cost"]}  # fmt: skip
+        live = node_figures(execution.pk)
     row = RecordRow(
         id=execution.pk,
         graph_id=execution.graph_id,
@@ -138,6 +131,8 @@ SELECT coalesce(json_agg(page ORDER BY page.id), '[]'::json) FROM page
 
 # The run, its version number and parent run, its live figures (only while it runs: an
 # ended run shows those stored at its end) with its sub-graph runs' costs, and its first page.
+# RECURSIVE on this outer WITH too: PostgreSQL refused the figures' recursive tree nested in
+# it otherwise ("cannot be referenced from this part of the query").
 _RECORD_SQL = f"""
 WITH RECURSIVE run AS (
     SELECT r.id, r.graph_id, v.version AS graph_version, r.status,
@@ -158,12 +153,7 @@ WITH RECURSIVE run AS (
 ), page AS ({_PAGE_SQL.format(run="(SELECT id FROM run)")})
 SELECT run.*,
        CASE WHEN run.status = ANY(%(terminal)s) AND run.stats::text <> '{{}}' THEN NULL
-            ELSE (SELECT json_build_object(
-                    'ran', count(*) FILTER (WHERE status IN ('COMPLETED', 'FAILED', 'RUNNING')),
-                    'failed', count(*) FILTER (WHERE status = 'FAILED'),
-                    'cost', (SELECT coalesce(sum(cost), 0) FROM executions_nodeexecution
-                              WHERE execution_id IN (SELECT id FROM tree)))
-                    FROM executions_nodeexecution WHERE execution_id = run.id)
+            ELSE ({FIGURES_SQL.format(run="run.id")})
        END AS live,
        (SELECT coalesce(json_agg(page ORDER BY page.id), '[]'::json) FROM page) AS nodes
   FROM run
@@ -203,16 +193,8 @@ def _page_params(*, after: int | None, limit: int) -> dict[str, Any]:
 
 def _record_of(row: RecordRow, *, with_nodes: bool = True) -> dict[str, Any]:
     run_path = _run_path(row.id)
-    if row.live is None:
-        stats = row.stats
-    else:
-        end = row.ended_at or timezone.now()
-        stats = {
-            "node_count": row.live["ran"],
-            "node_error_count": row.live["failed"],
-            "cost": row.live["cost"],
-            "duration": round((end - row.started_at).total_seconds(), 3) if row.started_at else 0.0,
-        }
+    live = row.live
+    stats = row.stats if live is None else stats_of(live, row.started_at, row.ended_at)
     record: dict[str, Any] = {
         "id": str(row.id),
         "graph_id": str(row.graph_id),

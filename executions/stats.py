@@ -1,31 +1,62 @@
-"""A run's figures: nodes that ran, errors, cost (sub-graph runs' included), duration."""
+"""A run's figures: nodes that ran, errors, cost (sub-graph runs' included), duration.
+
+One statement (FIGURES_SQL) counts them, for a run's end (stored on it), for the records of
+live runs, and inside the execution record's own statement (selectors._RECORD_SQL)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from django.db.models import Count, Q, Sum
+from django.db import connection
 from django.utils import timezone
 
-from .engine import Status
-from .models import GraphExecution, NodeExecution
+from .models import GraphExecution
+
+# {run}: the run's id, a parameter or a column of an outer query. The run's own node
+# executions are counted; the cost is its whole tree's (sub-graph runs, however deep).
+FIGURES_SQL = """
+WITH RECURSIVE tree AS (
+    SELECT {run} AS id
+    UNION
+    SELECT c.id FROM executions_graphexecution c
+      JOIN executions_nodeexecution pn ON pn.id = c.parent_node_execution_id
+      JOIN tree ON pn.execution_id = tree.id
+)
+SELECT json_build_object(
+    'ran', count(*) FILTER (WHERE n.execution_id = {run}
+                              AND n.status IN ('COMPLETED', 'FAILED', 'RUNNING')),
+    'failed', count(*) FILTER (WHERE n.execution_id = {run} AND n.status = 'FAILED'),
+    'cost', coalesce(sum(n.cost), 0))
+  FROM executions_nodeexecution n
+ WHERE n.execution_id IN (SELECT id FROM tree)
+"""
+
+# The figures of a run that has only just been created or started.
+NOTHING_RAN = {"ran": 0, "failed": 0, "cost": 0}
+
+
+def node_figures(execution_id) -> dict[str, int]:
+    """{"ran", "failed", "cost"} of the run, as they stand."""
+    with connection.cursor() as cursor:
+        cursor.execute(FIGURES_SQL.format(run="%(run)s::uuid"), {"run": str(execution_id)})
+        (figures,) = cursor.fetchone()
+    return figures
+
+
+def stats_of(
+    figures: dict[str, int], started_at: datetime | None, ended_at: datetime | None
+) -> dict[str, Any]:
+    """The `stats` of an execution record: node_count (nodes that ran), node_error_count,
+    cost, duration in seconds (so far, for a live run)."""
+    end = ended_at or timezone.now()
+    return {
+        "node_count": figures["ran"],
+        "node_error_count": figures["failed"],
+        "cost": figures["cost"],
+        "duration": round((end - started_at).total_seconds(), 3) if started_at else 0.0,
+    }
 
 
 def execution_stats(execution: GraphExecution) -> dict[str, Any]:
-    """node_count (nodes that ran), node_error_count, cost (this run's and its sub-graph
-    runs'), duration in seconds."""
-    agg = NodeExecution.objects.filter(execution_id=execution.pk).aggregate(
-        ran=Count("id", filter=Q(status__in=[Status.COMPLETED, Status.FAILED, Status.RUNNING])),
-        failed=Count("id", filter=Q(status=Status.FAILED)),
-        cost=Sum("cost"),
-    )
-    children = GraphExecution.objects.filter(parent_node_execution__execution_id=execution.pk)
-    child_cost = sum(execution_stats(child)["cost"] for child in children)
-    end = execution.ended_at or timezone.now()
-    duration = (end - execution.started_at).total_seconds() if execution.started_at else 0.0
-    return {
-        "node_count": agg["ran"],
-        "node_error_count": agg["failed"],
-        "cost": (agg["cost"] or 0) + child_cost,
-        "duration": round(duration, 3),
-    }
+    return stats_of(node_figures(execution.pk), execution.started_at, execution.ended_at)

@@ -63,6 +63,12 @@ def test_cancel_stops_a_long_run_within_seconds(api, user, worker):
     graph = create_graph(api, slow_then_out(60))
     eid = execute(api, graph)
     wait_until(lambda: node_status(eid, "wait") == "RUNNING", what="the sleep to start")
+    # Charged once its block runs (a cancel between its claim and its charge, which this
+    # test raced, rightly charges nothing).
+    wait_until(
+        lambda: CreditTransaction.objects.filter(execution_id=eid).exists(),
+        what="the sleep's charge",
+    )
     started = time.monotonic()
     response = api.post(f"/api/executions/{eid}/cancel/")
     assert response.status_code == 200 and response.json()["status"] == "CANCELLED"
