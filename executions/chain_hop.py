@@ -53,7 +53,8 @@ def count_and_charge_result(
 
 # One hop of a chain, in one statement: the finished node recorded, the run's counters booked
 # (one more node execution, within the run's limit), the next node's execution queued (active:
-# +1 queued -1 done). Each part runs only if the node was still RUNNING (the same
+# +1 queued -1 done) and, if the run is RUNNING, its message written to the outbox (the body
+# dispatch.send_groups() builds). Each part runs only if the node was still RUNNING (the same
 # compare-and-set as move()), and the next execution is inserted only if the count fit. Only
 # for top-level runs, whose own row holds their tree's count (limits.py).
 _SINGLE_HOP_SQL = """
@@ -78,10 +79,20 @@ WITH moved AS (
            NULL, 0, 0, %(task_id)s, '', false, NULL, %(now)s, %(now)s, NULL, NULL
       FROM counted
     RETURNING id
+), outboxed AS (
+    INSERT INTO executions_outboxmessage (kind, body)
+    SELECT 'nodes', jsonb_build_object(
+               'run', %(run_id)s::text, 'version', %(version_id)s::bigint,
+               'groups', jsonb_build_array(jsonb_build_array(jsonb_build_array(
+                   queued.id, %(sink_id)s::text, %(sink_block)s::text, %(task_id)s::text))))
+      FROM queued, counted
+     WHERE counted.status = 'RUNNING'
+    RETURNING id
 )
 SELECT EXISTS (SELECT 1 FROM moved), queued.id, counted.status, counted.active_count,
-       counted.unhandled_error_count
+       counted.unhandled_error_count, outboxed.id
   FROM (SELECT 1) AS one LEFT JOIN counted ON true LEFT JOIN queued ON true
+       LEFT JOIN outboxed ON true
 """
 
 
@@ -89,24 +100,27 @@ SELECT EXISTS (SELECT 1 FROM moved), queued.id, counted.status, counted.active_c
 class HopRow:
     """What the chain-hop statement answers: whether the node was still RUNNING (so it was
     recorded), the queued execution's id (None when the run's limit would be passed), and
-    the run's counters."""
+    the run's counters, and the outbox row of the queued execution's message (None unless
+    the run is RUNNING)."""
 
     recorded: bool
     queued_id: int | None
     status: str | None
     active: int | None
     unhandled: int | None
+    outbox_row: int | None
 
 
 def single_hop(plan, node_id: str, outputs: list[tuple[str, Any]]):
     """The one (link, value) a finished node sends, when it simply queues one execution of
-    its sink (one linked pin, not static, the sink feeding no fan-in with others): the case
-    of every link in a chain. None otherwise (propagate() handles the rest)."""
+    its sink (the sink's one linked pin): the case of every link in a chain. None otherwise
+    (propagate() handles the rest). A static link counts too: its value would only fill
+    the other pins of the sink's later executions, and it has none (as in propagate())."""
     deliveries = list(route_outputs(plan, node_id, outputs))
     if len(deliveries) != 1:
         return None
     link, value = deliveries[0]
-    if link.is_static or plan.linked_pins(link.sink_id) != {link.sink_name}:
+    if plan.linked_pins(link.sink_id) != {link.sink_name}:
         return None
     return link, value
 
@@ -131,6 +145,7 @@ def record_single_hop(
                 "now": timezone.now(),
                 "ne_id": ne_id,
                 "run_id": execution_id,
+                "version_id": version_id,
                 "sink_id": sink.id,
                 "sink_block": sink.block,
                 "input": json.dumps(node_input(sink.input_default, {link.sink_name: value})),
@@ -154,7 +169,9 @@ def record_single_hop(
     queued = [Queued(hop_row.queued_id, sink.id, sink.block, task_id)]
     events.emit(execution_id, [done, *Propagation(queued, 1).node_events(execution_id)], lease=drop)
     counters = Counters(hop_row.status, hop_row.active, hop_row.unhandled)  # type: ignore[arg-type]
-    settle_decide(execution_id, version_id, [queued], queued, counters)
+    settle_decide(
+        execution_id, version_id, [queued], queued, counters, outbox_row=hop_row.outbox_row
+    )
     return True
 
 

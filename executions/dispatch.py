@@ -68,7 +68,11 @@ def start_waiting(user_id: int) -> None:
     outbox.record("start_waiting", {"user": user_id}, send_message)
 
 
-def send_groups(execution_id, version_id: int, groups: list[list[Queued]]) -> None:
+def send_groups(
+    execution_id, version_id: int, groups: list[list[Queued]], *, outbox_row: int | None = None
+) -> None:
+    """`outbox_row`: the row this message was already written to (chain_hop.py writes it
+    in its statement, with this body)."""
     body = {
         "run": str(execution_id),
         "version": version_id,
@@ -76,7 +80,7 @@ def send_groups(execution_id, version_id: int, groups: list[list[Queued]]) -> No
     }
     # Past a few hundred tasks the sending can outlast the relay's wait (see outbox.py).
     long_send = sum(len(group) for group in groups) > LONG_SEND_TASKS
-    outbox.record("nodes", body, send_message, long_send=long_send)
+    outbox.record("nodes", body, send_message, long_send=long_send, row_id=outbox_row)
 
 
 def send_join(execution_id, version_id: int, member_ids: list[int]) -> None:

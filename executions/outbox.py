@@ -37,11 +37,19 @@ log = logging.getLogger(__name__)
 Send = Callable[[str, dict[str, Any]], None]
 
 
-def record(kind: str, body: dict[str, Any], send: Send, *, long_send: bool = False) -> None:
+def record(
+    kind: str, body: dict[str, Any], send: Send, *, long_send: bool = False,
+    row_id: int | None = None,
+) -> None:  # fmt: skip
     """Publish `body` as a `kind` message once the current transaction commits; written
     first, so that it survives a broker outage or this process dying after the commit.
     `long_send`: the message is many tasks, whose sending may outlast OUTBOX_RELAY_AFTER; it
-    is sent holding its row's lock, so that the relay does not send it a second time."""
+    is sent holding its row's lock, so that the relay does not send it a second time.
+    `row_id`: the transaction wrote the message's row itself (a chain hop's statement does,
+    saving a round trip); the same body, as the relay would read it back."""
+    if row_id is not None:
+        transaction.on_commit(lambda: _send_and_clear(row_id, kind, body, send))
+        return
     if not connection.in_atomic_block:
         try:
             send(kind, body)

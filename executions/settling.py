@@ -67,11 +67,12 @@ class Counters:
 
 def settle_decide(
     execution_id, version_id: int, groups: list[list[Queued]], queued: list[Queued],
-    counters: Counters,
+    counters: Counters, *, outbox_row: int | None = None,
 ) -> None:  # fmt: skip
     """What the run's counters, as just updated, mean: dispatch the queued work after
     commit, hold it (paused), cancel it (the run ended or hit its tree's cap), or end the
-    run."""
+    run. `outbox_row`: the dispatch's outbox row, already written (chain_hop.py) for a run
+    that is RUNNING; unused otherwise (a task that finds its run not running does nothing)."""
     if counters.status == Status.PAUSED:
         return  # queued work waits for resume, which dispatches it
     if counters.status != Status.RUNNING:
@@ -88,7 +89,7 @@ def settle_decide(
             error=_unhandled_message(execution_id) if counters.unhandled else None,
         )
         return
-    dispatch.send_groups(execution_id, version_id, groups)
+    dispatch.send_groups(execution_id, version_id, groups, outbox_row=outbox_row)
 
 
 def _unhandled_message(execution_id) -> str:

@@ -2,6 +2,7 @@
 with SIGKILL, Redis flushed, RabbitMQ restarted, a start message lost. Runs complete with
 the right outputs, each node charged once; the watchdog re-drives what was lost."""
 
+import json
 import os
 import signal
 import subprocess
@@ -322,6 +323,49 @@ def test_a_long_send_is_not_sent_again_by_the_relay_while_it_runs():
         outbox.record("nodes", {"run": "big"}, slow_send, long_send=True)
     assert sent == [("sender", {"run": "big"})] and relayed == [0]
     assert not OutboxMessage.objects.exists()  # sent and cleared together
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_chain_hops_outbox_row_is_the_message_its_send_publishes(api, user, monkeypatch):
+    """A chain hop writes its next node's message to the outbox in its own statement: the
+    row (what the relay sends if the broker refuses) is the body the send publishes, and it
+    names the queued execution under its stored task id."""
+    from executions import dispatch, outbox
+    from executions.models import OutboxMessage
+    from executions.node_runs import node_process
+
+    sent = []
+
+    def refuse(kind, body):
+        sent.append((kind, body))
+        raise ConnectionRefusedError("broker down")
+
+    monkeypatch.setattr(dispatch, "send_message", refuse)
+    graph = create_graph(
+        api,
+        {
+            "name": "Two hops",
+            "nodes": [node("a", "store_value", input="v"), node("b", "store_value")],
+            "links": [link("a", "output", "b", "input")],
+        },
+    )
+    eid = execute(api, graph)
+    first = NodeExecution.objects.get(execution_id=eid, node_id="a")
+    node_process(first.pk, take_over=False, execution_id=eid)
+    second = NodeExecution.objects.get(execution_id=eid, node_id="b")
+    assert second.status == "QUEUED" and second.input_data == {"input": "v"}
+    kind, body = sent[-1][0], json.loads(json.dumps(sent[-1][1]))  # as the row stores it
+    assert kind == "nodes"
+    assert body == {
+        "run": str(eid),
+        "version": GraphExecution.objects.get(pk=eid).graph_version_id,
+        "groups": [[[second.pk, "b", "store_value", second.task_id]]],
+    }
+    row = OutboxMessage.objects.get(body__run=str(eid), body__groups__0__0__0=second.pk)
+    assert (row.kind, row.body) == (kind, body)  # what the relay would send
+    relayed = []
+    assert outbox.relay(lambda k, b: relayed.append((k, b)), older_than=0) >= 1
+    assert (kind, body) in relayed
 
 
 def orphaned_run(api, user, seconds=0.2):
