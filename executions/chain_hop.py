@@ -1,9 +1,12 @@
-"""A hop of a chain in one SQL statement, and the bookkeeping every recorded result shares.
+"""A hop of a chain, and the last node of a branch, in one SQL statement; and the
+bookkeeping every recorded result shares.
 
 Most links of agent graphs are chains: a finished node sends one value to a sink with one
 linked pin. That case needs no pairing, locks or static inputs, so recording the result,
-queueing the next execution and booking the run's counters is one data-modifying CTE
-(three database round trips per node instead of five). Everything else goes through
+queueing the next execution, writing its message to the outbox and booking the run's
+counters is one data-modifying CTE (two database round trips per node instead of six). A
+node that sends nothing on (the last of a chain, every item of a fan-out into a last node)
+is recorded and booked in one statement too. Everything else goes through
 propagation.propagate() and settling.settle(); the decisions after it are the same
 (settling.settle_decide).
 """
@@ -172,6 +175,78 @@ def record_single_hop(
     settle_decide(
         execution_id, version_id, [queued], queued, counters, outbox_row=hop_row.outbox_row
     )
+    return True
+
+
+# The last node of a branch: recorded and booked on its own run's counters (active: -1 done;
+# 0 once the run ended, as settling._SETTLE_SQL) in one statement, the counters only if the
+# node was still RUNNING. Any run, top-level or not: no node execution is created.
+_LAST_NODE_SQL = """
+WITH moved AS (
+    UPDATE executions_nodeexecution
+       SET status = %(status)s, output_data = %(output)s::jsonb, error = %(error)s,
+           ended_at = %(now)s, propagated = true
+     WHERE id = %(ne_id)s AND status = 'RUNNING'
+    RETURNING id
+), counted AS (
+    UPDATE executions_graphexecution
+       SET active_count = CASE WHEN status IN ('COMPLETED', 'FAILED', 'CANCELLED') THEN 0
+                               ELSE active_count - 1 END,
+           unhandled_error_count = unhandled_error_count + %(unhandled)s, progressed_at = now()
+     WHERE id = %(run_id)s AND EXISTS (SELECT 1 FROM moved)
+    RETURNING status, active_count, unhandled_error_count
+)
+SELECT EXISTS (SELECT 1 FROM moved), counted.status, counted.active_count,
+       counted.unhandled_error_count
+  FROM (SELECT 1) AS one LEFT JOIN counted ON true
+"""
+
+
+@dataclass(frozen=True)
+class LastNodeRow:
+    """What the last-node statement answers: whether the node was still RUNNING (so it was
+    recorded and booked), and the run's counters then."""
+
+    recorded: bool
+    status: str | None
+    active: int | None
+    unhandled: int | None
+
+
+def sends_nothing(plan, node_id: str, outputs: list[tuple[str, Any]]) -> bool:
+    """Whether a finished node's outputs reach no link: it is the last of its branch."""
+    return next(iter(route_outputs(plan, node_id, outputs)), None) is None
+
+
+def record_last_node(
+    execution_id, plan, version_id: int, ne_id: int, node_id: str, block: str,
+    output_data: dict[str, list[Any]], error: str | None, payer, lease, seconds: float,
+) -> bool:  # fmt: skip
+    """recording.record_result for a node that sends nothing on, in one statement instead of
+    two (and no outbox message). False if the node was no longer RUNNING."""
+    ended = Status.FAILED if error is not None else Status.COMPLETED
+    unhandled = int(error is not None and not plan.handles_errors(node_id))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _LAST_NODE_SQL,
+            {
+                "status": ended,
+                "output": json.dumps(output_data),
+                "error": error,
+                "now": timezone.now(),
+                "ne_id": ne_id,
+                "run_id": execution_id,
+                "unhandled": unhandled,
+            },
+        )
+        row = LastNodeRow(*cursor.fetchone())
+    if not row.recorded:
+        return False
+    count_and_charge_result(node_id, block, error, payer, seconds, output_data)
+    done = node_event(execution_id, ne_id, node_id, ended, outputs=output_data, error=error)
+    events.emit(execution_id, [done], lease=lease.dropped_with_event() if lease else None)
+    counters = Counters(row.status, row.active, row.unhandled)  # type: ignore[arg-type]
+    settle_decide(execution_id, version_id, [], [], counters)
     return True
 
 

@@ -73,6 +73,8 @@ def send_groups(
 ) -> None:
     """`outbox_row`: the row this message was already written to (chain_hop.py writes it
     in its statement, with this body)."""
+    if not any(groups):
+        return  # a node that queued nothing (the last of its branch) sends nothing
     body = {
         "run": str(execution_id),
         "version": version_id,

@@ -48,7 +48,8 @@ def record(
     `row_id`: the transaction wrote the message's row itself (a chain hop's statement does,
     saving a round trip); the same body, as the relay would read it back."""
     if row_id is not None:
-        transaction.on_commit(lambda: _send_and_clear(row_id, kind, body, send))
+        written: int = row_id
+        transaction.on_commit(lambda: _send_and_clear(written, kind, body, send))
         return
     if not connection.in_atomic_block:
         try:

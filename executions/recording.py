@@ -16,7 +16,13 @@ from credits.services import NodeCharge
 
 from . import events
 from .block_runs import Outcome
-from .chain_hop import count_and_charge_result, record_single_hop, single_hop
+from .chain_hop import (
+    count_and_charge_result,
+    record_last_node,
+    record_single_hop,
+    sends_nothing,
+    single_hop,
+)
 from .claims import ClaimedNode
 from .engine import Status
 from .events import node_event
@@ -107,25 +113,24 @@ def record_result(
     for pin, value in outputs:
         output_data.setdefault(pin, []).append(value)
     ended = Status.FAILED if error is not None else Status.COMPLETED
-    if not in_chord and top_level:  # a sub-graph run's count is on its root (limits.py)
+    if not in_chord:  # one statement for a chain's hop or a branch's last node
         plan = plan_for_version(version_id)
-        hop = single_hop(plan, node_id, outputs)
+        # A hop creates a node execution, counted on the run tree's root: top-level runs
+        # hold their own count (limits.py).
+        hop = single_hop(plan, node_id, outputs) if top_level else None
         if hop is not None:
             with transaction.atomic():
                 record_single_hop(
-                    execution_id,
-                    plan,
-                    version_id,
-                    ne_id,
-                    node_id,
-                    block,
-                    output_data,
-                    error,
-                    hop,
-                    payer,
-                    lease,
-                    outcome.seconds,
-                )
+                    execution_id, plan, version_id, ne_id, node_id, block, output_data, error,
+                    hop, payer, lease, outcome.seconds,
+                )  # fmt: skip
+            return
+        if sends_nothing(plan, node_id, outputs):
+            with transaction.atomic():
+                record_last_node(
+                    execution_id, plan, version_id, ne_id, node_id, block, output_data, error,
+                    payer, lease, outcome.seconds,
+                )  # fmt: skip
             return
     with transaction.atomic():
         moved = move(
