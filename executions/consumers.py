@@ -59,16 +59,16 @@ class ExecutionStreamConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         self.hub = feeds.hub(_publish_lost_end, _snapshot)
-        self.subscriber = feeds.Subscriber()
+        self.subscriber = feeds.Subscriber(self.user.pk)
         self.sender = asyncio.create_task(self._send_forever())
-        await self.channel_layer.group_add(f"user.{self.user.pk}", self.channel_name)
+        # The user's notifications from now on (every socket follows them).
+        position = await self.hub.position(feeds.NOTIFICATIONS)
+        await self.hub.follow(self.subscriber, feeds.NOTIFICATIONS, position)
 
     async def disconnect(self, code):
         if self.sender is not None:
             self.sender.cancel()
             self.hub.leave_all(self.subscriber)
-        if self.user is not None:
-            await self.channel_layer.group_discard(f"user.{self.user.pk}", self.channel_name)
 
     async def receive_json(self, content, **kwargs):
         action = content.get("action") if isinstance(content, dict) else None
@@ -127,10 +127,6 @@ class ExecutionStreamConsumer(AsyncJsonWebsocketConsumer):
             return
         await self.receive_json(content)
 
-    async def user_notification(self, message):
-        """A notification for this user (channel layer group `user.<id>`)."""
-        await self.send_json({"type": "notification", **message["notification"]})
-
     # --- subscriptions ------------------------------------------------------------------
 
     async def _subscribe(self, run_id: str) -> None:
@@ -152,6 +148,9 @@ class ExecutionStreamConsumer(AsyncJsonWebsocketConsumer):
                 await self._error("too far behind the run's events: subscribe again", {})
                 await self.close(code=CLOSE_TOO_SLOW)
                 return
+            if entry.feed == feeds.NOTIFICATIONS:
+                await self.send(text_data=entry.text)
+                continue
             if entry.feed.startswith("graph:"):  # a run of a subscribed graph began or ended
                 run_id = json.loads(entry.text)["execution_id"]
                 if run_id not in self.following:

@@ -11,7 +11,9 @@ before the entries the feed hands it; entries at or before a socket's own positi
 skipped, so it gets every event once, in order.
 
 A graph has a feed too: its log of runs that began or ended (events.graph_runs_key), which
-graph subscriptions follow to subscribe to each new run.
+graph subscriptions follow to subscribe to each new run. And every socket follows the one
+feed of all users' notifications (notifications.services.STREAM_KEY), which hands each
+entry only to the sockets of the user it is for.
 
 A feed whose run has been quiet for QUIET_SECONDS checks that the run has not ended
 without its terminal event (its process died before publishing it); if it has, the event
@@ -32,6 +34,7 @@ from typing import Any
 from django.conf import settings
 
 from common import redis_clients
+from notifications.services import STREAM_KEY as NOTIFICATIONS_KEY
 
 from . import events
 
@@ -51,7 +54,13 @@ def graph_feed(graph_id: str) -> str:
     return f"graph:{graph_id}"
 
 
+# The feed of every user's notifications (entries carry their user).
+NOTIFICATIONS = "notifications"
+
+
 def _stream_of(feed: str) -> str:
+    if feed == NOTIFICATIONS:
+        return NOTIFICATIONS_KEY
     if feed.startswith("graph:"):
         return events.graph_runs_key(feed.removeprefix("graph:"))
     return events.stream_key(feed)
@@ -61,10 +70,11 @@ def _stream_of(feed: str) -> str:
 class Entry:
     """One event of a run's log (or one run of a graph's), as its subscribers receive it."""
 
-    feed: str  # a run id, or graph_feed(graph id)
+    feed: str  # a run id, graph_feed(graph id), or NOTIFICATIONS
     entry_id: str
     text: str  # the event's JSON, sent to sockets as it is
     terminal: bool
+    user: int | None = None  # the user a notification is for
 
 
 def entry_key(entry_id: str) -> tuple[int, int]:
@@ -77,7 +87,9 @@ def parse(feed: str, entry_id: bytes | str, fields: dict) -> Entry:
     text = fields[b"e"].decode()
     event = json.loads(text)
     terminal = event.get("type") == "execution" and bool(event.get("terminal"))
-    return Entry(feed, entry_id if isinstance(entry_id, str) else entry_id.decode(), text, terminal)
+    user = int(fields[b"u"]) if b"u" in fields else None
+    entry_id = entry_id if isinstance(entry_id, str) else entry_id.decode()
+    return Entry(feed, entry_id, text, terminal, user)
 
 
 @dataclass(frozen=True)
@@ -93,7 +105,8 @@ class Snapshot:
 class Subscriber:
     """One socket's side: its queue of entries, and its position in each run it follows."""
 
-    def __init__(self, max_queued: int = 10_000):
+    def __init__(self, user_id: int | None = None, max_queued: int = 10_000):
+        self.user_id = user_id
         self.queue: asyncio.Queue[Entry | None] = asyncio.Queue(max_queued)
         self.positions: dict[str, tuple[int, int]] = {}
         self.overflowed = False
@@ -101,6 +114,8 @@ class Subscriber:
     def offer(self, entry: Entry) -> None:
         """Queue an entry this socket has not had yet (never blocks the feed: a socket that
         falls this far behind is marked, and its consumer closes it)."""
+        if entry.user is not None and entry.user != self.user_id:
+            return  # another user's notification
         position = self.positions.get(entry.feed)
         if position is None or entry_key(entry.entry_id) <= position:
             return
@@ -119,7 +134,9 @@ class Feed:
         self.hub = hub
         self.name = name
         self.key = _stream_of(name)
-        self.is_run = not name.startswith("graph:")
+        self.is_run = not name.startswith("graph:") and name != NOTIFICATIONS
+        # Who gets an entry: every subscriber, or (notifications) those of its user.
+        self.by_user: dict[int | None, set[Subscriber]] = {}
         self.position = position
         self.subscribers: set[Subscriber] = set()
         self.joining = 0  # sockets reading their gap: the feed waits for them
@@ -143,7 +160,10 @@ class Feed:
                 for entry_id, fields in entries:
                     entry = parse(self.name, entry_id, fields)
                     self.position = entry.entry_id
-                    for subscriber in list(self.subscribers):
+                    targets = (
+                        self.subscribers if entry.user is None else self.by_user.get(entry.user, ())
+                    )
+                    for subscriber in list(targets):
                         subscriber.offer(entry)
                     ended = ended or entry.terminal
             if replies:
@@ -175,11 +195,17 @@ class Feed:
                     subscriber.positions[self.name], entry_key(target)
                 )
             self.subscribers.add(subscriber)
+            self.by_user.setdefault(subscriber.user_id, set()).add(subscriber)
         finally:
             self.joining -= 1
 
     def leave(self, subscriber: Subscriber) -> None:
         self.subscribers.discard(subscriber)
+        same_user = self.by_user.get(subscriber.user_id)
+        if same_user is not None:
+            same_user.discard(subscriber)
+            if not same_user:
+                del self.by_user[subscriber.user_id]
         subscriber.positions.pop(self.name, None)
 
 

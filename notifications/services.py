@@ -12,9 +12,8 @@ from datetime import timedelta
 from typing import Any
 
 import httpx2
-from asgiref.sync import async_to_sync
+import redis
 from celery import current_app
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
@@ -22,6 +21,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 import outbound
+from common import redis_clients
 
 from .models import (
     Notification,
@@ -142,15 +142,24 @@ def payload(note: Notification) -> dict[str, Any]:
     }
 
 
+# Every user's notifications, in one capped Redis stream: each server process reads it once
+# and hands each entry to the sockets of its user (executions/feeds.py). One XADD per
+# notification on the process's shared client; a channel-layer group_send from sync code
+# built an event loop and a Redis connection for every run that ended (3 ms each).
+STREAM_KEY = "agentgraph:notifications"
+STREAM_MAXLEN = 10_000
+
+
 def _push(note: Notification) -> None:
-    layer = get_channel_layer()
-    if layer is None:
-        return
+    message = json.dumps({"type": "notification", **payload(note)}, default=str)
     try:
-        async_to_sync(layer.group_send)(
-            f"user.{note.user_id}", {"type": "user.notification", "notification": payload(note)}
+        redis_clients.shared_client(settings.REDIS_URL).xadd(
+            STREAM_KEY,
+            {"u": note.user_id, "e": message},
+            maxlen=STREAM_MAXLEN,
+            approximate=True,
         )
-    except Exception:  # the list at /api/notifications/ still has it
+    except redis.RedisError:  # the list at /api/notifications/ still has it
         log.warning("could not push notification %s", note.pk, exc_info=True)
 
 

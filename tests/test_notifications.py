@@ -105,6 +105,38 @@ def test_notifications_are_pushed_on_the_users_stream(api, user, worker, asgi_se
         assert message["kind"] == "RUN_COMPLETED" and message["data"]["execution_id"] == eid
 
 
+
+def _next_notification(ws, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        message = json.loads(ws.recv(timeout=max(0.1, deadline - time.monotonic())))
+        if message["type"] == "notification":
+            return message
+
+
+@pytest.mark.integration
+def test_a_users_notifications_reach_only_that_users_sockets(
+    api, user, other_api, other_user, worker, asgi_server
+):
+    """All users' notifications share one stream that every server process reads: each goes
+    to the sockets of its own user, and no other."""
+    urls = [
+        f"ws://{asgi_server}/ws/executions/?token={quote(token_issue(user=u)[0])}"
+        for u in (user, other_user)
+    ]
+    with connect(urls[0], open_timeout=10) as mine, connect(urls[1], open_timeout=10) as theirs:
+        for ws in (mine, theirs):
+            ws.send(json.dumps({"action": "ping"}))
+            assert json.loads(ws.recv(timeout=10)) == {"type": "pong"}
+        my_run = run_graph(api, greeting())["id"]
+        their_run = run_graph(other_api, greeting())["id"]
+        assert _next_notification(mine, 15)["data"]["execution_id"] == my_run
+        assert _next_notification(theirs, 15)["data"]["execution_id"] == their_run
+        for ws in (mine, theirs):  # nothing more: neither got the other's
+            with pytest.raises(TimeoutError):
+                _next_notification(ws, 1.5)
+
+
 @pytest.mark.django_db
 def test_email_goes_out_only_when_the_user_opted_in(
     api, user, monkeypatch, django_capture_on_commit_callbacks
