@@ -24,12 +24,19 @@ WITH RECURSIVE tree AS (
       JOIN tree ON pn.execution_id = tree.id
 )
 SELECT json_build_object(
-    'ran', count(*) FILTER (WHERE n.execution_id = {run}
-                              AND n.status IN ('COMPLETED', 'FAILED', 'RUNNING')),
-    'failed', count(*) FILTER (WHERE n.execution_id = {run} AND n.status = 'FAILED'),
-    'cost', coalesce(sum(n.cost), 0))
-  FROM executions_nodeexecution n
- WHERE n.execution_id IN (SELECT id FROM tree)
+    'ran', coalesce(sum(per_run.ran), 0),
+    'failed', coalesce(sum(per_run.failed), 0),
+    'cost', coalesce(sum(per_run.cost), 0))
+  FROM tree CROSS JOIN LATERAL (
+    -- LATERAL: each run's node executions by index. Joined as a set, the planner guessed
+    -- a few hundred runs in the tree and scanned the whole table (88 ms at 400,000 rows).
+    SELECT count(*) FILTER (WHERE tree.id = {run}
+                              AND n.status IN ('COMPLETED', 'FAILED', 'RUNNING')) AS ran,
+           count(*) FILTER (WHERE tree.id = {run} AND n.status = 'FAILED') AS failed,
+           sum(n.cost) AS cost
+      FROM executions_nodeexecution n
+     WHERE n.execution_id = tree.id
+  ) AS per_run
 """
 
 # The figures of a run that has only just been created or started.
