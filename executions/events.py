@@ -117,6 +117,14 @@ def emit_run(execution_id, *, announce: bool = False, nothing_ran: bool = False)
     )
 
 
+def emit_new_run(execution: GraphExecution) -> None:
+    """Publish a run's first `execution` event (its graph's subscribers are told it began),
+    built from the row as this transaction writes it: nothing can change a row that no
+    other transaction sees yet, and no query is spent reading it back."""
+    event = run_event_of(execution, nothing_ran=True)
+    transaction.on_commit(lambda: append_now(execution.pk, [event], announce=True))
+
+
 def append_now(
     execution_id, events: list[dict[str, Any]], *, lease=None, announce: bool = False
 ) -> None:
@@ -168,6 +176,11 @@ def node_event(
 
 def run_event(execution_id, *, nothing_ran: bool = False) -> dict[str, Any]:
     execution = GraphExecution.objects.select_related("graph_version").get(pk=execution_id)
+    return run_event_of(execution, nothing_ran=nothing_ran)
+
+
+def run_event_of(execution: GraphExecution, *, nothing_ran: bool = False) -> dict[str, Any]:
+    """The `execution` event of this run as the object stands."""
     record = execution_record(execution, live=NOTHING_RAN if nothing_ran else None)
     outputs, truncated = truncate(record["outputs"])
     event = {"type": "execution", **record, "outputs": outputs}

@@ -46,8 +46,9 @@ def execution_create(
     depth: int = 0,
     schedule_id=None,
 ) -> GraphExecution:
-    """Validates the run's inputs and records a QUEUED execution; its start is published
-    once the record is committed. Raises GraphInvalid on bad input, InsufficientCredits
+    """Validates the run's inputs and records the execution: RUNNING, its starting nodes
+    queued (published once the record is committed), when the user has a free slot; else
+    QUEUED, for the end of one of their runs to start it. Raises GraphInvalid on bad input, InsufficientCredits
     when the balance cannot pay the first paid node, and LimitPassed when a sub-graph run
     would pass its tree's ENGINE_MAX_SUBGRAPH_RUNS (nothing is stored either way).
 
@@ -80,6 +81,13 @@ def execution_create(
                 "execution_id"
             )
             root_id = reserve_subgraph_run(parent_run[0]["execution_id"])
+        # Started here, in the request's transaction, when a slot is free: written RUNNING,
+        # no start task, no second transaction. Without a slot it is written QUEUED; the
+        # end of one of the user's runs starts it (slots.slot_freed, under the same lock as
+        # this check).
+        starts = slot_free(user.pk, depth)
+        now = timezone.now()
+        time_limit = settings.ENGINE_MAX_EXECUTION_SECONDS
         execution = GraphExecution.objects.create(
             id=run_id,
             root_id=root_id,
@@ -87,19 +95,19 @@ def execution_create(
             graph_version=graph_version,
             user=user,
             inputs=inputs,
-            status=Status.QUEUED,
+            status=Status.RUNNING if starts else Status.QUEUED,
+            started_at=now if starts else None,
+            deadline=now + timedelta(seconds=time_limit) if starts else None,
             node_limit=settings.ENGINE_MAX_NODE_EXECUTIONS,
             subgraph_limit=settings.ENGINE_MAX_SUBGRAPH_RUNS,
-            time_limit=settings.ENGINE_MAX_EXECUTION_SECONDS,
+            time_limit=time_limit,
             parent_node_execution_id=parent_node_execution_id,
             depth=depth,
             schedule_id=schedule_id,
         )
-        # Started here, in the request's transaction, when a slot is free: no start task, no
-        # second transaction. Without a slot it waits QUEUED; the end of one of the user's
-        # runs starts it (slots.slot_freed, under the same lock as this check).
-        if execution_start(execution.pk, announce=True) == "no slot":
-            events.emit_run(execution.pk, announce=True, nothing_ran=True)
+        events.emit_new_run(execution)
+        if starts:
+            _queue_starting_nodes(execution.pk, graph_version.pk, inputs, now)
     return execution
 
 
@@ -131,11 +139,11 @@ def start_waiting_runs(user_id: int) -> int:
     return started
 
 
-def execution_start(execution_id, *, announce: bool = False) -> Start:
-    """QUEUED -> RUNNING, then queue the starting nodes. A second call finds nothing to do.
-    A user already at ENGINE_MAX_RUNNING_PER_USER keeps the run QUEUED: the end of one of
-    their runs starts it (start_waiting_runs). `announce`: the run is new to its graph's
-    live subscribers."""
+def execution_start(execution_id) -> Start:
+    """A waiting run QUEUED -> RUNNING, then its starting nodes queued. A second call finds
+    nothing to do. A user already at ENGINE_MAX_RUNNING_PER_USER keeps the run QUEUED: the
+    end of one of their runs starts it (start_waiting_runs). Its graph's subscribers were
+    told of it when it was created."""
     with transaction.atomic():
         run = (
             GraphExecution.objects.filter(id=execution_id, status=Status.QUEUED)
@@ -156,34 +164,35 @@ def execution_start(execution_id, *, announce: bool = False) -> Start:
         )
         if not moved:
             return "not queued"
-        transaction.on_commit(metrics.EXECUTIONS_STARTED.inc)
-        events.emit_run(execution_id, announce=announce, nothing_ran=True)
-        plan = plan_for_version(run["graph_version_id"])
-        task_ids = [str(uuid.uuid4()) for _ in plan.starting_nodes]
-        rows = [
-            NodeExecution(
-                execution_id=execution_id,
-                node_id=node_id,
-                block=plan.nodes[node_id].block,
-                status=Status.QUEUED,
-                task_id=task_id,
-                queued_at=now,
-                input_data=starting_input(plan.nodes[node_id], run["inputs"]),
-            )
-            for node_id, task_id in zip(plan.starting_nodes, task_ids, strict=True)
-        ]
-        passed = insert_within_limit(execution_id, rows, now)  # counted and inserted at once
-        if passed:
-            execution_finish(execution_id, Status.FAILED, error=passed)
-            return "started"
-        queued = [Queued(r.id, r.node_id, r.block, t) for r, t in zip(rows, task_ids, strict=True)]
-        events.emit(execution_id, Propagation(queued, 0).node_events(execution_id))
-        settle(
-            execution_id,
-            plan,
-            run["graph_version_id"],
-            done=0,
-            result=Propagation(queued, len(rows)),
-            unhandled=0,
-        )
+        events.emit_run(execution_id, nothing_ran=True)
+        _queue_starting_nodes(execution_id, run["graph_version_id"], run["inputs"], now)
     return "started"
+
+
+def _queue_starting_nodes(execution_id, version_id: int, inputs: dict, now) -> None:
+    """A run just moved to RUNNING: its starting nodes queued and published after commit
+    (or the run failed, if they would pass its tree's node limit)."""
+    transaction.on_commit(metrics.EXECUTIONS_STARTED.inc)
+    plan = plan_for_version(version_id)
+    task_ids = [str(uuid.uuid4()) for _ in plan.starting_nodes]
+    rows = [
+        NodeExecution(
+            execution_id=execution_id,
+            node_id=node_id,
+            block=plan.nodes[node_id].block,
+            status=Status.QUEUED,
+            task_id=task_id,
+            queued_at=now,
+            input_data=starting_input(plan.nodes[node_id], inputs),
+        )
+        for node_id, task_id in zip(plan.starting_nodes, task_ids, strict=True)
+    ]
+    passed = insert_within_limit(execution_id, rows, now)  # counted and inserted at once
+    if passed:
+        execution_finish(execution_id, Status.FAILED, error=passed)
+        return
+    queued = [Queued(r.id, r.node_id, r.block, t) for r, t in zip(rows, task_ids, strict=True)]
+    events.emit(execution_id, Propagation(queued, 0).node_events(execution_id))
+    settle(
+        execution_id, plan, version_id, done=0, result=Propagation(queued, len(rows)), unhandled=0
+    )
