@@ -97,6 +97,13 @@ class GraphExecution(models.Model):
             models.Index(fields=["status", "progressed_at"]),
             models.Index(fields=["status", "deadline"]),
             models.Index(fields=["status", "ended_at"]),
+            # A user's top-level runs by status, oldest first: the per-user cap's count and
+            # the next waiting run, on every run's start and end, whatever the history.
+            models.Index(
+                fields=["user", "status", "created_at"],
+                condition=models.Q(depth=0),
+                name="top_runs_of_user",
+            ),
         ]
         ordering = ["-created_at"]
 
