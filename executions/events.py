@@ -98,12 +98,16 @@ def graph_runs_key(graph_id) -> str:
     return f"agentgraph:graph:{graph_id}:runs"
 
 
-def emit(execution_id, events: list[dict[str, Any]], *, lease=None) -> None:
+def emit(execution_id, events: list[dict[str, Any]], *, lease=None, announce: bool = False) -> None:
     """Publish `events` of one run once the current transaction commits (at once outside
     one). Never raises: a lost event is found again by subscribers (see consumers.py).
-    `lease` (a leases.LeaseAction) is taken or dropped in the same Redis call."""
+    `lease` (a leases.LeaseAction) is taken or dropped in the same Redis call; `announce`:
+    the events include the run's first `execution` event, which tells its graph's
+    subscribers it began."""
     if events or lease is not None:
-        transaction.on_commit(lambda: append_now(execution_id, events, lease=lease))
+        transaction.on_commit(
+            lambda: append_now(execution_id, events, lease=lease, announce=announce)
+        )
 
 
 def emit_run(execution_id, *, announce: bool = False, nothing_ran: bool = False) -> None:
@@ -115,14 +119,6 @@ def emit_run(execution_id, *, announce: bool = False, nothing_ran: bool = False)
             execution_id, [run_event(execution_id, nothing_ran=nothing_ran)], announce=announce
         )
     )
-
-
-def emit_new_run(execution: GraphExecution) -> None:
-    """Publish a run's first `execution` event (its graph's subscribers are told it began),
-    built from the row as this transaction writes it: nothing can change a row that no
-    other transaction sees yet, and no query is spent reading it back."""
-    event = run_event_of(execution, nothing_ran=True)
-    transaction.on_commit(lambda: append_now(execution.pk, [event], announce=True))
 
 
 def append_now(

@@ -48,9 +48,10 @@ def execution_create(
 ) -> GraphExecution:
     """Validates the run's inputs and records the execution: RUNNING, its starting nodes
     queued (published once the record is committed), when the user has a free slot; else
-    QUEUED, for the end of one of their runs to start it. Raises GraphInvalid on bad input, InsufficientCredits
-    when the balance cannot pay the first paid node, and LimitPassed when a sub-graph run
-    would pass its tree's ENGINE_MAX_SUBGRAPH_RUNS (nothing is stored either way).
+    QUEUED, for the end of one of their runs to start it. Raises GraphInvalid on bad input,
+    InsufficientCredits when the balance cannot pay the first paid node, and LimitPassed
+    when a sub-graph run would pass its tree's ENGINE_MAX_SUBGRAPH_RUNS (nothing is stored
+    either way).
 
     A sub-graph run names the agent_executor node execution waiting for it; there is one
     child per such node execution, so a repeated start returns the child it already has."""
@@ -105,9 +106,13 @@ def execution_create(
             depth=depth,
             schedule_id=schedule_id,
         )
-        events.emit_new_run(execution)
+        # Its first event, built from the row as written (nothing can change a row no other
+        # transaction sees yet), goes out with its nodes' in one Redis call.
+        first_event = events.run_event_of(execution, nothing_ran=True)
         if starts:
-            _queue_starting_nodes(execution.pk, graph_version.pk, inputs, now)
+            _queue_starting_nodes(execution.pk, graph_version.pk, inputs, now, first_event)
+        else:
+            events.emit(execution.pk, [first_event], announce=True)
     return execution
 
 
@@ -169,9 +174,13 @@ def execution_start(execution_id) -> Start:
     return "started"
 
 
-def _queue_starting_nodes(execution_id, version_id: int, inputs: dict, now) -> None:
+def _queue_starting_nodes(
+    execution_id, version_id: int, inputs: dict, now, first_event: dict | None = None
+) -> None:
     """A run just moved to RUNNING: its starting nodes queued and published after commit
-    (or the run failed, if they would pass its tree's node limit)."""
+    (or the run failed, if they would pass its tree's node limit). `first_event`: the new
+    run's first `execution` event, published with the nodes' (announcing the run)."""
+    announced = [first_event] if first_event is not None else []
     transaction.on_commit(metrics.EXECUTIONS_STARTED.inc)
     plan = plan_for_version(version_id)
     task_ids = [str(uuid.uuid4()) for _ in plan.starting_nodes]
@@ -189,10 +198,12 @@ def _queue_starting_nodes(execution_id, version_id: int, inputs: dict, now) -> N
     ]
     passed = insert_within_limit(execution_id, rows, now)  # counted and inserted at once
     if passed:
+        events.emit(execution_id, announced, announce=bool(announced))
         execution_finish(execution_id, Status.FAILED, error=passed)
         return
     queued = [Queued(r.id, r.node_id, r.block, t) for r, t in zip(rows, task_ids, strict=True)]
-    events.emit(execution_id, Propagation(queued, 0).node_events(execution_id))
+    node_events = Propagation(queued, 0).node_events(execution_id)
+    events.emit(execution_id, [*announced, *node_events], announce=bool(announced))
     settle(
         execution_id, plan, version_id, done=0, result=Propagation(queued, len(rows)), unhandled=0
     )
