@@ -3,8 +3,8 @@ failover, a network blip, `CLIENT KILL`): it reconnects and retries the command 
 exponential backoff and jitter, and checks a connection idle for a while before using it.
 
 redis-py's `Redis(...)` retries by default, but connection pools made on their own (Django's
-cache, channels-redis's channel layer) get connections that retry nothing: the first command
-on a stale connection failed, and with it a WebSocket's connect or a request. These options
+cache) get connections that retry nothing: the first command on a stale connection failed,
+and with it a WebSocket's connect or a request. These options
 go to every client and pool. A retried command may in rare cases have run once already
 (the reply was lost, not the request): our commands are idempotent or harmless to repeat
 (SET NX, GET, XREAD, ZADD, a rate counter's INCR)."""

@@ -140,7 +140,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:56379/0")
 # Every Redis client and pool reconnects and retries after a dropped connection
-# (common/redis_clients.py): the cache's and the channel layer's pools included.
+# (common/redis_clients.py): the cache's pool included.
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
@@ -150,28 +150,8 @@ CACHES = {
 }
 # Redis connections one server process's live stream uses at most (one per run its sockets
 # follow, while its read blocks); past it a subscription waits for one (executions/feeds.py).
-# The channel layer's pool gets as many: a thousand sockets connecting at once each join
-# their user's group, and redis-py's default pool refuses the 101st.
+# Live status needs no channel layer: events, graph runs and notifications are Redis streams.
 LIVE_REDIS_CONNECTIONS = env.int("LIVE_REDIS_CONNECTIONS", default=500)
-CHANNEL_LAYERS = {
-    "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        # redis-py 8 reads with a 5 s socket timeout by default, which is exactly how long
-        # channels-redis blocks in BZPOPMIN: under load the read timed out and the consumer
-        # died. The socket timeout must outlast the blocking pop.
-        "CONFIG": {
-            "hosts": [
-                {
-                    "address": env.str("CHANNEL_REDIS_URL", default="redis://127.0.0.1:56379/2"),
-                    "socket_timeout": 30,
-                    "socket_connect_timeout": 5,
-                    "max_connections": LIVE_REDIS_CONNECTIONS,
-                    **redis_clients.async_options(),
-                }
-            ]
-        },
-    }
-}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
