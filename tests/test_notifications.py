@@ -105,7 +105,6 @@ def test_notifications_are_pushed_on_the_users_stream(api, user, worker, asgi_se
         assert message["kind"] == "RUN_COMPLETED" and message["data"]["execution_id"] == eid
 
 
-
 def _next_notification(ws, timeout: float) -> dict:
     deadline = time.monotonic() + timeout
     while True:
