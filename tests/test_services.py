@@ -31,7 +31,7 @@ JOIN = {
 def sent(monkeypatch):
     """Records what would be published instead of publishing it."""
     groups = []
-    monkeypatch.setattr(dispatch, "send_groups", lambda eid, vid, g: groups.extend(g))
+    monkeypatch.setattr(dispatch, "send_groups", lambda eid, vid, g, **_: groups.extend(g))
     monkeypatch.setattr(dispatch, "start_execution", lambda eid: None)
     return groups
 
