@@ -15,7 +15,13 @@ from executions.apis import (
     GraphExecuteApi,
 )
 from executions.views import live_run_page
-from graphs.apis import GraphDetailApi, GraphListApi, GraphVersionListApi
+from graphs.apis import (
+    GraphDetailApi,
+    GraphListApi,
+    GraphVersionListApi,
+    PresetDetailApi,
+    PresetListApi,
+)
 from notifications.apis import MarkReadApi, NotificationListApi, RotateSecretApi, SettingsApi
 from schedules.apis import OccurrenceListApi, ScheduleDetailApi, ScheduleListApi
 
@@ -30,6 +36,8 @@ api = [
     path("graphs/<uuid:graph_id>/", GraphDetailApi.as_view(), name="graph"),
     path("graphs/<uuid:graph_id>/versions/", GraphVersionListApi.as_view(), name="graph-versions"),
     path("graphs/<uuid:graph_id>/execute/", GraphExecuteApi.as_view(), name="graph-execute"),
+    path("graphs/<uuid:graph_id>/presets/", PresetListApi.as_view(), name="graph-presets"),
+    path("presets/<uuid:preset_id>/", PresetDetailApi.as_view(), name="preset"),
     path("executions/", ExecutionListApi.as_view(), name="executions"),
     path("executions/<uuid:execution_id>/", ExecutionDetailApi.as_view(), name="execution"),
     path(

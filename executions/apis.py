@@ -14,7 +14,7 @@ from executions.serializers import (
     ExecutionSerializer,
     NodeExecutionSerializer,
 )
-from graphs.selectors import graph_get
+from graphs.selectors import graph_get, preset_for_run
 from idempotency.services import SCHEMA_PARAMETER as IDEMPOTENCY_KEY
 from idempotency.services import idempotent
 
@@ -57,11 +57,13 @@ class GraphExecuteApi(APIView):
         graph = graph_get(user=request.user, graph_id=graph_id)
         body = ExecuteRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
+        preset_id = body.validated_data.get("preset")
         execution = execution_create(
             user=request.user,
             graph=graph,
             inputs=body.validated_data["inputs"],
             version=body.validated_data.get("version"),
+            preset=preset_for_run(graph=graph, preset_id=preset_id) if preset_id else None,
         )
         record = execution_record(execution, live=NOTHING_RAN)  # it was created just now
         return Response(rendered(ExecutionSerializer, record), status=status.HTTP_201_CREATED)

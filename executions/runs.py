@@ -19,7 +19,7 @@ from blocks.registry import get_block_class
 from common import metrics
 from credits.costs import price_of
 from credits.services import ensure_balance_covers
-from graphs.models import Graph
+from graphs.models import Graph, Preset
 from graphs.selectors import version_get
 from graphs.validation import GraphInvalid, validate_graph_inputs
 
@@ -45,13 +45,15 @@ def execution_create(
     parent_node_execution_id: int | None = None,
     depth: int = 0,
     schedule_id=None,
+    preset: Preset | None = None,
 ) -> GraphExecution:
     """Validates the run's inputs and records the execution: RUNNING, its starting nodes
     queued (published once the record is committed), when the user has a free slot; else
     QUEUED, for the end of one of their runs to start it. Raises GraphInvalid on bad input,
     InsufficientCredits when the balance cannot pay the first paid node, and LimitPassed
     when a sub-graph run would pass its tree's ENGINE_MAX_SUBGRAPH_RUNS (nothing is stored
-    either way).
+    either way). A `preset` (of this graph) gives its inputs, `inputs` on top, and its
+    version unless `version` names one.
 
     A sub-graph run names the agent_executor node execution waiting for it; there is one
     child per such node execution, so a repeated start returns the child it already has."""
@@ -61,6 +63,10 @@ def execution_create(
         ).first()
         if existing is not None:
             return existing
+    if preset is not None:
+        if isinstance(inputs, dict) or inputs is None:  # anything else is refused below
+            inputs = {**preset.inputs, **(inputs or {})}
+        version = preset.graph_version if version is None else version
     graph_version = version_get(graph=graph, version=version)
     plan = plan_for_version(graph_version.pk)
     missing = [n.id for n in plan.nodes.values() if get_block_class(n.block) is None]

@@ -6,6 +6,12 @@ from rest_framework import serializers
 class ExecuteRequestSerializer(serializers.Serializer):
     inputs = serializers.DictField(required=False, default=dict)
     version = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    preset = serializers.UUIDField(
+        required=False,
+        allow_null=True,
+        help_text="a preset of this graph: its inputs, then `inputs` on top; its version "
+        "unless `version` is given",
+    )
 
 
 class NodeExecutionSerializer(serializers.Serializer):

@@ -3,7 +3,7 @@ from django.utils.html import format_html_join
 
 from common.admin_display import pretty_json
 
-from .models import Graph, GraphVersion, Link, Node
+from .models import Graph, GraphVersion, Link, Node, Preset
 
 
 class NodeInline(admin.TabularInline):
@@ -83,3 +83,12 @@ class GraphVersionAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+@admin.register(Preset)
+class PresetAdmin(admin.ModelAdmin):
+    list_display = ("name", "graph", "graph_version", "updated_at")
+    search_fields = ("name", "graph__name", "graph__owner__username")
+    list_select_related = ("graph",)
+    raw_id_fields = ("graph",)
+    readonly_fields = ("created_at", "updated_at")

@@ -7,13 +7,34 @@ from rest_framework.views import APIView
 
 from common.api import rendered
 from common.pagination import Pagination, paginated
-from graphs.serializers import GraphDocumentSerializer, GraphSerializer, GraphVersionSerializer
+from graphs.serializers import (
+    GraphDocumentSerializer,
+    GraphSerializer,
+    GraphVersionSerializer,
+    PresetSerializer,
+    PresetWriteSerializer,
+)
 from idempotency.services import SCHEMA_PARAMETER as IDEMPOTENCY_KEY
 from idempotency.services import idempotent
 
 from .models import GraphVersion
-from .selectors import graph_get, graph_record, graphs_of, version_get
-from .services import graph_create, graph_delete, graph_update
+from .selectors import (
+    graph_get,
+    graph_record,
+    graphs_of,
+    preset_get,
+    preset_record,
+    presets_of,
+    version_get,
+)
+from .services import (
+    graph_create,
+    graph_delete,
+    graph_update,
+    preset_create,
+    preset_delete,
+    preset_update,
+)
 
 
 def version_param(request) -> int | None:
@@ -91,3 +112,43 @@ class GraphVersionListApi(APIView):
             view=self,
         )
         return paginator.get_paginated_response(rendered(GraphVersionSerializer, page, many=True))
+
+
+class PresetListApi(APIView):
+    @extend_schema(responses={200: paginated(PresetSerializer)}, operation_id="presets_list")
+    def get(self, request, graph_id):
+        graph = graph_get(user=request.user, graph_id=graph_id)
+        paginator = Pagination()
+        page = paginator.paginate_queryset(presets_of(graph), request, view=self)
+        records = [preset_record(p) for p in page]
+        return paginator.get_paginated_response(rendered(PresetSerializer, records, many=True))
+
+    @extend_schema(request=PresetWriteSerializer, responses={201: PresetSerializer})
+    def post(self, request, graph_id):
+        graph = graph_get(user=request.user, graph_id=graph_id)
+        body = PresetWriteSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        preset = preset_create(graph=graph, values=dict(body.validated_data))
+        return Response(
+            rendered(PresetSerializer, preset_record(preset)), status=status.HTTP_201_CREATED
+        )
+
+
+class PresetDetailApi(APIView):
+    @extend_schema(responses={200: PresetSerializer})
+    def get(self, request, preset_id):
+        preset = preset_get(user=request.user, preset_id=preset_id)
+        return Response(rendered(PresetSerializer, preset_record(preset)))
+
+    @extend_schema(request=PresetWriteSerializer(partial=True), responses={200: PresetSerializer})
+    def patch(self, request, preset_id):
+        preset = preset_get(user=request.user, preset_id=preset_id)
+        body = PresetWriteSerializer(data=request.data, partial=True)
+        body.is_valid(raise_exception=True)
+        preset = preset_update(preset=preset, values=dict(body.validated_data))
+        return Response(rendered(PresetSerializer, preset_record(preset)))
+
+    @extend_schema(responses={204: None})
+    def delete(self, request, preset_id):
+        preset_delete(preset=preset_get(user=request.user, preset_id=preset_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -82,3 +82,24 @@ class Link(models.Model):
 
     def __str__(self):
         return f"{self.source_id}.{self.source_name} -> {self.sink_id}.{self.sink_name}"
+
+
+class Preset(models.Model):
+    """A named, saved set of a graph's inputs (credential references among them, never the
+    secrets): a run started with it takes these inputs, the request's own on top."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    graph = models.ForeignKey(Graph, on_delete=models.CASCADE, related_name="presets")
+    # The version its runs use; None: the graph's latest when the run starts.
+    graph_version = models.PositiveIntegerField(null=True, blank=True)
+    name = models.CharField(max_length=200)
+    inputs = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["graph", "name"], name="preset_name_unique")]
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name

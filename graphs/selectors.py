@@ -4,7 +4,7 @@ from typing import Any
 
 from django.http import Http404
 
-from .models import Graph, GraphVersion
+from .models import Graph, GraphVersion, Preset
 
 
 def graphs_of(user):
@@ -65,4 +65,39 @@ def graph_record(version: GraphVersion) -> dict[str, Any]:
         "webhook_url": graph.webhook_url,
         "created_at": graph.created_at,
         "updated_at": graph.updated_at,
+    }
+
+
+def presets_of(graph: Graph):
+    return Preset.objects.filter(graph=graph).order_by("name")
+
+
+def preset_get(*, user, preset_id) -> Preset:
+    """One of the user's presets; another user's is not found."""
+    try:
+        return Preset.objects.select_related("graph").get(pk=preset_id, graph__owner=user)
+    except (Preset.DoesNotExist, ValueError) as exc:
+        raise Http404("preset not found") from exc
+
+
+def preset_for_run(*, graph: Graph, preset_id) -> Preset:
+    """The preset a run of `graph` names: one of that graph's (so its owner's), else
+    GraphInvalid on the `preset` field."""
+    from .validation import GraphInvalid
+
+    preset = Preset.objects.filter(pk=preset_id, graph=graph).first()
+    if preset is None:
+        raise GraphInvalid([{"field": "preset", "message": "no such preset of this graph"}])
+    return preset
+
+
+def preset_record(preset: Preset) -> dict[str, Any]:
+    return {
+        "id": preset.pk,
+        "graph_id": preset.graph_id,
+        "graph_version": preset.graph_version,
+        "name": preset.name,
+        "inputs": preset.inputs,
+        "created_at": preset.created_at,
+        "updated_at": preset.updated_at,
     }

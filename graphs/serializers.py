@@ -45,3 +45,23 @@ class GraphVersionSerializer(serializers.Serializer):
     name = serializers.CharField()
     description = serializers.CharField()
     created_at = serializers.DateTimeField()
+
+
+class PresetWriteSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    inputs = serializers.DictField(required=False)
+    graph_version = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+
+
+class PresetSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    graph_id = serializers.UUIDField()
+    graph_version = serializers.IntegerField(
+        allow_null=True, help_text="the version its runs use; null: the latest"
+    )
+    name = serializers.CharField()
+    inputs = serializers.DictField(
+        help_text='graph inputs by name; {"$credential": NAME} names a secret'
+    )
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()

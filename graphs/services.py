@@ -1,12 +1,16 @@
-"""Creating, versioning and deleting graphs."""
+"""Creating, versioning and deleting graphs, and their presets."""
 
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
-from .models import Graph, GraphVersion, Link, Node
+from .models import Graph, GraphVersion, Link, Node, Preset
 from .selectors import version_document
-from .validation import validate_document
+from .validation import GraphInvalid, validate_document, validate_graph_inputs
+
+
+class PresetExists(Exception):
+    """The graph has a preset of that name already."""
 
 
 @transaction.atomic
@@ -64,3 +68,51 @@ def _store_version(graph: Graph, number: int, doc: dict[str, Any]) -> GraphVersi
 
 def _comparable(doc: dict[str, Any]) -> dict[str, Any]:
     return {k: doc[k] for k in ("name", "description", "nodes", "links")}
+
+
+# Preset fields a client writes.
+PRESET_FIELDS = ("name", "inputs", "graph_version")
+
+
+def preset_create(*, graph: Graph, values: dict[str, Any]) -> Preset:
+    """A preset of the graph. Raises GraphInvalid (its version or inputs: the inputs must
+    start a run of that version by themselves) or PresetExists; stores nothing then."""
+    fields = {"name": "", "inputs": {}, "graph_version": None, **values}
+    _check_preset(graph, fields)
+    return _saved(Preset(graph=graph, **fields))
+
+
+def preset_update(*, preset: Preset, values: dict[str, Any]) -> Preset:
+    """Changes the given fields; the result is checked as a whole, like a new one."""
+    for name, value in values.items():
+        setattr(preset, name, value)
+    _check_preset(preset.graph, {name: getattr(preset, name) for name in PRESET_FIELDS})
+    return _saved(preset)
+
+
+def preset_delete(*, preset: Preset) -> None:
+    preset.delete()
+
+
+def _check_preset(graph: Graph, fields: dict[str, Any]) -> None:
+    number = fields["graph_version"]
+    version = GraphVersion.objects.filter(
+        graph=graph, version=graph.latest_version if number is None else number
+    ).first()
+    if version is None:
+        problem = f"graph {graph.pk} has no version {number}"
+        raise GraphInvalid([{"field": "graph_version", "message": problem}])
+    nodes = [
+        {"id": n.node_id, "block": n.block, "input_default": n.input_default}
+        for n in version.nodes.all()
+    ]
+    fields["inputs"] = validate_graph_inputs(nodes, fields["inputs"])
+
+
+def _saved(preset: Preset) -> Preset:
+    try:
+        with transaction.atomic():
+            preset.save()
+    except IntegrityError as exc:  # the unique name, taken by this or a concurrent save
+        raise PresetExists(f"the graph has a preset named {preset.name!r} already") from exc
+    return preset
