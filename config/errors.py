@@ -12,7 +12,7 @@ from common.api import exception_handler as common_exception_handler
 from credentials.services import CredentialExists
 from credits.services import CreditError, InsufficientCredits, Overdraw, ReferenceInUse
 from executions.control import ConflictingState
-from graphs.services import PresetExists
+from graphs.services import PresetExists, PresetInUse
 from graphs.validation import GraphInvalid
 from schedules.services import ScheduleInvalid
 
@@ -58,6 +58,7 @@ DOMAIN_ERRORS: dict[type[Exception], Callable] = {
     ReferenceInUse: _plain(status.HTTP_409_CONFLICT),
     CredentialExists: _plain(status.HTTP_409_CONFLICT),
     PresetExists: _plain(status.HTTP_409_CONFLICT),
+    PresetInUse: _plain(status.HTTP_409_CONFLICT),
     ConflictingState: _plain(status.HTTP_409_CONFLICT),
 }
 

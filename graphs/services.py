@@ -3,6 +3,7 @@
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import RestrictedError
 
 from .models import Graph, GraphVersion, Link, Node, Preset
 from .selectors import version_document
@@ -11,6 +12,10 @@ from .validation import GraphInvalid, validate_document, validate_graph_inputs
 
 class PresetExists(Exception):
     """The graph has a preset of that name already."""
+
+
+class PresetInUse(Exception):
+    """Schedules run with this preset: change or delete them first."""
 
 
 @transaction.atomic
@@ -91,7 +96,14 @@ def preset_update(*, preset: Preset, values: dict[str, Any]) -> Preset:
 
 
 def preset_delete(*, preset: Preset) -> None:
-    preset.delete()
+    try:
+        with transaction.atomic():
+            preset.delete()
+    except RestrictedError as exc:  # schedules.Schedule.preset
+        count = len(exc.restricted_objects)
+        raise PresetInUse(
+            f"{count} schedule(s) run with this preset: change or delete them first"
+        ) from exc
 
 
 def _check_preset(graph: Graph, fields: dict[str, Any]) -> None:

@@ -32,7 +32,15 @@ class ScheduleInputSerializer(serializers.Serializer):
     timezone = serializers.CharField(
         max_length=64, required=False, help_text="IANA name, default UTC"
     )
-    inputs = serializers.DictField(required=False)
+    inputs = serializers.DictField(
+        required=False, help_text="on top of the preset's inputs, when it names one"
+    )
+    preset_id = serializers.UUIDField(
+        required=False,
+        allow_null=True,
+        help_text="a preset of the graph: its inputs as they are at fire time, and its "
+        "version unless graph_version is given",
+    )
     enabled = serializers.BooleanField(required=False)
     overlap = serializers.ChoiceField(choices=Overlap.choices, required=False)
 

@@ -27,6 +27,16 @@ class Schedule(models.Model):
     cron = models.CharField(max_length=200)
     timezone = models.CharField(max_length=64, default="UTC")
     inputs = models.JSONField(default=dict, blank=True)
+    # A preset of the graph whose inputs (as they are when it fires) `inputs` go on top of,
+    # and whose version it runs unless `graph_version` names one. A preset in use by a
+    # schedule is not deleted (RESTRICT); deleting the graph deletes both.
+    preset = models.ForeignKey(
+        "graphs.Preset",
+        on_delete=models.RESTRICT,
+        null=True,
+        blank=True,
+        related_name="schedules",
+    )
     enabled = models.BooleanField(default=True)
     overlap = models.CharField(max_length=8, choices=Overlap.choices, default=Overlap.SKIP)
     # Beat's side of this schedule. Deleting it (say from beat's admin) deletes the schedule.

@@ -40,6 +40,7 @@ def schedule_record(schedule: Schedule) -> dict[str, Any]:
         "cron": schedule.cron,
         "timezone": schedule.timezone,
         "inputs": schedule.inputs,
+        "preset_id": str(schedule.preset_id) if schedule.preset_id else None,
         "enabled": schedule.enabled,
         "overlap": schedule.overlap,
         "next_runs": [t.isoformat() for t in next_runs(schedule)],

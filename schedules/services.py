@@ -25,7 +25,7 @@ from django_celery_beat.models import CrontabSchedule, PeriodicTask
 from credits.services import InsufficientCredits
 from executions.engine import Status
 from executions.runs import execution_create
-from graphs.models import Graph, GraphVersion
+from graphs.models import Graph, GraphVersion, Preset
 from graphs.validation import GraphInvalid, validate_graph_inputs
 
 from .cron import Cron, CronInvalid, fire_times_between, latest_fire_time, parse, zone
@@ -55,9 +55,12 @@ class ScheduleSpec:
     inputs: dict[str, Any]
     enabled: bool
     overlap: str
+    preset: Preset | None
 
 
-FIELDS = ("graph_id", "graph_version", "cron", "timezone", "inputs", "enabled", "overlap")
+FIELDS = (
+    "graph_id", "graph_version", "cron", "timezone", "inputs", "enabled", "overlap", "preset_id",
+)  # fmt: skip
 
 
 def schedule_values(schedule: Schedule) -> dict[str, Any]:
@@ -77,6 +80,7 @@ def schedule_create(*, owner, values: dict[str, Any]) -> Schedule:
         "inputs": {},
         "enabled": True,
         "overlap": Overlap.SKIP,
+        "preset_id": None,
     }
     spec = _validated(owner, {**defaults, **values})
     now = timezone.now()
@@ -149,7 +153,13 @@ def _validated(owner, values: dict[str, Any]) -> ScheduleSpec:
         zone(values["timezone"])
     except CronInvalid as exc:
         raise ScheduleInvalid("timezone", str(exc)) from exc
-    number = values["graph_version"]
+    preset = None
+    if values["preset_id"] is not None:
+        preset = Preset.objects.filter(pk=values["preset_id"], graph=graph).first()
+        if preset is None:
+            raise ScheduleInvalid("preset_id", "no such preset of this graph")
+    own = values["graph_version"]  # stored; the preset's version applies only without it
+    number = preset.graph_version if own is None and preset is not None else own
     version = GraphVersion.objects.filter(
         graph=graph, version=graph.latest_version if number is None else number
     ).first()
@@ -159,15 +169,19 @@ def _validated(owner, values: dict[str, Any]) -> ScheduleSpec:
         {"id": n.node_id, "block": n.block, "input_default": n.input_default}
         for n in version.nodes.all()
     ]
-    inputs = validate_graph_inputs(nodes, values["inputs"])
+    inputs = values["inputs"]
+    # Checked with the preset's inputs under them, as a fire would run them; stored alone,
+    # so that a change to the preset reaches the schedule's later runs.
+    validate_graph_inputs(nodes, {**preset.inputs, **inputs} if preset is not None else inputs)
     return ScheduleSpec(
         graph=graph,
-        graph_version=number,
+        graph_version=own,
         cron=cron,
         timezone=values["timezone"],
         inputs=inputs,
         enabled=bool(values["enabled"]),
         overlap=values["overlap"],
+        preset=preset,
     )
 
 
@@ -180,6 +194,7 @@ def _stored(spec: ScheduleSpec) -> dict[str, Any]:
         "inputs": spec.inputs,
         "enabled": spec.enabled,
         "overlap": spec.overlap,
+        "preset": spec.preset,
     }
 
 
@@ -233,6 +248,7 @@ def schedule_fire(schedule_id, stamped_at: datetime) -> Occurrence | None:
             inputs=schedule.inputs,
             version=schedule.graph_version,
             schedule_id=schedule.pk,
+            preset=schedule.preset,
         )
     except GraphInvalid as exc:
         problems = "; ".join(p["message"] for p in exc.problems[:5])

@@ -135,3 +135,66 @@ def test_a_preset_with_no_inputs_of_a_graph_that_needs_none(api):
     graph = create_graph(api, greeting())
     response = api.post(f"/api/graphs/{graph['id']}/presets/", {"name": "plain"}, format="json")
     assert response.status_code == 201 and response.json()["inputs"] == {}
+
+
+def test_a_schedule_runs_its_preset_as_it_is_when_it_fires(api):
+    """A schedule names a preset: it is checked with the preset's inputs under its own,
+    and each fire takes the preset as it is then (a change reaches the next run)."""
+    from datetime import UTC, datetime
+
+    from executions.models import GraphExecution
+    from schedules.models import Schedule
+    from schedules.services import schedule_fire
+
+    graph = create_graph(api, two_inputs())
+    preset = api.post(
+        f"/api/graphs/{graph['id']}/presets/", {"name": "Ada", "inputs": {"who": "Ada"}},
+        format="json",
+    ).json()  # fmt: skip
+    body = {"graph_id": graph["id"], "cron": "0 * * * *", "preset_id": preset["id"]}
+    missing = api.post("/api/schedules/", {**body, "preset_id": None}, format="json")
+    assert missing.status_code == 400 and "who" in missing.json()["detail"]  # needs the preset
+    created = api.post("/api/schedules/", {**body, "inputs": {"how": "Hey"}}, format="json")
+    assert created.status_code == 201, created.content
+    assert created.json()["preset_id"] == preset["id"]
+    schedule = Schedule.objects.get(pk=created.json()["id"])
+    Schedule.objects.filter(pk=schedule.pk).update(armed_at=datetime(2026, 6, 1, 9, 59, tzinfo=UTC))
+    first = schedule_fire(schedule.pk, datetime(2026, 6, 1, 10, 0, 1, tzinfo=UTC))
+    assert first.outcome == "started", first.detail
+    assert GraphExecution.objects.get(pk=first.execution_id).inputs == {"who": "Ada", "how": "Hey"}
+    api.patch(f"/api/presets/{preset['id']}/", {"inputs": {"who": "Grace"}}, format="json")
+    GraphExecution.objects.filter(pk=first.execution_id).update(status="COMPLETED")
+    second = schedule_fire(schedule.pk, datetime(2026, 6, 1, 11, 0, 1, tzinfo=UTC))
+    assert second.outcome == "started", second.detail
+    assert GraphExecution.objects.get(pk=second.execution_id).inputs == {
+        "who": "Grace",
+        "how": "Hey",
+    }
+
+
+def test_a_preset_a_schedule_runs_with_is_not_deleted_but_its_graph_is(api):
+    graph = create_graph(api, two_inputs())
+    preset = api.post(
+        f"/api/graphs/{graph['id']}/presets/", {"name": "Ada", "inputs": {"who": "Ada"}},
+        format="json",
+    ).json()  # fmt: skip
+    body = {"graph_id": graph["id"], "cron": "0 * * * *", "preset_id": preset["id"]}
+    assert api.post("/api/schedules/", body, format="json").status_code == 201
+    refused = api.delete(f"/api/presets/{preset['id']}/")
+    assert refused.status_code == 409 and "schedule" in refused.json()["detail"]
+    assert Preset.objects.filter(pk=preset["id"]).exists()
+    assert api.delete(f"/api/graphs/{graph['id']}/").status_code == 204
+    assert not Preset.objects.exists()
+
+
+def test_a_schedule_cannot_name_another_graphs_preset(api):
+    graph = create_graph(api, two_inputs())
+    other = create_graph(api, two_inputs())
+    preset = api.post(
+        f"/api/graphs/{other['id']}/presets/", {"name": "Ada", "inputs": {"who": "Ada"}},
+        format="json",
+    ).json()  # fmt: skip
+    body = {"graph_id": graph["id"], "cron": "0 * * * *", "preset_id": preset["id"],
+            "inputs": {"who": "x"}}  # fmt: skip
+    refused = api.post("/api/schedules/", body, format="json")
+    assert refused.status_code == 400 and "preset_id" in refused.json()["detail"]
