@@ -35,7 +35,7 @@ lint: deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports  # the layering contracts in pyproject.toml
-	$(VENV)/bin/mypy blocks graphs executions credits notifications schedules credentials accounts outbound idempotency common config
+	$(VENV)/bin/mypy blocks graphs executions credits notifications schedules triggers credentials accounts outbound idempotency common config
 
 format: deps
 	$(VENV)/bin/ruff format .

@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "credits",
     "notifications",
     "schedules",
+    "triggers",
     "credentials",
     "accounts",
     "idempotency",
@@ -310,6 +311,11 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="agentgraph@localhost
 WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=6)
 WEBHOOK_RETRY_BASE_SECONDS = env.float("WEBHOOK_RETRY_BASE_SECONDS", default=2.0)
 WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)
+
+# Inbound webhook triggers: body cap, deliveries per trigger, signature timestamps' window.
+TRIGGER_MAX_BODY_BYTES = env.int("TRIGGER_MAX_BODY_BYTES", default=256 * 1024)
+TRIGGER_RATE = env.str("TRIGGER_RATE", default="60/minute")
+TRIGGER_REPLAY_SECONDS = env.int("TRIGGER_REPLAY_SECONDS", default=300)
 
 # --- Credits ------------------------------------------------------------------------------
 CREDITS_STARTING_GRANT = env.int("CREDITS_STARTING_GRANT", default=100)

@@ -6,20 +6,10 @@ request under ASGI)."""
 
 from __future__ import annotations
 
-import time
-
 from django.conf import settings
 from rest_framework.throttling import BaseThrottle
 
-from common.redis_clients import shared_client
-
-PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_rate(rate: str) -> tuple[int, int]:
-    """ "100/minute" -> (100, 60); DRF's notation (the period's first letter counts)."""
-    count, _, period = rate.partition("/")
-    return int(count), PERIODS[period[:1]]
+from common.rates import over_rate
 
 
 class _RedisRateThrottle(BaseThrottle):
@@ -36,20 +26,8 @@ class _RedisRateThrottle(BaseThrottle):
         ident = self.ident(request)
         if ident is None:
             return True
-        rate = getattr(settings, self.setting)
-        limit, period = parse_rate(rate)
-        now = time.time()
-        window = int(now // period)
-        # The rate is part of the key: a changed rate starts with fresh counts.
-        key = f"throttle:{self.scope}:{rate}:{ident}:{window}"
-        with shared_client(settings.REDIS_URL).pipeline(transaction=False) as pipe:
-            pipe.incr(key)
-            pipe.expire(key, period + 1, nx=True)  # the window's first request sets it
-            count, _ = pipe.execute()
-        if count > limit:
-            self._wait = (window + 1) * period - now
-            return False
-        return True
+        self._wait = over_rate(f"throttle:{self.scope}:{ident}", getattr(settings, self.setting))
+        return self._wait is None
 
     def wait(self) -> float | None:
         return self._wait

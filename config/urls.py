@@ -24,6 +24,7 @@ from graphs.apis import (
 )
 from notifications.apis import MarkReadApi, NotificationListApi, RotateSecretApi, SettingsApi
 from schedules.apis import OccurrenceListApi, ScheduleDetailApi, ScheduleListApi
+from triggers.apis import DeliveryListApi, TriggerDetailApi, TriggerListApi, hook
 
 from .health import health, ready
 from .metrics import metrics_view
@@ -38,6 +39,13 @@ api = [
     path("graphs/<uuid:graph_id>/execute/", GraphExecuteApi.as_view(), name="graph-execute"),
     path("graphs/<uuid:graph_id>/presets/", PresetListApi.as_view(), name="graph-presets"),
     path("presets/<uuid:preset_id>/", PresetDetailApi.as_view(), name="preset"),
+    path("graphs/<uuid:graph_id>/triggers/", TriggerListApi.as_view(), name="graph-triggers"),
+    path("triggers/<uuid:trigger_id>/", TriggerDetailApi.as_view(), name="trigger"),
+    path(
+        "triggers/<uuid:trigger_id>/deliveries/",
+        DeliveryListApi.as_view(),
+        name="trigger-deliveries",
+    ),
     path("executions/", ExecutionListApi.as_view(), name="executions"),
     path("executions/<uuid:execution_id>/", ExecutionDetailApi.as_view(), name="execution"),
     path(
@@ -92,6 +100,7 @@ urlpatterns = [
     path("api/", include(api)),
     path("admin/", admin.site.urls),
     path("executions/<uuid:execution_id>/live/", live_run_page, name="execution-live"),
+    path("hooks/<uuid:trigger_id>/", hook, name="hook"),
     path("health", health, name="health"),
     path("ready", ready, name="ready"),
     path("metrics", metrics_view, name="metrics"),

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol, TypeVar
 
+from blocks.catalogue.webhook_trigger import WEBHOOK_INPUT
 from graphs.pins import merge_dynamic_pins, split_pin
 
 
@@ -222,10 +223,13 @@ def node_input(defaults: dict[str, Any], inputs: dict[str, Any]) -> dict[str, An
 
 
 def starting_input(node: NodeSpec, graph_inputs: dict[str, Any]) -> dict[str, Any]:
-    """Input for a starting node: an `input` node takes the graph input of its name."""
+    """Input for a starting node: an `input` node takes the graph input of its name, a
+    `webhook_trigger` node the delivery that started the run."""
     data = merge_dynamic_pins(dict(node.input_default))
     if node.block == "input" and data.get("name") in graph_inputs:
         data["value"] = graph_inputs[data["name"]]
+    if node.block == "webhook_trigger" and WEBHOOK_INPUT in graph_inputs:
+        data["delivery"] = graph_inputs[WEBHOOK_INPUT]
     return data
 
 

@@ -15,7 +15,7 @@ class PresetExists(Exception):
 
 
 class PresetInUse(Exception):
-    """Schedules run with this preset: change or delete them first."""
+    """Schedules or triggers run with this preset: change or delete them first."""
 
 
 @transaction.atomic
@@ -99,10 +99,10 @@ def preset_delete(*, preset: Preset) -> None:
     try:
         with transaction.atomic():
             preset.delete()
-    except RestrictedError as exc:  # schedules.Schedule.preset
+    except RestrictedError as exc:  # Schedule.preset, Trigger.preset
         count = len(exc.restricted_objects)
         raise PresetInUse(
-            f"{count} schedule(s) run with this preset: change or delete them first"
+            f"{count} schedule(s) or trigger(s) run with this preset: change or delete them first"
         ) from exc
 
 

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 
 from blocks.base import ERROR_PIN, Block
+from blocks.catalogue.webhook_trigger import WEBHOOK_INPUT
 from blocks.registry import get_block_class
 from credentials.models import NAME_PATTERN
 from credentials.references import referenced_names, substitute
@@ -288,8 +289,11 @@ def validate_graph_inputs(nodes: list[dict[str, Any]], inputs: Any) -> dict[str,
         message = f"inputs are {size} bytes of JSON; the limit is {settings.ENGINE_MAX_INPUT_BYTES}"
         raise GraphInvalid([{"field": "inputs", "message": message}])
     input_nodes = {n["input_default"].get("name"): n for n in nodes if n["block"] == "input"}
+    takes_webhook = any(n["block"] == "webhook_trigger" for n in nodes)
     problems = _Problems([])
     for name in inputs:
+        if name == WEBHOOK_INPUT and takes_webhook:  # a trigger's delivery
+            continue
         if name not in input_nodes:
             known = ", ".join(sorted(str(n) for n in input_nodes)) or "none"
             problems.add(f"unknown graph input {name!r} (inputs: {known})", input=name)
