@@ -140,8 +140,7 @@ if env.bool("DATABASE_POOL", default=False):
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:56379/0")
-# Every Redis client and pool reconnects and retries after a dropped connection
-# (common/redis_clients.py): the cache's pool included.
+# Every Redis client and pool, the cache's too, reconnects and retries (common/redis_clients.py).
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
@@ -150,8 +149,7 @@ CACHES = {
     }
 }
 # Redis connections one server process's live stream uses at most (one per run its sockets
-# follow, while its read blocks); past it a subscription waits for one (executions/feeds.py).
-# Live status needs no channel layer: events, graph runs and notifications are Redis streams.
+# follow, while its read blocks; executions/feeds.py). Live status needs no channel layer.
 LIVE_REDIS_CONNECTIONS = env.int("LIVE_REDIS_CONNECTIONS", default=500)
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -54,20 +54,39 @@ def count_and_charge_result(
         charge_node_usage(payer, seconds=seconds, output_data=output_data)
 
 
+# Both statements begin by recording the node's result, only if it was still RUNNING (the
+# same compare-and-set as move()); what follows runs only if this moved a row.
+_RECORDED = """moved AS (
+    UPDATE executions_nodeexecution
+       SET status = %(status)s, output_data = %(output)s::jsonb, error = %(error)s,
+           ended_at = %(now)s, propagated = true
+     WHERE id = %(ne_id)s AND status = 'RUNNING'
+    RETURNING id
+)"""
+
+
+def _recorded_params(execution_id, ne_id: int, output_data, error, unhandled: int) -> dict:
+    return {
+        "status": Status.FAILED if error is not None else Status.COMPLETED,
+        "output": json.dumps(output_data),
+        "error": error,
+        "now": timezone.now(),
+        "ne_id": ne_id,
+        "run_id": execution_id,
+        "unhandled": unhandled,
+    }
+
+
 # One hop of a chain, in one statement: the finished node recorded, the run's counters booked
 # (one more node execution, within the run's limit), the next node's execution queued (active:
 # +1 queued -1 done) and, if the run is RUNNING, its message written to the outbox (the body
 # dispatch.send_groups() builds). Each part runs only if the node was still RUNNING (the same
 # compare-and-set as move()), and the next execution is inserted only if the count fit. Only
 # for top-level runs, whose own row holds their tree's count (limits.py).
-_SINGLE_HOP_SQL = """
-WITH moved AS (
-    UPDATE executions_nodeexecution
-       SET status = %(status)s, output_data = %(output)s::jsonb, error = %(error)s,
-           ended_at = %(now)s, propagated = true
-     WHERE id = %(ne_id)s AND status = 'RUNNING'
-    RETURNING id
-), counted AS (
+_SINGLE_HOP_SQL = (
+    "WITH "
+    + _RECORDED
+    + """, counted AS (
     UPDATE executions_graphexecution
        SET node_count = node_count + 1,
            unhandled_error_count = unhandled_error_count + %(unhandled)s, progressed_at = now()
@@ -97,6 +116,7 @@ SELECT EXISTS (SELECT 1 FROM moved), queued.id, counted.status, counted.active_c
   FROM (SELECT 1) AS one LEFT JOIN counted ON true LEFT JOIN queued ON true
        LEFT JOIN outboxed ON true
 """
+)
 
 
 @dataclass(frozen=True)
@@ -138,30 +158,24 @@ def record_single_hop(
     sink = plan.nodes[link.sink_id]
     task_id = str(uuid.uuid4())
     ended = Status.FAILED if error is not None else Status.COMPLETED
+    # Booked by the statement when the hop fits, else by settle() below.
+    unhandled = int(error is not None and not plan.handles_errors(node_id))
     with connection.cursor() as cursor:
         cursor.execute(
             _SINGLE_HOP_SQL,
             {
-                "status": ended,
-                "output": json.dumps(output_data),
-                "error": error,
-                "now": timezone.now(),
-                "ne_id": ne_id,
-                "run_id": execution_id,
+                **_recorded_params(execution_id, ne_id, output_data, error, unhandled),
                 "version_id": version_id,
                 "sink_id": sink.id,
                 "sink_block": sink.block,
                 "input": json.dumps(node_input(sink.input_default, {link.sink_name: value})),
                 "task_id": task_id,
-                # Booked by the statement when the hop fits, else by settle() below.
-                "unhandled": int(error is not None and not plan.handles_errors(node_id)),
             },
         )
         hop_row = HopRow(*cursor.fetchone())
     if not hop_row.recorded:
         return False
     count_and_charge_result(node_id, block, error, payer, seconds, output_data)
-    unhandled = int(error is not None and not plan.handles_errors(node_id))
     done = node_event(execution_id, ne_id, node_id, ended, outputs=output_data, error=error)
     drop = lease.dropped_with_event() if lease is not None else None
     if hop_row.queued_id is None:  # the run's limit: nothing was queued, the run fails
@@ -181,14 +195,10 @@ def record_single_hop(
 # The last node of a branch: recorded and booked on its own run's counters (active: -1 done;
 # 0 once the run ended, as settling._SETTLE_SQL) in one statement, the counters only if the
 # node was still RUNNING. Any run, top-level or not: no node execution is created.
-_LAST_NODE_SQL = """
-WITH moved AS (
-    UPDATE executions_nodeexecution
-       SET status = %(status)s, output_data = %(output)s::jsonb, error = %(error)s,
-           ended_at = %(now)s, propagated = true
-     WHERE id = %(ne_id)s AND status = 'RUNNING'
-    RETURNING id
-), counted AS (
+_LAST_NODE_SQL = (
+    "WITH "
+    + _RECORDED
+    + """, counted AS (
     UPDATE executions_graphexecution
        SET active_count = CASE WHEN status IN ('COMPLETED', 'FAILED', 'CANCELLED') THEN 0
                                ELSE active_count - 1 END,
@@ -200,6 +210,7 @@ SELECT EXISTS (SELECT 1 FROM moved), counted.status, counted.active_count,
        counted.unhandled_error_count
   FROM (SELECT 1) AS one LEFT JOIN counted ON true
 """
+)
 
 
 @dataclass(frozen=True)
@@ -228,16 +239,7 @@ def record_last_node(
     unhandled = int(error is not None and not plan.handles_errors(node_id))
     with connection.cursor() as cursor:
         cursor.execute(
-            _LAST_NODE_SQL,
-            {
-                "status": ended,
-                "output": json.dumps(output_data),
-                "error": error,
-                "now": timezone.now(),
-                "ne_id": ne_id,
-                "run_id": execution_id,
-                "unhandled": unhandled,
-            },
+            _LAST_NODE_SQL, _recorded_params(execution_id, ne_id, output_data, error, unhandled)
         )
         row = LastNodeRow(*cursor.fetchone())
     if not row.recorded:
