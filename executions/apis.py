@@ -26,6 +26,7 @@ from .selectors import (
     execution_detail,
     execution_get,
     execution_record,
+    execution_records,
     executions_of,
     node_execution_record,
     node_page,
@@ -86,7 +87,7 @@ class ExecutionListApi(APIView):
         page = paginator.paginate_queryset(
             filtered.qs.select_related("graph_version"), request, view=self
         )
-        records = [execution_record(e) for e in page]
+        records = execution_records(page)
         return paginator.get_paginated_response(rendered(ExecutionSerializer, records, many=True))
 
 

@@ -11,7 +11,7 @@ from django.http import Http404
 
 from .engine import TERMINAL
 from .models import GraphExecution, NodeExecution
-from .stats import FIGURES_SQL, node_figures, stats_of
+from .stats import FIGURES_SQL, many_node_figures, node_figures, stats_of
 
 
 def executions_of(user):
@@ -50,11 +50,22 @@ def execution_detail(*, user, execution_id) -> dict[str, Any]:
     return _record_of(row)
 
 
+def execution_records(executions: list[GraphExecution]) -> list[dict[str, Any]]:
+    """execution_record() of each run of a page, the live ones' figures in one query (not
+    one per run)."""
+    live = many_node_figures([e.pk for e in executions if not _stats_stored(e)])
+    return [execution_record(e, live=live.get(e.pk)) for e in executions]
+
+
+def _stats_stored(execution: GraphExecution) -> bool:
+    return execution.status in TERMINAL and bool(execution.stats)
+
+
 def execution_record(execution: GraphExecution, *, live: dict | None = None) -> dict[str, Any]:
     """The execution record of graphs.md, without its node executions (lists, events). A
     finished run shows the stats stored when it ended; a live one shows them as they stand
     (`live`, when the caller knows them: stats.NOTHING_RAN)."""
-    if execution.status in TERMINAL and execution.stats:
+    if _stats_stored(execution):
         live = None
     elif live is None:
         live = node_figures(execution.pk)

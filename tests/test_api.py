@@ -396,3 +396,40 @@ def test_every_response_shape_is_its_serializer_and_drops_nothing(api, user):
     ]
     for serializer, record in cases:
         assert set(rendered(serializer, record)) == set(record), serializer.__name__
+
+
+def test_the_runs_list_reads_live_runs_figures_in_one_query_whatever_their_number(api, user):
+    """A page of live runs shows each one's figures as they stand, counted for the whole
+    page in one statement (not one per run)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from executions.models import NodeExecution
+
+    graph = api.post("/api/graphs/", greeting(), format="json").json()
+    version = GraphVersion.objects.get(graph_id=graph["id"])
+
+    def live_runs(count):
+        for i in range(count):
+            run = GraphExecution.objects.create(
+                graph_id=graph["id"], graph_version=version, user=user, status="RUNNING"
+            )
+            for status, cost in (("COMPLETED", 2), ("FAILED", 3))[: 1 + i % 2]:
+                NodeExecution.objects.create(
+                    execution=run, node_id="greet", block="text_template", status=status,
+                    cost=cost,
+                )  # fmt: skip
+
+    def listed():
+        with CaptureQueriesContext(connection) as queries:
+            page = api.get("/api/executions/").json()["results"]
+        return page, len(queries)
+
+    live_runs(2)
+    _, few_queries = listed()
+    live_runs(6)
+    many, many_queries = listed()
+    assert len(many) == 8 and many_queries == few_queries
+    figures = sorted((r["stats"]["node_count"], r["stats"]["node_error_count"], r["stats"]["cost"])
+                     for r in many)  # fmt: skip
+    assert figures == [(1, 0, 2)] * 4 + [(2, 1, 5)] * 4
