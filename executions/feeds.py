@@ -135,7 +135,7 @@ class Feed:
         self.name = name
         self.key = _stream_of(name)
         self.is_run = not name.startswith("graph:") and name != NOTIFICATIONS
-        # Who gets an entry: every subscriber, or (notifications) those of its user.
+        # The notifications feed hands an entry to the sockets of its user only.
         self.by_user: dict[int | None, set[Subscriber]] = {}
         self.position = position
         self.subscribers: set[Subscriber] = set()
@@ -195,7 +195,8 @@ class Feed:
                     subscriber.positions[self.name], entry_key(target)
                 )
             self.subscribers.add(subscriber)
-            self.by_user.setdefault(subscriber.user_id, set()).add(subscriber)
+            if self.name == NOTIFICATIONS:
+                self.by_user.setdefault(subscriber.user_id, set()).add(subscriber)
         finally:
             self.joining -= 1
 

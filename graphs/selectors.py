@@ -26,6 +26,25 @@ def version_get(*, graph: Graph, version: int | None = None) -> GraphVersion:
         raise Http404(f"graph {graph.pk} has no version {number}") from exc
 
 
+def version_numbered(graph: Graph, number: int | None) -> GraphVersion | None:
+    """The graph's version of that number (None: the latest), or None if it has none."""
+    return GraphVersion.objects.filter(
+        graph=graph, version=graph.latest_version if number is None else number
+    ).first()
+
+
+def inputs_checked(version: GraphVersion, inputs: Any) -> dict[str, Any]:
+    """`inputs` as a run of this version would take them (validation.validate_graph_inputs
+    against its nodes), or GraphInvalid."""
+    from .validation import validate_graph_inputs
+
+    nodes = [
+        {"id": n.node_id, "block": n.block, "input_default": n.input_default}
+        for n in version.nodes.all()
+    ]
+    return validate_graph_inputs(nodes, inputs)
+
+
 def version_document(version: GraphVersion) -> dict[str, Any]:
     """The graph document of one version, as the client wrote it."""
     return {
@@ -80,14 +99,14 @@ def preset_get(*, user, preset_id) -> Preset:
         raise Http404("preset not found") from exc
 
 
-def preset_for_run(*, graph: Graph, preset_id) -> Preset:
+def preset_for_run(*, graph: Graph, preset_id, field: str = "preset") -> Preset:
     """The preset a run of `graph` names: one of that graph's (so its owner's), else
-    GraphInvalid on the `preset` field."""
+    GraphInvalid on `field`."""
     from .validation import GraphInvalid
 
     preset = Preset.objects.filter(pk=preset_id, graph=graph).first()
     if preset is None:
-        raise GraphInvalid([{"field": "preset", "message": "no such preset of this graph"}])
+        raise GraphInvalid([{"field": field, "message": "no such preset of this graph"}])
     return preset
 
 

@@ -6,8 +6,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import RestrictedError
 
 from .models import Graph, GraphVersion, Link, Node, Preset
-from .selectors import version_document
-from .validation import GraphInvalid, validate_document, validate_graph_inputs
+from .selectors import inputs_checked, version_document, version_numbered
+from .validation import GraphInvalid, validate_document
 
 
 class PresetExists(Exception):
@@ -108,17 +108,11 @@ def preset_delete(*, preset: Preset) -> None:
 
 def _check_preset(graph: Graph, fields: dict[str, Any]) -> None:
     number = fields["graph_version"]
-    version = GraphVersion.objects.filter(
-        graph=graph, version=graph.latest_version if number is None else number
-    ).first()
+    version = version_numbered(graph, number)
     if version is None:
         problem = f"graph {graph.pk} has no version {number}"
         raise GraphInvalid([{"field": "graph_version", "message": problem}])
-    nodes = [
-        {"id": n.node_id, "block": n.block, "input_default": n.input_default}
-        for n in version.nodes.all()
-    ]
-    fields["inputs"] = validate_graph_inputs(nodes, fields["inputs"])
+    fields["inputs"] = inputs_checked(version, fields["inputs"])
 
 
 def _saved(preset: Preset) -> Preset:

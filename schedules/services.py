@@ -25,8 +25,9 @@ from django_celery_beat.models import CrontabSchedule, PeriodicTask
 from credits.services import InsufficientCredits
 from executions.engine import Status
 from executions.runs import execution_create
-from graphs.models import Graph, GraphVersion, Preset
-from graphs.validation import GraphInvalid, validate_graph_inputs
+from graphs.models import Graph, Preset
+from graphs.selectors import inputs_checked, version_numbered
+from graphs.validation import GraphInvalid
 
 from .cron import Cron, CronInvalid, fire_times_between, latest_fire_time, parse, zone
 from .models import Occurrence, Overlap, Schedule
@@ -160,19 +161,13 @@ def _validated(owner, values: dict[str, Any]) -> ScheduleSpec:
             raise ScheduleInvalid("preset_id", "no such preset of this graph")
     own = values["graph_version"]  # stored; the preset's version applies only without it
     number = preset.graph_version if own is None and preset is not None else own
-    version = GraphVersion.objects.filter(
-        graph=graph, version=graph.latest_version if number is None else number
-    ).first()
+    version = version_numbered(graph, number)
     if version is None:
         raise ScheduleInvalid("graph_version", f"graph {graph.pk} has no version {number}")
-    nodes = [
-        {"id": n.node_id, "block": n.block, "input_default": n.input_default}
-        for n in version.nodes.all()
-    ]
     inputs = values["inputs"]
     # Checked with the preset's inputs under them, as a fire would run them; stored alone,
     # so that a change to the preset reaches the schedule's later runs.
-    validate_graph_inputs(nodes, {**preset.inputs, **inputs} if preset is not None else inputs)
+    inputs_checked(version, {**preset.inputs, **inputs} if preset is not None else inputs)
     return ScheduleSpec(
         graph=graph,
         graph_version=own,

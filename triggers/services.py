@@ -27,7 +27,8 @@ from common.rates import over_rate
 from credentials.crypto import decrypt, encrypt
 from credits.services import InsufficientCredits
 from executions.runs import execution_create
-from graphs.models import Graph, GraphVersion, Preset
+from graphs.models import Graph
+from graphs.selectors import preset_for_run, version_numbered
 from graphs.validation import GraphInvalid
 
 from .models import Delivery, Trigger
@@ -79,15 +80,11 @@ def _check(graph: Graph, fields: dict[str, Any]) -> None:
 
     preset = None
     if fields.get("preset_id") is not None:
-        preset = Preset.objects.filter(pk=fields["preset_id"], graph=graph).first()
-        if preset is None:
-            raise invalid("preset_id", "no such preset of this graph")
+        preset = preset_for_run(graph=graph, preset_id=fields["preset_id"], field="preset_id")
     number = fields["graph_version"]
     if number is None and preset is not None:
         number = preset.graph_version
-    version = GraphVersion.objects.filter(
-        graph=graph, version=graph.latest_version if number is None else number
-    ).first()
+    version = version_numbered(graph, number)
     if version is None:
         raise invalid("graph_version", f"graph {graph.pk} has no version {number}")
     if not version.nodes.filter(block="webhook_trigger").exists():
