@@ -44,9 +44,41 @@ class TransientBlockError(BlockError):
     engine retries the node up to the block's `max_retries`, with backoff."""
 
 
-class SubgraphStarted(Exception):
-    """Raised by RunContext.start_subgraph once a child run is created: the node stays
-    RUNNING, without holding a worker, until the child ends."""
+@dataclass(frozen=True)
+class WaitFor:
+    """What a block asks its node to wait for, parked without a worker (RunContext.wait_for):
+    `timer` (its `seconds`), `event` (POST /api/events/ with its `key`) or `review` (a
+    person decides on `data`). `seconds` is the deadline (None: none of its own); when it
+    passes, the block resumes with a `timed_out` Wake."""
+
+    kind: str
+    seconds: float | None = None
+    key: str = ""
+    data: Any = None
+    message: str = ""
+    editable: bool = False
+    on_timeout: str = "fail"
+
+
+@dataclass(frozen=True)
+class Wake:
+    """How a wait ended, as `Block.resume` gets it: `status` is approved, rejected,
+    timed_out or woken; `payload` what came with it (edited data, an event's payload, a
+    child run's end); `message` a reviewer's words."""
+
+    kind: str
+    status: str
+    payload: Any = None
+    message: str = ""
+
+
+class Parked(Exception):
+    """Raised once a node is parked (RunContext.wait_for, start_subgraph): the block stops
+    here and its worker moves on; the wait's decision resumes it (Block.resume)."""
+
+
+class SubgraphStarted(Parked):
+    """Raised by RunContext.start_subgraph once a child run is created and the node parked."""
 
     def __init__(self, child_execution_id):
         super().__init__(f"waiting for sub-graph run {child_execution_id}")
@@ -77,11 +109,21 @@ class RunContext:
     # or None for the latest, inputs). Raises SubgraphStarted, or BlockError saying why not.
     # Set by the engine; blocks import no app.
     subgraph: Callable[[str, int | None, dict[str, Any]], None] | None = None
+    # Park the node until the wait is decided (set by the engine).
+    park: Callable[[WaitFor], None] | None = None
 
     def start_subgraph(self, graph_id: str, version: int | None, inputs: dict[str, Any]):
         if self.subgraph is None:
             raise BlockError("sub-graphs run only inside the engine")
         self.subgraph(graph_id, version, inputs)
+
+    def wait_for(self, request: WaitFor) -> None:
+        """Park the node (no worker, no message) and stop the block: raises Parked. The
+        wait's decision runs the block's `resume`, in a worker, with a Wake."""
+        if self.park is None:
+            raise BlockError("waiting runs only inside the engine")
+        self.park(request)
+        raise Parked(request.kind)
 
     def hold_tokens(self, model: str, prompt_bound: int, max_tokens: int) -> int:
         return self.hold(model, prompt_bound, max_tokens) if self.hold else max_tokens
@@ -113,6 +155,9 @@ class Block:
     # A block that starts runs of its own (agent_executor) gets the credentials in its input
     # sealed for those runs, not in plaintext (credentials/references.py).
     hands_on_credentials: ClassVar[bool] = False
+    # A block that acts on the outside world (sends, posts, pays): graphs in safe mode have
+    # a person approve each of its nodes' inputs before it runs (see `is_sensitive`).
+    sensitive: ClassVar[bool] = False
 
     registry: ClassVar[dict[str, type[Block]]] = {}
 
@@ -125,6 +170,16 @@ class Block:
 
     def run(self, data: Any, ctx: RunContext) -> BlockOutput:
         raise NotImplementedError
+
+    def resume(self, data: Any, wake: Wake, ctx: RunContext) -> BlockOutput:
+        """The rest of a run that parked (RunContext.wait_for): what to yield now that its
+        wait is decided. Runs in a worker, with the same input."""
+        raise BlockError(f"block {self.name!r} does not wait")
+
+    @classmethod
+    def is_sensitive(cls, input_data: dict[str, Any]) -> bool:
+        """Whether a node of this block with this input acts on the outside world."""
+        return cls.sensitive
 
     # --- pins ---------------------------------------------------------------------------
     @classmethod
@@ -175,13 +230,16 @@ class Block:
         return None
 
     # --- running ------------------------------------------------------------------------
-    def execute(self, input_data: dict, ctx: RunContext) -> Iterator[tuple[str, Any]]:
-        """Validate `input_data`, run the block, yield JSON-safe (pin, value) pairs."""
+    def execute(
+        self, input_data: dict, ctx: RunContext, wake: Wake | None = None
+    ) -> Iterator[tuple[str, Any]]:
+        """Validate `input_data`, run the block (or resume it with `wake`), yield JSON-safe
+        (pin, value) pairs."""
         try:
             data = self.Input.model_validate(input_data)
         except ValidationError as exc:
             raise BlockInputError(f"invalid input: {_first_error(exc)}") from exc
-        produced = self.run(data, ctx)
+        produced = self.run(data, ctx) if wake is None else self.resume(data, wake, ctx)
         pairs: Iterator[tuple[str, Any]] = (
             _drain_async(produced) if inspect.isasyncgen(produced) else produced  # type: ignore[assignment]
         )
@@ -247,6 +305,9 @@ __all__ = [
     "BlockError",
     "BlockSchema",
     "Field",
+    "Parked",
     "RunContext",
     "TransientBlockError",
+    "WaitFor",
+    "Wake",
 ]

@@ -12,6 +12,7 @@ from common.api import exception_handler as common_exception_handler
 from credentials.services import CredentialExists
 from credits.services import CreditError, InsufficientCredits, Overdraw, ReferenceInUse
 from executions.control import ConflictingState
+from executions.reviews import DecisionInvalid, ReviewDecided
 from graphs.services import PresetExists, PresetInUse
 from graphs.validation import GraphInvalid
 from schedules.services import ScheduleInvalid
@@ -60,6 +61,8 @@ DOMAIN_ERRORS: dict[type[Exception], Callable] = {
     PresetExists: _plain(status.HTTP_409_CONFLICT),
     PresetInUse: _plain(status.HTTP_409_CONFLICT),
     ConflictingState: _plain(status.HTTP_409_CONFLICT),
+    ReviewDecided: _plain(status.HTTP_409_CONFLICT),
+    DecisionInvalid: _plain(status.HTTP_400_BAD_REQUEST),
 }
 
 

@@ -284,8 +284,11 @@ ENGINE_MAX_NODE_OUTPUT_BYTES = env.int("ENGINE_MAX_NODE_OUTPUT_BYTES", default=8
 ENGINE_MAX_NODE_YIELDS = env.int("ENGINE_MAX_NODE_YIELDS", default=20_000)
 # The combined `outputs` of a run (its output nodes' values), in bytes of JSON.
 ENGINE_MAX_RUN_OUTPUT_BYTES = env.int("ENGINE_MAX_RUN_OUTPUT_BYTES", default=16 * 1024 * 1024)
-# Longest wait the `sleep` block accepts, in seconds.
-BLOCK_SLEEP_MAX_SECONDS = env.float("BLOCK_SLEEP_MAX_SECONDS", default=3600.0)
+# Longest `sleep`, in seconds; one longer than BLOCK_SLEEP_DURABLE_SECONDS parks its node
+# (no worker) and the watchdog wakes it. Any parked node's wait ends by ENGINE_MAX_WAIT_SECONDS.
+BLOCK_SLEEP_MAX_SECONDS = env.float("BLOCK_SLEEP_MAX_SECONDS", default=7 * 24 * 3600.0)
+BLOCK_SLEEP_DURABLE_SECONDS = env.float("BLOCK_SLEEP_DURABLE_SECONDS", default=30.0)
+ENGINE_MAX_WAIT_SECONDS = env.int("ENGINE_MAX_WAIT_SECONDS", default=30 * 24 * 3600)
 # Outbound requests (http_request, LLM base URLs, webhooks; outbound/) reach only globally
 # routable addresses, checked where each connection is made. Operators may open loopback
 # (tests do), the private ranges (10/8, 172.16/12, 192.168/16, fc00::/7), networks by CIDR,

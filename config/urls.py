@@ -14,6 +14,13 @@ from executions.apis import (
     ExecutionOutputsApi,
     GraphExecuteApi,
 )
+from executions.review_apis import (
+    EventApi,
+    ReviewApproveApi,
+    ReviewDetailApi,
+    ReviewListApi,
+    ReviewRejectApi,
+)
 from executions.views import live_run_page
 from graphs.apis import (
     GraphDetailApi,
@@ -71,6 +78,11 @@ api = [
         )
         for action in ExecutionControlApi.actions
     ),
+    path("reviews/", ReviewListApi.as_view(), name="reviews"),
+    path("reviews/<uuid:review_id>/", ReviewDetailApi.as_view(), name="review"),
+    path("reviews/<uuid:review_id>/approve/", ReviewApproveApi.as_view(), name="review-approve"),
+    path("reviews/<uuid:review_id>/reject/", ReviewRejectApi.as_view(), name="review-reject"),
+    path("events/", EventApi.as_view(), name="events"),
     path("credits/", BalanceApi.as_view(), name="credits"),
     path("credits/transactions/", TransactionListApi.as_view(), name="credit-transactions"),
     path("credits/grant/", GrantApi.as_view(), name="credit-grant"),

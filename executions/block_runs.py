@@ -3,6 +3,7 @@ secrets kept out of logs), its time limit and output budget, and what it yielded
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import logging
@@ -15,7 +16,14 @@ from typing import Any
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
-from blocks.base import ERROR_PIN, BlockError, RunContext, SubgraphStarted, TransientBlockError
+from blocks.base import (
+    ERROR_PIN,
+    BlockError,
+    Parked,
+    RunContext,
+    TransientBlockError,
+    WaitFor,
+)
 from blocks.registry import get_block, get_block_class
 from common.logs import secrets_kept_out_of_logs
 from credentials.references import redact, referenced_names
@@ -26,9 +34,11 @@ from graphs.pins import merge_dynamic_pins
 
 from .budgets import OutputBudget
 from .claims import ClaimedNode
+from .models import Wait
 from .plans import plan_for_version
 from .stopping import NodeStopped, stoppable
 from .subgraphs import subgraph_start
+from .waits import ParkingNode, node_park
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +48,7 @@ class Outcome:
     outputs: list[tuple[str, Any]] = field(default_factory=list)
     error: str | None = None
     transient: bool = False
-    child_execution_id: Any = None
+    parked: bool = False  # the block waits (waits.py): its wait's decision resumes it
     seconds: float = 0.0
 
 
@@ -67,11 +77,15 @@ def block_run(claimed: ClaimedNode) -> Outcome:
         hold=meter.hold,
         secrets=tuple(resolved.secrets),
         subgraph=functools.partial(_subgraph, claimed),
+        park=functools.partial(_park, claimed, resolved.secrets),
     )
+    # A node claimed back from a wait resumes its block with the decision; a safe-mode
+    # approval only let it run (node_runs.py).
+    wake = claimed.wake if claimed.wake and claimed.wake.kind != Wait.Kind.APPROVAL else None
     budget = OutputBudget(settings.ENGINE_MAX_NODE_YIELDS, settings.ENGINE_MAX_NODE_OUTPUT_BYTES)
     try:
         with secrets_kept_out_of_logs(resolved.secrets), stoppable():
-            for pin, value in get_block(claimed.block).execute(resolved.input_data, ctx):
+            for pin, value in get_block(claimed.block).execute(resolved.input_data, ctx, wake):
                 if pin == ERROR_PIN:
                     outcome.error = str(value)
                     break
@@ -80,8 +94,8 @@ def block_run(claimed: ClaimedNode) -> Outcome:
                     outcome.outputs, outcome.error = [], exceeded
                     break
                 outcome.outputs.append((pin, value))
-    except SubgraphStarted as exc:
-        outcome.child_execution_id = exc.child_execution_id
+    except Parked:
+        outcome.parked = True
     except NodeStopped:
         outcome.error = "stopped: its run was cancelled"
     except SoftTimeLimitExceeded:
@@ -108,13 +122,23 @@ def block_run(claimed: ClaimedNode) -> Outcome:
 
 def _subgraph(claimed: ClaimedNode, graph_id: str, version: int | None, inputs) -> None:
     subgraph_start(
-        user_id=claimed.user_id,
-        node_execution_id=claimed.id,
+        parking(claimed),
         depth=claimed.depth,
         graph_id=graph_id,
         version=version,
         inputs=inputs,
     )
+
+
+def _park(claimed: ClaimedNode, secrets: list[str], request: WaitFor) -> None:
+    """A block's wait: what it shows a reviewer keeps none of the node's secrets."""
+    if secrets and request.data is not None:
+        request = dataclasses.replace(request, data=redact(request.data, secrets))
+    node_park(parking(claimed), request)
+
+
+def parking(claimed: ClaimedNode) -> ParkingNode:
+    return ParkingNode(claimed.id, claimed.execution_id, claimed.node_id, claimed.user_id)
 
 
 def _resolve_credentials(claimed: ClaimedNode) -> ResolvedInput:

@@ -204,10 +204,10 @@ _LAST_NODE_SQL = (
                                ELSE active_count - 1 END,
            unhandled_error_count = unhandled_error_count + %(unhandled)s, progressed_at = now()
      WHERE id = %(run_id)s AND EXISTS (SELECT 1 FROM moved)
-    RETURNING status, active_count, unhandled_error_count
+    RETURNING status, active_count, unhandled_error_count, parked_count, review_count
 )
 SELECT EXISTS (SELECT 1 FROM moved), counted.status, counted.active_count,
-       counted.unhandled_error_count
+       counted.unhandled_error_count, counted.parked_count, counted.review_count
   FROM (SELECT 1) AS one LEFT JOIN counted ON true
 """
 )
@@ -222,6 +222,8 @@ class LastNodeRow:
     status: str | None
     active: int | None
     unhandled: int | None
+    parked: int | None
+    reviews: int | None
 
 
 def sends_nothing(plan, node_id: str, outputs: list[tuple[str, Any]]) -> bool:
@@ -247,7 +249,13 @@ def record_last_node(
     count_and_charge_result(node_id, block, error, payer, seconds, output_data)
     done = node_event(execution_id, ne_id, node_id, ended, outputs=output_data, error=error)
     events.emit(execution_id, [done], lease=lease.dropped_with_event() if lease else None)
-    counters = Counters(row.status, row.active, row.unhandled)  # type: ignore[arg-type]
+    counters = Counters(
+        row.status,
+        row.active,
+        row.unhandled,
+        parked=row.parked,
+        reviews=row.reviews,  # type: ignore[arg-type]
+    )
     settle_decide(execution_id, version_id, [], [], counters)
     return True
 

@@ -1,4 +1,5 @@
-"""Claiming a node execution: QUEUED -> RUNNING by compare-and-set, read into a ClaimedNode."""
+"""Claiming a node execution: QUEUED (or parked and woken) -> RUNNING by compare-and-set,
+read into a ClaimedNode."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from blocks.base import Wake
 from blocks.registry import get_block_class
 from common import metrics
 from credits.services import NodeCharge
@@ -22,7 +24,7 @@ from .engine import Status
 from .events import node_event
 from .finishing import cancel_if_run_ended
 from .leases import NodeLease
-from .models import NodeExecution
+from .models import NodeExecution, Wait
 from .plans import plan_for_version
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,10 @@ class ClaimedNode:
     in_chord: bool
     # A sub-graph run's parent node execution: credential references sealed by it resolve.
     parent_node_execution_id: int | None
+    # The node's latest wait, decided (waits.py), if it parked before: the block resumes
+    # with it (or, for a safe-mode approval, runs as approved); and how many waits it had.
+    wake: Wake | None = None
+    wakes: int = 0
 
     @property
     def payer(self) -> NodeCharge:
@@ -63,7 +69,7 @@ class ClaimedNode:
     def retries_left(self) -> int:
         cls = get_block_class(self.block)
         limit = retry_limit(self.block, cls.max_retries if cls else 0, settings.ENGINE_RETRY_LIMITS)
-        return max(0, limit - (self.attempt - 1))
+        return max(0, limit - (self.attempt - 1 - self.wakes))  # a wake is not a retry
 
 
 # A take-over leaves alone a node that started this recently: its owner has claimed it and
@@ -89,19 +95,37 @@ def log_duplicate_delivery(node_execution_id: int) -> None:
     log.info("duplicate delivery: node execution %s is already %s", node_execution_id, status)
 
 
-_CLAIM_SQL = """
+# Claimable: a QUEUED node; a parked one whose latest wait is decided (woken); with
+# `take_over`, a RUNNING one that did not start just now. The latest wait comes back with
+# the row: a woken or taken-over node resumes from it.
+_LATEST_WAIT = """(SELECT w.{column} FROM executions_wait AS w WHERE w.node_execution_id = ne.id
+                   ORDER BY w.created_at DESC LIMIT 1)"""
+_CLAIM_SQL = f"""
 UPDATE executions_nodeexecution AS ne
    SET status = 'RUNNING', started_at = now(), attempts = ne.attempts + 1, worker = %s
   FROM executions_graphexecution AS ge
  WHERE ne.id = %s AND ge.id = ne.execution_id AND ge.status = 'RUNNING'
    AND (ne.status = 'QUEUED'
         OR (ne.status = 'RUNNING' AND %s
-            AND ne.started_at < clock_timestamp() - make_interval(secs => %s)))
+            AND ne.started_at < clock_timestamp() - make_interval(secs => %s))
+        OR (ne.status IN ('WAITING', 'REVIEW')
+            AND {_LATEST_WAIT.format(column="status")} <> 'pending'))
 RETURNING ne.execution_id, ne.node_id, ne.block, ne.input_data,
           ge.graph_version_id, ge.user_id, ge.graph_id, ne.attempts AS attempt, ge.depth,
           ne.join_id IS NOT NULL AS in_chord, ge.parent_node_execution_id,
-          EXTRACT(EPOCH FROM clock_timestamp() - ne.queued_at) AS queue_wait
+          EXTRACT(EPOCH FROM clock_timestamp() - ne.queued_at) AS queue_wait,
+          {_LATEST_WAIT.format(column="id")} AS wait_id
 """
+
+
+def _wake_of(node_execution_id: int, wait_id) -> dict[str, Any]:
+    """The decided wait a claimed node resumes from, and how many waits it had."""
+    if wait_id is None:
+        return {}
+    wait = Wait.objects.values("kind", "status", "payload", "response").get(pk=wait_id)
+    wakes = Wait.objects.filter(node_execution_id=node_execution_id).count()
+    wake = Wake(wait["kind"], wait["status"], wait["payload"], wait["response"])
+    return {"wake": wake, "wakes": wakes}
 
 
 def node_claim(
@@ -127,9 +151,10 @@ def node_claim(
         return None
     row = dict(zip(columns, values, strict=True))  # by name: the statement says what is what
     waited = row.pop("queue_wait")
+    wait_id = row.pop("wait_id")
     if isinstance(row["input_data"], str):
         row["input_data"] = json.loads(row["input_data"])
-    claimed = ClaimedNode(id=node_execution_id, **row)
+    claimed = ClaimedNode(id=node_execution_id, **row, **_wake_of(node_execution_id, wait_id))
     if waited is not None and claimed.attempt == 1:  # a retry's wait includes its backoff
         metrics.NODE_QUEUE_WAIT_SECONDS.labels(claimed.block).observe(max(0.0, float(waited)))
     events.emit(

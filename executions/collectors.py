@@ -28,7 +28,7 @@ class ActiveExecutionsCollector(Collector):
             "Graph executions not yet ended, by status",
             labels=["status"],
         )
-        counts = dict.fromkeys(("QUEUED", "RUNNING", "PAUSED"), 0)
+        counts = dict.fromkeys(("QUEUED", "RUNNING", "PAUSED", "REVIEW"), 0)
         for row in (
             GraphExecution.objects.filter(status__in=list(counts))
             .values("status")

@@ -16,7 +16,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from . import dispatch, events
-from .engine import Status
+from .engine import Status, awaits_review
 from .finishing import execution_finish
 from .limits import reserve_node_executions
 from .models import GraphExecution, NodeExecution
@@ -25,6 +25,7 @@ from .propagation import Propagation, Queued, outputs_of_rows, propagate
 from .settling import settle
 from .slots import slot_free
 from .transitions import move
+from .waits import to_review, wakes_of_paused_run
 
 log = logging.getLogger(__name__)
 
@@ -72,17 +73,17 @@ def execution_cancel(execution_id, *, reason: str = "cancelled by its user") -> 
 def execution_pause(execution_id) -> None:
     """Nothing new starts; running nodes finish. The deadline stops running meanwhile."""
     with transaction.atomic():
-        moved = move(
-            GraphExecution.objects.filter(id=execution_id),
-            Status.RUNNING,
-            Status.PAUSED,
-            paused_at=timezone.now(),
+        runs = GraphExecution.objects.filter(id=execution_id)
+        # A run in REVIEW has its clock stopped since it got there.
+        moved = move(runs, Status.RUNNING, Status.PAUSED, paused_at=timezone.now()) or move(
+            runs, Status.REVIEW, Status.PAUSED
         )
         if moved:
             events.emit_run(execution_id)
     if not moved:
         raise ConflictingState(
-            f"only a running run can be paused; this one is {_status(execution_id)}"
+            f"only a running run (or one in review) can be paused; this one is "
+            f"{_status(execution_id)}"
         )
 
 
@@ -126,6 +127,9 @@ def _unpause(execution: GraphExecution) -> None:
     )
     events.emit_run(execution.pk)
     redispatch_queued(execution.pk, execution.graph_version_id)
+    wakes_of_paused_run(execution.pk, execution.graph_version_id)
+    if awaits_review(execution.active_count, execution.parked_count, execution.review_count):
+        to_review(execution.pk)  # nothing but reviews to go on with
 
 
 def redispatch_queued(execution_id, version_id: int, *, older_than=None) -> int:
@@ -224,6 +228,8 @@ def _reopen(execution: GraphExecution) -> None:
         outputs={},
         stats={},
         active_count=0,
+        parked_count=0,
+        review_count=0,
         unhandled_error_count=0,
         paused_at=None,
         deadline=now + timedelta(seconds=execution.time_limit),

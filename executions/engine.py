@@ -25,17 +25,28 @@ class Status(StrEnum):
     QUEUED = "QUEUED"
     RUNNING = "RUNNING"
     PAUSED = "PAUSED"
+    # A node parked without a worker until its wait is decided (waits.py): WAITING for a
+    # child run, a timer or an event, REVIEW for a person. A run is REVIEW while only
+    # reviews and other waits are left (nothing queued or running).
+    WAITING = "WAITING"
+    REVIEW = "REVIEW"
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
 
 
 TERMINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
+PARKED = frozenset({Status.WAITING, Status.REVIEW})
 
 NODE_TRANSITIONS: dict[str, frozenset[str]] = {
     Status.INCOMPLETE: frozenset({Status.QUEUED, Status.CANCELLED}),
     Status.QUEUED: frozenset({Status.RUNNING, Status.CANCELLED, Status.FAILED}),
-    Status.RUNNING: frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED}),
+    Status.RUNNING: frozenset(
+        {Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.WAITING, Status.REVIEW}
+    ),
+    # Woken: claimed back to RUNNING by a worker, which resumes the block.
+    Status.WAITING: frozenset({Status.RUNNING, Status.CANCELLED}),
+    Status.REVIEW: frozenset({Status.RUNNING, Status.CANCELLED}),
     Status.COMPLETED: frozenset(),
     Status.FAILED: frozenset(),
     Status.CANCELLED: frozenset(),
@@ -43,8 +54,12 @@ NODE_TRANSITIONS: dict[str, frozenset[str]] = {
 
 GRAPH_TRANSITIONS: dict[str, frozenset[str]] = {
     Status.QUEUED: frozenset({Status.RUNNING, Status.FAILED, Status.CANCELLED}),
-    Status.RUNNING: frozenset({Status.PAUSED, Status.COMPLETED, Status.FAILED, Status.CANCELLED}),
+    Status.RUNNING: frozenset(
+        {Status.PAUSED, Status.REVIEW, Status.COMPLETED, Status.FAILED, Status.CANCELLED}
+    ),
     Status.PAUSED: frozenset({Status.RUNNING, Status.CANCELLED, Status.FAILED}),
+    # Its clock stops, as when paused: a person may take days.
+    Status.REVIEW: frozenset({Status.RUNNING, Status.PAUSED, Status.CANCELLED, Status.FAILED}),
     # Terminal, except that resuming a FAILED or CANCELLED run re-opens it.
     Status.COMPLETED: frozenset(),
     Status.FAILED: frozenset({Status.QUEUED}),
@@ -125,11 +140,14 @@ class Plan:
     out_links: dict[str, list[LinkSpec]]
     in_links: dict[str, list[LinkSpec]]
     starting_nodes: list[str]
+    # The graph's safe mode: sensitive nodes wait for a person's approval (safe_mode.py).
+    safe_mode: bool = False
 
     @classmethod
     def build(
-        cls, nodes: Iterable[NodeSpec], links: Iterable[LinkSpec], static_blocks: set[str]
-    ) -> Plan:
+        cls, nodes: Iterable[NodeSpec], links: Iterable[LinkSpec], static_blocks: set[str],
+        safe_mode: bool = False,
+    ) -> Plan:  # fmt: skip
         node_map = {n.id: n for n in nodes}
         out_links: dict[str, list[LinkSpec]] = {nid: [] for nid in node_map}
         in_links: dict[str, list[LinkSpec]] = {nid: [] for nid in node_map}
@@ -144,7 +162,7 @@ class Plan:
         starting = [
             nid for nid, node in node_map.items() if node.block == "input" or not in_links[nid]
         ]
-        return cls(node_map, out_links, in_links, starting)
+        return cls(node_map, out_links, in_links, starting, safe_mode)
 
     def linked_pins(self, node_id: str) -> frozenset[str]:
         return frozenset(link.sink_name for link in self.in_links[node_id])
@@ -264,6 +282,12 @@ def group_for_fan_in(plan: Plan, ready: list[tuple[Any, str]]) -> list[list[Any]
 
 
 # --- end of a run ---------------------------------------------------------------------------
+
+
+def awaits_review(active: int, parked: int, reviews: int) -> bool:
+    """Whether a running run is only waiting for people: everything still active (queued,
+    running, parked, pending joins) is parked, and at least one parked node is a review."""
+    return reviews > 0 and 0 < active <= parked
 
 
 def final_status(unhandled_errors: int) -> str:

@@ -1,7 +1,7 @@
 """The end of a run: its terminal status, outputs and stats, what it stops, who is told.
 
-A sub-graph run that ends has its parent's waiting node completed by a task of its own
-(dispatch.child_ended), after this transaction commits."""
+A sub-graph run that ends wakes its parent's waiting node by a task of its own
+(dispatch.child_ended, then waits.child_ended), after this transaction commits."""
 
 from __future__ import annotations
 
@@ -26,8 +26,9 @@ from .models import GraphExecution, NodeExecution
 from .slots import slot_freed
 from .stats import execution_stats
 from .transitions import move
+from .waits import waits_of_ended_run
 
-ACTIVE = [Status.QUEUED, Status.RUNNING, Status.PAUSED]
+ACTIVE = [Status.QUEUED, Status.RUNNING, Status.PAUSED, Status.REVIEW]
 
 
 def execution_finish(
@@ -53,6 +54,9 @@ def execution_finish(
             ended_at=now,
             error=error,
             active_count=0,  # nothing of an ended run is active (late settles keep it so)
+            parked_count=0,
+            review_count=0,
+            paused_at=None,
         )
         if not moved:
             return False
@@ -61,7 +65,11 @@ def execution_finish(
         if owner[1] == 0:  # a slot is free: the user's waiting runs may start
             slot_freed(owner[0])
         nodes = NodeExecution.objects.filter(execution_id=execution_id)
-        stopping = [Status.QUEUED]
+        # Parked nodes hold nothing to finish: they stop with the run, their waits with them.
+        stopping = [Status.QUEUED, Status.WAITING, Status.REVIEW]
+        waits_of_ended_run(
+            execution_id, f"the run ended {status}" + (f": {error}" if error else "")
+        )
         if stop_running:
             stopping += [Status.RUNNING, Status.INCOMPLETE]
         stopped = list(
@@ -109,7 +117,7 @@ def execution_finish(
 def _still_waiting(node_execution_id: int) -> bool:
     """Whether the node that started a sub-graph run still waits for it (a cancelled parent
     stopped it in this same transaction)."""
-    return NodeExecution.objects.filter(id=node_execution_id, status=Status.RUNNING).exists()
+    return NodeExecution.objects.filter(id=node_execution_id, status=Status.WAITING).exists()
 
 
 def _notify_run_ended(execution: GraphExecution) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db import transaction
 
 from . import events
-from .engine import TERMINAL, Status
+from .engine import PARKED, TERMINAL, Status
 from .models import GraphExecution, NodeExecution
 from .plans import plan_for_version
 from .propagation import outputs_of_rows, propagate
@@ -25,20 +25,28 @@ def chord_join(execution_id, version_id: int, member_ids: list[int]) -> None:
         return
     rows = {
         r["id"]: r
-        for r in NodeExecution.objects.filter(id__in=member_ids).values(
+        for r in NodeExecution.objects.filter(id__in=member_ids, join_id__isnull=False).values(
             "id", "node_id", "status", "output_data"
         )
     }
     if any(r["status"] in (Status.QUEUED, Status.RUNNING) for r in rows.values()):
         raise JoinNotReady(execution_id)
+    parked = [i for i, r in rows.items() if r["status"] in PARKED]
     plan = plan_for_version(version_id)
     with transaction.atomic():
+        # Members parked in a wait (waits.py) leave the chord: each carries its own outputs
+        # downstream once resumed. One woken meanwhile is running again: wait for it.
+        left = NodeExecution.objects.filter(id__in=parked, status__in=list(PARKED)).update(
+            join_id=None
+        )
+        if left < len(parked):
+            raise JoinNotReady(execution_id)
         claimed = set(
-            NodeExecution.objects.filter(id__in=member_ids, propagated=False)
+            NodeExecution.objects.filter(id__in=member_ids, propagated=False, join_id__isnull=False)
             .select_for_update()
             .values_list("id", flat=True)
         )
-        if not claimed:
+        if not claimed and not left:
             return
         NodeExecution.objects.filter(id__in=claimed).update(propagated=True)
         members = [rows[i] for i in member_ids if i in claimed]

@@ -15,6 +15,8 @@ NODE_STATUSES = [
         Status.INCOMPLETE,
         Status.QUEUED,
         Status.RUNNING,
+        Status.WAITING,
+        Status.REVIEW,
         Status.COMPLETED,
         Status.FAILED,
         Status.CANCELLED,
@@ -26,6 +28,7 @@ GRAPH_STATUSES = [
         Status.QUEUED,
         Status.RUNNING,
         Status.PAUSED,
+        Status.REVIEW,
         Status.COMPLETED,
         Status.FAILED,
         Status.CANCELLED,
@@ -85,6 +88,11 @@ class GraphExecution(models.Model):
         related_name="executions",
     )
     active_count = models.IntegerField(default=0)
+    # Of the active count, node executions parked (WAITING or REVIEW with an undecided wait),
+    # and of those, reviews: the run is REVIEW when all that is active is parked and a
+    # review is among it (engine.awaits_review). Changed with active_count, by F().
+    parked_count = models.IntegerField(default=0)
+    review_count = models.IntegerField(default=0)
     unhandled_error_count = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -155,6 +163,75 @@ class NodeExecution(models.Model):
 
     def __str__(self):
         return f"{self.node_id} #{self.pk} ({self.status})"
+
+
+class Wait(models.Model):
+    """What a parked node execution waits for (waits.py): a child run, a timer, an event, or
+    a person's review (a block's, or safe mode's approval before a sensitive node runs).
+    Decided once, by compare-and-set from `pending`; then the node is claimed back by a
+    worker, which resumes its block with the decision (the node's latest wait)."""
+
+    class Kind(models.TextChoices):
+        SUBGRAPH = "subgraph"
+        TIMER = "timer"
+        EVENT = "event"
+        REVIEW = "review"  # a human_review node: the reviewer may approve edited data
+        APPROVAL = "approval"  # safe mode: may this sensitive node run with these inputs?
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        APPROVED = "approved"
+        REJECTED = "rejected"
+        TIMED_OUT = "timed_out"
+        WOKEN = "woken"  # its child run ended, its timer fired, its event came
+        CANCELLED = "cancelled"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    node_execution = models.ForeignKey(NodeExecution, on_delete=models.CASCADE, related_name="+")
+    execution = models.ForeignKey(GraphExecution, on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    node_id = models.CharField(max_length=64)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    status = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    # An event's key; a sub-graph wait's child run.
+    key = models.CharField(max_length=200, blank=True, default="")
+    child_execution_id = models.UUIDField(null=True, blank=True)
+    # A review: what to decide on, the instructions, whether the data may be edited, and
+    # what its deadline decides (approve, reject or fail).
+    data = models.JSONField(null=True, blank=True)
+    message = models.TextField(blank=True, default="")
+    editable = models.BooleanField(default=False)
+    on_timeout = models.CharField(max_length=8, blank=True, default="fail")
+    # When the watchdog decides it `timed_out` (a timer's is its time; null: never).
+    deadline = models.DateTimeField(null=True, blank=True)
+    # What the decision carries to the block: edited data, the event's payload, the child
+    # run's end; and the reviewer's message.
+    payload = models.JSONField(null=True, blank=True)
+    response = models.TextField(blank=True, default="")
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["node_execution", "-created_at"]),
+            models.Index(
+                fields=["deadline"], condition=models.Q(status="pending"), name="wait_deadline"
+            ),
+            models.Index(
+                fields=["user", "key"],
+                condition=models.Q(status="pending", kind="event"),
+                name="wait_event_key",
+            ),
+            models.Index(fields=["user", "kind", "status", "-created_at"]),
+            models.Index(fields=["execution", "status"]),
+        ]
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.kind} wait of {self.node_id} ({self.status})"
 
 
 class StaticInput(models.Model):

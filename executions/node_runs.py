@@ -18,13 +18,14 @@ from credits.costs import price_of
 from credits.services import InsufficientCredits, charge_node_run
 
 from . import quotas
-from .block_runs import block_run
+from .block_runs import Outcome, block_run
 from .budgets import retry_delay
 from .claims import ClaimedNode, just_started, log_duplicate_delivery, node_claim
 from .engine import Status
 from .leases import NodeLease
 from .models import NodeExecution
 from .recording import node_complete, node_fail_unpaid
+from .safe_mode import approval_needed, refused_in_review
 from .stopping import working_on
 
 
@@ -66,6 +67,12 @@ def _process(node_execution_id: int, take_over: bool, worker: str) -> None:
             if take_over:
                 log_duplicate_delivery(node_execution_id)
             return
+        if approval_needed(claimed):
+            return  # parked for a person's approval (safe mode): nothing ran, nothing charged
+        refused = refused_in_review(claimed)
+        if refused:
+            node_complete(claimed, Outcome(error=refused), lease)
+            return
         over_budget = quotas.budget_left(claimed.user_id)
         if over_budget:
             node_fail_unpaid(claimed, over_budget)
@@ -79,8 +86,8 @@ def _process(node_execution_id: int, take_over: bool, worker: str) -> None:
         outcome = block_run(claimed)
         quotas.count(claimed.user_id, outcome.seconds)
         metrics.NODE_RUN_SECONDS.labels(claimed.block).observe(outcome.seconds)
-        if outcome.child_execution_id is not None:
-            return  # the child's end completes this node
+        if outcome.parked:
+            return  # parked: its wait's decision resumes it (waits.py)
         if outcome.transient and claimed.retries_left > 0:
             raise RetryNode(
                 retry_delay(

@@ -12,7 +12,7 @@ from collections import OrderedDict
 from django.conf import settings
 
 from blocks.registry import all_blocks
-from graphs.models import Link, Node
+from graphs.models import GraphVersion, Link, Node
 
 from .engine import LinkSpec, NodeSpec, Plan
 
@@ -74,4 +74,5 @@ def _compile(version_id: int) -> Plan:
         .values_list("source_id", "source_name", "sink_id", "sink_name", "is_static")
     ]
     static_blocks = {cls.name for cls in all_blocks() if cls.static_output}
-    return Plan.build(nodes, links, static_blocks)
+    safe_mode = GraphVersion.objects.filter(pk=version_id).values_list("safe_mode", flat=True)
+    return Plan.build(nodes, links, static_blocks, safe_mode=bool(safe_mode and safe_mode[0]))

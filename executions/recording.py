@@ -28,7 +28,7 @@ from .engine import Status
 from .events import node_event
 from .finishing import execution_finish
 from .leases import NodeLease
-from .models import GraphExecution, NodeExecution
+from .models import NodeExecution
 from .plans import plan_for_version
 from .propagation import propagate
 from .settling import settle
@@ -50,45 +50,6 @@ def node_complete(claimed: ClaimedNode, outcome: Outcome, lease: NodeLease | Non
         payer=claimed.payer,
         lease=lease,
         top_level=claimed.depth == 0,
-    )
-
-
-def node_complete_from_child(node_execution_id: int, child_execution_id) -> None:
-    """A sub-graph run ended: its agent_executor node re-yields each output value on the pin
-    of that name, or fails with the child's error. Once: recording moves the node from
-    RUNNING only once."""
-    child = GraphExecution.objects.filter(pk=child_execution_id).first()
-    if child is None:
-        return
-    row = (
-        NodeExecution.objects.filter(id=node_execution_id)
-        .values(
-            "execution_id",
-            "node_id",
-            "block",
-            "join_id",
-            "execution__graph_version_id",
-            "execution__depth",
-        )
-        .first()
-    )
-    if row is None:
-        return
-    outcome = Outcome()
-    if child.status == Status.COMPLETED:
-        outcome.outputs = [(name, v) for name, values in child.outputs.items() for v in values]
-    else:
-        outcome.error = f"sub-graph run {child.pk} ended {child.status}: {child.error or ''}"
-    record_result(
-        row["execution_id"],
-        row["execution__graph_version_id"],
-        node_execution_id,
-        row["node_id"],
-        row["block"],
-        row["join_id"] is not None,
-        outcome,
-        payer=None,
-        top_level=row["execution__depth"] == 0,
     )
 
 

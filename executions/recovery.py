@@ -26,9 +26,9 @@ from common import metrics
 from credits.selectors import open_token_holds
 from credits.tokens import token_hold_release
 
-from . import dispatch
+from . import dispatch, waits
 from .control import redispatch_queued
-from .engine import TERMINAL, Status
+from .engine import PARKED, TERMINAL, Status
 from .finishing import execution_finish
 from .leases import NodeLease, lease_exists
 from .models import GraphExecution, NodeExecution, Recovery
@@ -86,6 +86,17 @@ def watchdog() -> dict[str, int]:
         each(run.pk, "queued", lambda run=run: _redispatch(run, stalled_since))
         each(run.pk, "join", lambda run=run: _redrive_joins(run, stalled_since))
         each(run.pk, "orphan", lambda run=run: _redrive_orphans(run, stalled_since))
+    # Parked nodes: waits past their deadline are decided (a durable timer fires here), and
+    # a decided wait whose wake message was lost is sent again.
+    for kind, step in (
+        ("waits", waits.waits_past_deadline),
+        ("wakes", lambda: waits.wakes_lost(stalled_since)),
+    ):
+        try:
+            counts[kind] = step()
+        except Exception:
+            log.exception("watchdog: the %s step failed", kind)
+            counts["failed"] += 1
     try:
         counts["tokens"] = _release_dead_token_holds()
     except Exception:
@@ -132,7 +143,8 @@ def _redrive_joins(run: GraphExecution, stalled_since) -> int:
     driven = 0
     for group in groups:
         members = list(
-            NodeExecution.objects.filter(join_id=group["join_id"], ended_at__lt=stalled_since)
+            NodeExecution.objects.filter(join_id=group["join_id"])
+            .filter(Q(ended_at__lt=stalled_since) | Q(status__in=list(PARKED)))
             .order_by("id")
             .values_list("id", flat=True)
         )

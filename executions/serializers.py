@@ -55,3 +55,44 @@ class ExecutionSerializer(serializers.Serializer):
     node_executions_next = serializers.CharField(
         allow_null=True, required=False, help_text="the next page of node executions"
     )
+
+
+class ReviewSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    kind = serializers.CharField(
+        help_text="review: a human_review node; approval: safe mode, before a sensitive node"
+    )
+    execution_id = serializers.UUIDField()
+    graph_id = serializers.UUIDField(source="execution.graph_id")
+    node_id = serializers.CharField()
+    node_execution_id = serializers.IntegerField()
+    data = serializers.JSONField(help_text="what to decide on (an approval: the node's inputs)")
+    message = serializers.CharField(help_text="the instructions for the reviewer")
+    editable = serializers.BooleanField()
+    status = serializers.CharField(help_text="pending, approved, rejected or timed_out")
+    created_at = serializers.DateTimeField(help_text="waiting since")
+    deadline = serializers.DateTimeField(allow_null=True)
+    decided_at = serializers.DateTimeField(allow_null=True)
+    decision_message = serializers.CharField(source="response", help_text="the reviewer's")
+    edited_data = serializers.SerializerMethodField()
+
+    def get_edited_data(self, review) -> dict | list | str | int | float | bool | None:
+        return review.payload["data"] if isinstance(review.payload, dict) else None
+
+
+class ApproveSerializer(serializers.Serializer):
+    data = serializers.JSONField(required=False, help_text="the edited data (editable only)")
+    message = serializers.CharField(required=False, allow_blank=True, max_length=10_000)
+
+
+class RejectSerializer(serializers.Serializer):
+    message = serializers.CharField(required=False, allow_blank=True, max_length=10_000)
+
+
+class EventSerializer(serializers.Serializer):
+    key = serializers.CharField(max_length=200)
+    payload = serializers.JSONField(required=False, allow_null=True, default=None)
+
+
+class EventWokenSerializer(serializers.Serializer):
+    woken = serializers.IntegerField(help_text="how many waiting nodes it woke")

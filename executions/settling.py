@@ -14,10 +14,11 @@ from django.db import connection
 
 from . import dispatch
 from .dispatch import Queued
-from .engine import Plan, Status, final_status
+from .engine import Plan, Status, awaits_review, final_status
 from .finishing import cancel_queued, execution_finish
 from .models import NodeExecution
 from .propagation import Propagation
+from .waits import to_review
 
 # An ended run has nothing active: its count stays 0 whatever still settles late.
 _SETTLE_SQL = """
@@ -26,7 +27,7 @@ UPDATE executions_graphexecution
                            ELSE active_count + %s END,
        unhandled_error_count = unhandled_error_count + %s, progressed_at = now()
  WHERE id = %s
-RETURNING status, active_count, unhandled_error_count
+RETURNING status, active_count, unhandled_error_count, parked_count, review_count
 """
 
 
@@ -49,8 +50,8 @@ def _counters_booked(added: int, unhandled: int, execution_id, limit_passed) -> 
     """Runs _SETTLE_SQL and reads its row."""
     with connection.cursor() as cursor:
         cursor.execute(_SETTLE_SQL, [added, unhandled, execution_id])
-        status, active, unhandled_total = cursor.fetchone()
-    return Counters(status, active, unhandled_total, limit_passed)
+        status, active, unhandled_total, parked, reviews = cursor.fetchone()
+    return Counters(status, active, unhandled_total, limit_passed, parked, reviews)
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,9 @@ class Counters:
     # Set when what was to be queued would have passed the tree's node limit (limits.py):
     # the message; those executions were not written.
     limit_passed: str | None = None
+    # Of the active units, parked nodes and reviews among them (waits.py).
+    parked: int = 0
+    reviews: int = 0
 
 
 def settle_decide(
@@ -90,6 +94,8 @@ def settle_decide(
         )
         return
     dispatch.send_groups(execution_id, version_id, groups, outbox_row=outbox_row)
+    if awaits_review(counters.active, counters.parked, counters.reviews):
+        to_review(execution_id)
 
 
 def _unhandled_message(execution_id) -> str:

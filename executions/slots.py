@@ -14,7 +14,7 @@ from .models import GraphExecution
 _USER_RUNS_LOCK = 7_302  # advisory lock namespace: one user's run starts take turns
 
 
-OCCUPYING = [Status.RUNNING, Status.PAUSED]
+OCCUPYING = [Status.RUNNING, Status.PAUSED, Status.REVIEW]
 
 
 def slot_free(user_id: int, depth: int) -> bool:

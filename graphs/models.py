@@ -33,6 +33,8 @@ class GraphVersion(models.Model):
     version = models.PositiveIntegerField()
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True, default="")
+    # Sensitive nodes (those that send, post or pay) wait for a person's approval first.
+    safe_mode = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -50,6 +50,7 @@ def version_document(version: GraphVersion) -> dict[str, Any]:
     return {
         "name": version.name,
         "description": version.description,
+        "safe_mode": version.safe_mode,
         "nodes": [
             {
                 "id": n.node_id,

@@ -30,6 +30,11 @@ class GraphDocumentSerializer(serializers.Serializer):
     webhook_url = serializers.URLField(
         required=False, allow_blank=True, help_text="Run notifications are POSTed here, signed."
     )
+    safe_mode = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Each node of a sensitive block waits for a person's approval before it runs.",
+    )
 
 
 class GraphSerializer(GraphDocumentSerializer):

@@ -51,7 +51,11 @@ def graph_delete(*, graph: Graph) -> None:
 
 def _store_version(graph: Graph, number: int, doc: dict[str, Any]) -> GraphVersion:
     version = GraphVersion.objects.create(
-        graph=graph, version=number, name=doc["name"], description=doc["description"]
+        graph=graph,
+        version=number,
+        name=doc["name"],
+        description=doc["description"],
+        safe_mode=doc["safe_mode"],
     )
     Node.objects.bulk_create(
         Node(
@@ -72,7 +76,7 @@ def _store_version(graph: Graph, number: int, doc: dict[str, Any]) -> GraphVersi
 
 
 def _comparable(doc: dict[str, Any]) -> dict[str, Any]:
-    return {k: doc[k] for k in ("name", "description", "nodes", "links")}
+    return {k: doc[k] for k in ("name", "description", "safe_mode", "nodes", "links")}
 
 
 # Preset fields a client writes.

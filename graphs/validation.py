@@ -84,6 +84,9 @@ def validate_document(doc: Any) -> dict[str, Any]:
         or (webhook_url and urlsplit(webhook_url).scheme not in ("http", "https"))
     ):
         problems.add("webhook_url must be an http(s) URL", field="webhook_url")
+    safe_mode = doc.get("safe_mode", False)
+    if not isinstance(safe_mode, bool):
+        problems.add("safe_mode must be true or false", field="safe_mode")
     nodes = _check_nodes(raw_nodes, problems)
     links = _check_links(raw_links, nodes, problems)
     if not problems.items:
@@ -96,6 +99,7 @@ def validate_document(doc: Any) -> dict[str, Any]:
         "nodes": list(nodes.values()),
         "links": links,
         "webhook_url": webhook_url,
+        "safe_mode": safe_mode,
     }
 
 

@@ -10,6 +10,7 @@ class Notification(models.Model):
         RUN_FAILED = "RUN_FAILED"
         LOW_BALANCE = "LOW_BALANCE"
         ZERO_BALANCE = "ZERO_BALANCE"
+        REVIEW_REQUESTED = "REVIEW_REQUESTED"
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications"

@@ -151,10 +151,27 @@ def test_fan_in_groups_only_executions_sharing_a_downstream_node():
 
 
 def test_transitions_are_enforced_as_compare_and_set_sources():
-    assert sources_for(NODE_TRANSITIONS, Status.RUNNING) == [Status.QUEUED]
+    # a node runs from the queue, or again once its wait is decided (parked, then woken)
+    assert sources_for(NODE_TRANSITIONS, Status.RUNNING) == [
+        Status.QUEUED,
+        Status.REVIEW,
+        Status.WAITING,
+    ]
+    assert sources_for(NODE_TRANSITIONS, Status.WAITING) == [Status.RUNNING]
+    assert Status.COMPLETED not in NODE_TRANSITIONS[Status.WAITING]  # it runs to complete
     assert Status.COMPLETED not in sources_for(NODE_TRANSITIONS, Status.QUEUED)
     assert sources_for(GRAPH_TRANSITIONS, Status.QUEUED) == [Status.CANCELLED, Status.FAILED]
     assert NODE_TRANSITIONS[Status.COMPLETED] == frozenset()
+
+
+def test_a_run_awaits_review_only_when_all_that_is_active_is_parked_with_a_review():
+    from executions.engine import awaits_review
+
+    assert awaits_review(active=1, parked=1, reviews=1)
+    assert awaits_review(active=3, parked=3, reviews=1)  # a timer and an event wait too
+    assert not awaits_review(active=2, parked=1, reviews=1)  # something still runs
+    assert not awaits_review(active=2, parked=2, reviews=0)  # only timers or events
+    assert not awaits_review(active=0, parked=0, reviews=0)
 
 
 def test_final_status_and_outputs():

@@ -2,18 +2,19 @@
 
 from typing import Any
 
-from blocks.base import Block, BlockSchema, Field
+from blocks.base import Block, BlockError, BlockSchema, Field
 
 
 class AgentExecutorBlock(Block):
-    """Starts the child run and leaves: the node waits without holding a worker, and the
-    child's end completes it, re-yielding each child output value on the pin of that name.
-    Stopping the parent stops the child; the child's cost counts in the parent's stats."""
+    """Starts the child run and parks: the node waits without holding a worker, and the
+    child's end resumes it, re-yielding each child output value on the pin of that name (or
+    failing with the child's error). Stopping the parent stops the child; the child's cost
+    counts in the parent's stats."""
 
     name = "agent_executor"
     description = "Runs another of your graphs as a sub-graph; outputs come out by name."
     category = "agent"
-    # Waiting for the child holds no worker; the node's time limit still bounds the wait.
+    # Bounds starting the child; the wait for it is bounded by the child's own time limit.
     timeout = 3600
     # Credentials in `inputs` reach the child sealed; the child's worker resolves them.
     hands_on_credentials = True
@@ -33,3 +34,14 @@ class AgentExecutorBlock(Block):
     def run(self, data, ctx):
         ctx.start_subgraph(data.graph_id, data.graph_version, data.inputs)
         yield  # not reached (the node waits for the child); a generator, like every block
+
+    def resume(self, data, wake, ctx):
+        child = wake.payload or {}
+        if child.get("status") != "COMPLETED":
+            raise BlockError(
+                f"sub-graph run {child.get('execution_id')} ended {child.get('status')}: "
+                f"{child.get('error') or ''}"
+            )
+        for name, values in (child.get("outputs") or {}).items():
+            for value in values:
+                yield name, value

@@ -29,6 +29,11 @@ class HttpRequestBlock(Block):
     # POST to a payment API must not be sent twice. A refused connection sent nothing.
     max_retries = 3
 
+    @classmethod
+    def is_sensitive(cls, input_data):
+        """Anything but reading (GET, HEAD, OPTIONS) acts on the far side: sensitive."""
+        return str(input_data.get("method") or "GET").upper() not in ("GET", "HEAD", "OPTIONS")
+
     class Input(BlockSchema):
         url: str = Field(min_length=1, max_length=8192, description="http(s) URL")
         method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"] = "GET"

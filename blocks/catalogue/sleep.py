@@ -3,10 +3,14 @@ from typing import Any
 
 from django.conf import settings
 
-from blocks.base import Block, BlockError, BlockSchema, Field
+from blocks.base import Block, BlockError, BlockSchema, Field, WaitFor
 
 
 class SleepBlock(Block):
+    """A wait longer than BLOCK_SLEEP_DURABLE_SECONDS parks the node (no worker) and the
+    watchdog wakes it at its time, within a watchdog interval; shorter ones sleep in the
+    worker, to the millisecond."""
+
     name = "sleep"
     description = "Waits the given seconds, then passes `value` on."
     category = "logic"
@@ -25,5 +29,10 @@ class SleepBlock(Block):
         cap = settings.BLOCK_SLEEP_MAX_SECONDS
         if data.seconds > cap:
             raise BlockError(f"sleep of {data.seconds} s is over the limit of {cap} s")
+        if data.seconds > settings.BLOCK_SLEEP_DURABLE_SECONDS:
+            ctx.wait_for(WaitFor("timer", seconds=data.seconds))
         time.sleep(data.seconds)
+        yield "output", data.value
+
+    def resume(self, data, wake, ctx):
         yield "output", data.value
