@@ -8,8 +8,10 @@ from credits.services import InsufficientCredits
 from graphs.validation import GraphInvalid
 
 from . import control
-from .models import GraphExecution, NodeExecution, OutboxMessage, Recovery
+from .models import GraphExecution, NodeExecution, OutboxMessage, Recovery, Wait
+from .reviews import ReviewDecided, review_decide
 from .runs import execution_create
+from .waits import REVIEW_KINDS
 
 
 def _duration(start, end) -> str:
@@ -171,6 +173,79 @@ class OutboxMessageAdmin(admin.ModelAdmin):
     list_display = ("id", "created_at", "kind")
     list_filter = ("kind",)
     readonly_fields = ("kind", "body", "created_at")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class PendingReviews(admin.SimpleListFilter):
+    """The inbox: reviews nobody decided yet (the default view)."""
+
+    title = "inbox"
+    parameter_name = "inbox"
+
+    def lookups(self, request, model_admin):
+        return [("pending", "Reviews to decide"), ("all", "Every wait")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "all":
+            return queryset
+        return queryset.filter(kind__in=REVIEW_KINDS, status=Wait.State.PENDING)
+
+    def choices(self, changelist):
+        for lookup, title in self.lookup_choices:
+            selected = self.value() == lookup or (self.value() is None and lookup == "pending")
+            yield {
+                "selected": selected,
+                "query_string": changelist.get_query_string({self.parameter_name: lookup}),
+                "display": title,
+            }
+
+
+@admin.register(Wait)
+class WaitAdmin(admin.ModelAdmin):
+    """Parked nodes and the review inbox: approve or reject the selected reviews."""
+
+    list_display = ("node_id", "kind", "status", "user", "execution", "created_at", "deadline")
+    list_filter = (PendingReviews, "kind", "status")
+    search_fields = ("node_id", "key", "execution__id")
+    fields = (
+        "execution", "node_execution", "node_id", "user", "kind", "status", "key",
+        "message", "data_pretty", "editable", "on_timeout", "deadline", "payload_pretty",
+        "response", "decided_by", "created_at", "decided_at",
+    )  # fmt: skip
+    readonly_fields = fields
+    actions = ["approve", "reject"]
+
+    @admin.display(description="data")
+    def data_pretty(self, obj):
+        return pretty_json(obj.data)
+
+    @admin.display(description="decision payload")
+    def payload_pretty(self, obj):
+        return pretty_json(obj.payload)
+
+    @admin.action(description="Approve the selected reviews")
+    def approve(self, request, queryset):
+        self._decide(request, queryset, approve=True)
+
+    @admin.action(description="Reject the selected reviews")
+    def reject(self, request, queryset):
+        self._decide(request, queryset, approve=False)
+
+    def _decide(self, request, queryset, *, approve: bool) -> None:
+        decided = 0
+        for review in queryset.filter(kind__in=REVIEW_KINDS):
+            try:
+                review_decide(review=review, user=request.user, approve=approve)
+                decided += 1
+            except ReviewDecided as exc:
+                self.message_user(request, f"{review.node_id}: {exc}", messages.WARNING)
+        verb = "approved" if approve else "rejected"
+        self.message_user(request, f"{decided} review(s) {verb}.", messages.SUCCESS)
 
     def has_add_permission(self, request):
         return False

@@ -11,7 +11,7 @@ from common.api import rendered
 from common.pagination import Pagination, paginated
 
 from .models import Wait
-from .reviews import UNSET, event_post, review_decide, review_get, reviews_of
+from .reviews import UNSET, event_post, review_decide, review_get, review_record, reviews_of
 from .serializers import (
     ApproveSerializer,
     EventSerializer,
@@ -52,15 +52,16 @@ class ReviewListApi(APIView):
             raise ValidationError(filtered.errors)
         paginator = Pagination()
         page = paginator.paginate_queryset(filtered.qs, request, view=self)
-        return paginator.get_paginated_response(rendered(ReviewSerializer, page, many=True))
+        return paginator.get_paginated_response(
+            rendered(ReviewSerializer, [review_record(r) for r in page], many=True)
+        )
 
 
 class ReviewDetailApi(APIView):
     @extend_schema(responses={200: ReviewSerializer})
     def get(self, request, review_id):
-        return Response(
-            rendered(ReviewSerializer, review_get(user=request.user, review_id=review_id))
-        )
+        review = review_get(user=request.user, review_id=review_id)
+        return Response(rendered(ReviewSerializer, review_record(review)))
 
 
 class ReviewApproveApi(APIView):
@@ -78,7 +79,7 @@ class ReviewApproveApi(APIView):
             data=body.validated_data.get("data", UNSET),
             message=body.validated_data.get("message", ""),
         )
-        return Response(rendered(ReviewSerializer, decided))
+        return Response(rendered(ReviewSerializer, review_record(decided)))
 
 
 class ReviewRejectApi(APIView):
@@ -95,7 +96,7 @@ class ReviewRejectApi(APIView):
             approve=False,
             message=body.validated_data.get("message", ""),
         )
-        return Response(rendered(ReviewSerializer, decided))
+        return Response(rendered(ReviewSerializer, review_record(decided)))
 
 
 class EventApi(APIView):

@@ -35,6 +35,28 @@ def reviews_of(user, *, status: str | None = None) -> QuerySet[Wait]:
     return reviews.filter(status=status) if status else reviews
 
 
+def review_record(review: Wait) -> dict[str, Any]:
+    """A review as the API shows it (serializers.ReviewSerializer)."""
+    edited = isinstance(review.payload, dict) and "data" in review.payload
+    return {
+        "id": review.pk,
+        "kind": review.kind,
+        "execution_id": review.execution_id,
+        "graph_id": review.execution.graph_id,
+        "node_id": review.node_id,
+        "node_execution_id": review.node_execution_id,
+        "data": review.data,
+        "message": review.message,
+        "editable": review.editable,
+        "status": review.status,
+        "created_at": review.created_at,
+        "deadline": review.deadline,
+        "decided_at": review.decided_at,
+        "decision_message": review.response,
+        "edited_data": review.payload["data"] if edited else None,
+    }
+
+
 def review_get(*, user, review_id) -> Wait:
     """The review, if the user may see and decide it (its run's owner, or staff); else 404."""
     reviews = Wait.objects.filter(pk=review_id, kind__in=REVIEW_KINDS).select_related("execution")
@@ -69,7 +91,7 @@ def review_decide(
     if decided is None:
         status = Wait.objects.values_list("status", flat=True).get(pk=review.pk)
         raise ReviewDecided(f"this review was decided already: {status}")
-    return decided
+    return Wait.objects.select_related("execution").get(pk=decided.pk)
 
 
 def event_post(*, user, key: str, payload: Any) -> int:

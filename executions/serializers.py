@@ -63,7 +63,7 @@ class ReviewSerializer(serializers.Serializer):
         help_text="review: a human_review node; approval: safe mode, before a sensitive node"
     )
     execution_id = serializers.UUIDField()
-    graph_id = serializers.UUIDField(source="execution.graph_id")
+    graph_id = serializers.UUIDField()
     node_id = serializers.CharField()
     node_execution_id = serializers.IntegerField()
     data = serializers.JSONField(help_text="what to decide on (an approval: the node's inputs)")
@@ -73,11 +73,10 @@ class ReviewSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField(help_text="waiting since")
     deadline = serializers.DateTimeField(allow_null=True)
     decided_at = serializers.DateTimeField(allow_null=True)
-    decision_message = serializers.CharField(source="response", help_text="the reviewer's")
-    edited_data = serializers.SerializerMethodField()
-
-    def get_edited_data(self, review) -> dict | list | str | int | float | bool | None:
-        return review.payload["data"] if isinstance(review.payload, dict) else None
+    decision_message = serializers.CharField(help_text="the reviewer's message")
+    edited_data = serializers.JSONField(
+        allow_null=True, help_text="the reviewer's version of `data`, if they edited it"
+    )
 
 
 class ApproveSerializer(serializers.Serializer):

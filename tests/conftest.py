@@ -161,7 +161,7 @@ def worker(celery_worker_process, transactional_db):
     from executions.control import ConflictingState, execution_cancel
     from executions.models import GraphExecution
 
-    active = GraphExecution.objects.filter(status__in=["QUEUED", "RUNNING", "PAUSED"])
+    active = GraphExecution.objects.filter(status__in=["QUEUED", "RUNNING", "PAUSED", "REVIEW"])
     deadline = time.monotonic() + 5
     while active.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
