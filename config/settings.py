@@ -34,9 +34,8 @@ FLOWER_PORT = env.int("FLOWER_PORT", default=5555)
 FLOWER_ADDRESS = env.str("FLOWER_ADDRESS", default="127.0.0.1")
 FLOWER_DB = env.str("FLOWER_DB", default=str(BASE_DIR / ".local" / "flower.db"))
 
-# Fernet keys for users' credentials, newest first (credentials/crypto.py; rotation in the
-# README). Generate one with:
-#   python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"
+# Fernet keys for users' credentials, newest first (credentials/crypto.py; rotation and how
+# to generate one in the README).
 DEV_CREDENTIALS_KEY = "bG9jYWwtZGV2ZWxvcG1lbnQtb25seS1ub3QtYS1rZXk="
 CREDENTIALS_ENCRYPTION_KEYS = env.list(
     "CREDENTIALS_ENCRYPTION_KEYS", default=[] if PRODUCTION else [DEV_CREDENTIALS_KEY]
@@ -266,8 +265,7 @@ ENGINE_MAX_DEPTH = env.int("ENGINE_MAX_DEPTH", default=5)
 # A worker holds a lease on each node it runs, renewed while it runs; a redelivered task
 # starts the node again only once the lease has lapsed (its worker is gone).
 ENGINE_NODE_LEASE_SECONDS = env.int("ENGINE_NODE_LEASE_SECONDS", default=30)
-# The watchdog re-drives runs that made no progress for this long; it runs every
-# ENGINE_WATCHDOG_INTERVAL seconds (beat).
+# The watchdog (every ENGINE_WATCHDOG_INTERVAL s, beat) re-drives runs stalled this long.
 ENGINE_STALL_SECONDS = env.int("ENGINE_STALL_SECONDS", default=60)
 ENGINE_WATCHDOG_INTERVAL = env.int("ENGINE_WATCHDOG_INTERVAL", default=15)
 # Messages a commit decided to publish and the broker has not taken after this many seconds
@@ -284,8 +282,8 @@ ENGINE_MAX_NODE_OUTPUT_BYTES = env.int("ENGINE_MAX_NODE_OUTPUT_BYTES", default=8
 ENGINE_MAX_NODE_YIELDS = env.int("ENGINE_MAX_NODE_YIELDS", default=20_000)
 # The combined `outputs` of a run (its output nodes' values), in bytes of JSON.
 ENGINE_MAX_RUN_OUTPUT_BYTES = env.int("ENGINE_MAX_RUN_OUTPUT_BYTES", default=16 * 1024 * 1024)
-# Longest `sleep`, in seconds; one longer than BLOCK_SLEEP_DURABLE_SECONDS parks its node
-# (no worker) and the watchdog wakes it. Any parked node's wait ends by ENGINE_MAX_WAIT_SECONDS.
+# Longest `sleep` (s); past BLOCK_SLEEP_DURABLE_SECONDS it parks (no worker) until the watchdog
+# wakes it. A parked node's wait (any kind) ends by ENGINE_MAX_WAIT_SECONDS.
 BLOCK_SLEEP_MAX_SECONDS = env.float("BLOCK_SLEEP_MAX_SECONDS", default=7 * 24 * 3600.0)
 BLOCK_SLEEP_DURABLE_SECONDS = env.float("BLOCK_SLEEP_DURABLE_SECONDS", default=30.0)
 ENGINE_MAX_WAIT_SECONDS = env.int("ENGINE_MAX_WAIT_SECONDS", default=30 * 24 * 3600)
@@ -301,7 +299,6 @@ OUTBOUND_ALLOWED_HOSTS = env.list("OUTBOUND_ALLOWED_HOSTS", default=[])
 OUTBOUND_MAX_RESPONSE_BYTES = env.int("OUTBOUND_MAX_RESPONSE_BYTES", default=10 * 1024 * 1024)
 HTTP_BLOCK_MAX_TIMEOUT = env.float("HTTP_BLOCK_MAX_TIMEOUT", default=120.0)
 HTTP_BLOCK_MAX_RESPONSE_BYTES = env.int("HTTP_BLOCK_MAX_RESPONSE_BYTES", default=4 * 1024 * 1024)
-
 # Node outputs in live events are cut past this many bytes of JSON (the API keeps them whole).
 EVENTS_MAX_VALUE_BYTES = env.int("EVENTS_MAX_VALUE_BYTES", default=16 * 1024)
 

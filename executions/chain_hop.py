@@ -249,13 +249,10 @@ def record_last_node(
     count_and_charge_result(node_id, block, error, payer, seconds, output_data)
     done = node_event(execution_id, ne_id, node_id, ended, outputs=output_data, error=error)
     events.emit(execution_id, [done], lease=lease.dropped_with_event() if lease else None)
-    counters = Counters(
-        row.status,
-        row.active,
-        row.unhandled,
-        parked=row.parked,
-        reviews=row.reviews,  # type: ignore[arg-type]
-    )
+    counters = Counters(  # recorded: every column is set
+        row.status or "", row.active or 0, row.unhandled or 0,
+        parked=row.parked or 0, reviews=row.reviews or 0,
+    )  # fmt: skip
     settle_decide(execution_id, version_id, [], [], counters)
     return True
 

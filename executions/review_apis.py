@@ -45,6 +45,7 @@ class ReviewListApi(APIView):
     @extend_schema(
         parameters=[OpenApiParameter("status", str, enum=[s for s, _ in REVIEW_STATES])],
         responses={200: paginated(ReviewSerializer)},
+        operation_id="reviews_list",
     )
     def get(self, request):
         filtered = ReviewFilter(request.query_params, queryset=reviews_of(request.user))

@@ -37,7 +37,7 @@ def reviews_of(user, *, status: str | None = None) -> QuerySet[Wait]:
 
 def review_record(review: Wait) -> dict[str, Any]:
     """A review as the API shows it (serializers.ReviewSerializer)."""
-    edited = isinstance(review.payload, dict) and "data" in review.payload
+    payload = review.payload if isinstance(review.payload, dict) else {}
     return {
         "id": review.pk,
         "kind": review.kind,
@@ -53,7 +53,7 @@ def review_record(review: Wait) -> dict[str, Any]:
         "deadline": review.deadline,
         "decided_at": review.decided_at,
         "decision_message": review.response,
-        "edited_data": review.payload["data"] if edited else None,
+        "edited_data": payload.get("data"),
     }
 
 

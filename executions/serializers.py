@@ -66,7 +66,9 @@ class ReviewSerializer(serializers.Serializer):
     graph_id = serializers.UUIDField()
     node_id = serializers.CharField()
     node_execution_id = serializers.IntegerField()
-    data = serializers.JSONField(help_text="what to decide on (an approval: the node's inputs)")
+    data = serializers.JSONField(  # type: ignore[assignment]  # the field, not Serializer.data
+        help_text="what to decide on (an approval: the node's inputs)"
+    )
     message = serializers.CharField(help_text="the instructions for the reviewer")
     editable = serializers.BooleanField()
     status = serializers.CharField(help_text="pending, approved, rejected or timed_out")
@@ -80,7 +82,9 @@ class ReviewSerializer(serializers.Serializer):
 
 
 class ApproveSerializer(serializers.Serializer):
-    data = serializers.JSONField(required=False, help_text="the edited data (editable only)")
+    data = serializers.JSONField(  # type: ignore[assignment]  # the field, not Serializer.data
+        required=False, help_text="the edited data (editable only)"
+    )
     message = serializers.CharField(required=False, allow_blank=True, max_length=10_000)
 
 

@@ -320,13 +320,14 @@ def _review_requested(wait: Wait) -> None:
     """The run's owner is told what to decide: in-app, by e-mail when opted in, and on the
     graph's webhook (after commit, like every notification)."""
     run = GraphExecution.objects.values("graph_id").get(pk=wait.execution_id)
-    graph = Graph.objects.filter(pk=run["graph_id"]).values("name", "webhook_url").first() or {}
+    graph = Graph.objects.filter(pk=run["graph_id"]).values("name", "webhook_url").first()
+    name, webhook_url = (graph["name"], graph["webhook_url"]) if graph else ("a graph", "")
     what = "may run" if wait.kind == Wait.Kind.APPROVAL else "review"
     notify(
         user_id=wait.user_id,
         kind=Notification.Kind.REVIEW_REQUESTED,
         message=(
-            f"Run of {graph.get('name', 'a graph')!r} waits for your decision on node "
+            f"Run of {name!r} waits for your decision on node "
             f"{wait.node_id!r} ({what}): {wait.message}"
         ).strip(),
         data={
@@ -337,5 +338,5 @@ def _review_requested(wait: Wait) -> None:
             "data": events.truncate(wait.data)[0],
             "deadline": wait.deadline.isoformat() if wait.deadline else None,
         },
-        webhook_url=graph.get("webhook_url", ""),
+        webhook_url=webhook_url,
     )
