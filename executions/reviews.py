@@ -96,7 +96,12 @@ def review_decide(
 
 def event_post(*, user, key: str, payload: Any) -> int:
     """Wakes the user's nodes waiting for `key` (wait_for_event); how many woke."""
-    return events_deliver(user.pk, key, _storable(payload, "payload"))
+    return event_deliver(user_id=user.pk, key=key, payload=payload)
+
+
+def event_deliver(*, user_id: int, key: str, payload: Any, graph_id=None) -> int:
+    """An event from the API or an event trigger (only `graph_id`'s runs, then)."""
+    return events_deliver(user_id, key, _storable(payload, "payload"), graph_id=graph_id)
 
 
 def _storable(value: Any, name: str) -> Any:

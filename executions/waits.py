@@ -175,13 +175,16 @@ def child_ended(node_execution_id: int, child_execution_id) -> None:
     wait_decide(wait, Wait.State.WOKEN, payload=payload)
 
 
-def events_deliver(user_id: int, key: str, payload: Any) -> int:
-    """POST /api/events/: wakes every pending `wait_for_event` wait of the user's runs on
-    `key` with `payload`; how many woke."""
-    woken = 0
-    for wait_id in Wait.objects.filter(
+def events_deliver(user_id: int, key: str, payload: Any, *, graph_id=None) -> int:
+    """An event: wakes every pending `wait_for_event` wait of the user's runs (of one graph,
+    if given) on `key` with `payload`; how many woke."""
+    waiting = Wait.objects.filter(
         user_id=user_id, kind=Wait.Kind.EVENT, key=key, status=Wait.State.PENDING
-    ).values_list("pk", flat=True):
+    )
+    if graph_id is not None:
+        waiting = waiting.filter(execution__graph_id=graph_id)
+    woken = 0
+    for wait_id in waiting.values_list("pk", flat=True):
         woken += wait_decide(wait_id, Wait.State.WOKEN, payload=payload) is not None
     return woken
 

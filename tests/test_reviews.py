@@ -458,3 +458,47 @@ def test_the_admin_inbox_lists_pending_reviews_and_approves_them(api, user, work
     record = wait_for_run(api, eid)
     assert record["status"] == "COMPLETED" and record["outputs"] == {"paid": [{"amount": 5}]}
     assert Wait.objects.get(pk=review["id"]).decided_by == staff
+
+
+def test_an_event_trigger_wakes_its_graphs_runs_waiting_on_the_key_in_its_payload(
+    api, user, worker, client
+):
+    from .test_triggers import deliver, make_trigger
+
+    graph = create_graph(api, event_graph("order-9"))
+    other_graph = create_graph(api, event_graph("order-9"))
+    assert (
+        api.post(
+            f"/api/graphs/{graph['id']}/triggers/", {"event_key": "x..y"}, format="json"
+        ).status_code
+        == 400
+    )
+    trigger = make_trigger(api, graph, event_key="order.id")
+    assert trigger["event_key"] == "order.id"
+    mine, elsewhere = execute(api, graph), execute(api, other_graph)
+    for eid in (mine, elsewhere):
+        wait_until(
+            lambda eid=eid: NodeExecution.objects.filter(
+                execution_id=eid, status="WAITING"
+            ).exists()
+        )
+    missing = deliver(client, trigger, {"order": {}})
+    assert missing.status_code == 422 and "no event key" in missing.json()["detail"]
+    answer = deliver(
+        client,
+        trigger,
+        {"order": {"id": "order-9"}, "paid": True},
+        headers={"X-Delivery-Id": "d-1"},
+    )
+    assert answer.status_code == 202, answer.json()
+    assert answer.json() == {"execution_id": None, "outcome": "event", "woken": 1}
+    record = wait_for_run(api, mine)
+    assert record["outputs"] == {"payload": [{"order": {"id": "order-9"}, "paid": True}]}
+    assert run_status(elsewhere) == "RUNNING"  # another graph's run waits on
+    again = deliver(client, trigger, {"order": {"id": "order-9"}}, headers={"X-Delivery-Id": "d-1"})
+    assert again.json()["outcome"] == "duplicate"
+    listed = api.get(f"/api/triggers/{trigger['id']}/deliveries/").json()["results"]
+    assert sorted((d["status"], d["woken"]) for d in listed) == [
+        ("accepted", 1),
+        ("rejected", None),
+    ]

@@ -35,6 +35,13 @@ class TriggerWriteSerializer(serializers.Serializer):
     filters = serializers.DictField(
         required=False, help_text='payload fields a delivery must have: {"action": "opened"}'
     )
+    event_key = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=200,
+        help_text="a payload path: deliveries wake this graph's wait_for_event nodes waiting on "
+        "the key found there, instead of starting runs",
+    )
 
 
 class TriggerSerializer(serializers.Serializer):
@@ -46,6 +53,7 @@ class TriggerSerializer(serializers.Serializer):
     auth = serializers.ChoiceField(choices=Trigger.Auth.choices)
     url = serializers.URLField(help_text="where senders POST deliveries")
     filters = serializers.DictField()
+    event_key = serializers.CharField()
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
 
@@ -60,6 +68,9 @@ class DeliverySerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=Delivery.Status.choices)
     reason = serializers.CharField()
     execution_id = serializers.UUIDField(allow_null=True)
+    woken = serializers.IntegerField(
+        allow_null=True, help_text="an event trigger's delivery: the waiting nodes it woke"
+    )
     created_at = serializers.DateTimeField()
 
 
@@ -131,6 +142,7 @@ HOOK_STATUS = {
     "accepted": 202,
     "duplicate": 202,
     "filtered": 202,
+    "event": 202,
     "unknown": 404,
     "disabled": 404,
     "too_large": 413,
@@ -138,6 +150,7 @@ HOOK_STATUS = {
     "stale": 401,
     "rate_limited": 429,
     "not_json": 400,
+    "no_event_key": 422,
     "no_credits": 402,
     "graph_invalid": 422,
 }
@@ -157,6 +170,8 @@ def hook(request, trigger_id):
     code = HOOK_STATUS[received.outcome]
     if code == 202:
         answer = {"execution_id": received.execution_id, "outcome": received.outcome}
+        if received.woken is not None:
+            answer["woken"] = received.woken
     elif code == 404:
         answer = {"detail": "Not found."}  # unknown and disabled look alike to a sender
     else:

@@ -27,6 +27,9 @@ class Trigger(models.Model):
     secret_encrypted = models.TextField()
     # Payload fields a delivery must have to start a run: {"dotted.path": value, ...}.
     filters = models.JSONField(default=dict, blank=True)
+    # Set: a delivery starts no run; it is an event (wait_for_event) for this graph's runs
+    # waiting on the key found at this "dotted.path" of the payload.
+    event_key = models.CharField(max_length=200, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -56,6 +59,8 @@ class Delivery(models.Model):
         blank=True,
         related_name="+",
     )
+    # An event trigger's delivery: how many waiting nodes it woke.
+    woken = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

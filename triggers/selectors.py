@@ -32,6 +32,7 @@ def trigger_record(trigger: Trigger, url: str) -> dict[str, Any]:
         "auth": trigger.auth,
         "url": url,
         "filters": trigger.filters,
+        "event_key": trigger.event_key,
         "created_at": trigger.created_at,
         "updated_at": trigger.updated_at,
     }
@@ -44,5 +45,6 @@ def delivery_record(delivery: Delivery) -> dict[str, Any]:
         "status": delivery.status,
         "reason": delivery.reason,
         "execution_id": delivery.execution_id,
+        "woken": delivery.woken,
         "created_at": delivery.created_at,
     }

@@ -26,6 +26,7 @@ from common.json_values import storable_problem
 from common.rates import over_rate
 from credentials.crypto import decrypt, encrypt
 from credits.services import InsufficientCredits
+from executions.reviews import event_deliver
 from executions.runs import execution_create
 from graphs.models import Graph
 from graphs.selectors import preset_for_run, version_numbered
@@ -40,7 +41,7 @@ DELIVERY_ID_HEADERS = ("X-Delivery-Id", "X-GitHub-Delivery")
 # Headers a run never sees: what authenticates the sender, or looks like a secret.
 _SECRET_HEADER_WORDS = ("auth", "cookie", "token", "secret", "signature", "key", "password")
 
-WRITABLE = ("graph_version", "preset_id", "enabled", "auth", "filters")
+WRITABLE = ("graph_version", "preset_id", "enabled", "auth", "filters", "event_key")
 
 
 # --- the owner's side -----------------------------------------------------------------------
@@ -50,7 +51,7 @@ def trigger_create(*, owner, graph: Graph, values: dict[str, Any]) -> tuple[Trig
     """A trigger of the graph, and its signing secret (shown this once). Raises
     GraphInvalid (its version, preset or filters) and stores nothing then."""
     fields: dict[str, Any] = {"graph_version": None, "preset_id": None, "enabled": True}
-    fields["filters"] = {}
+    fields["filters"], fields["event_key"] = {}, ""
     fields.update(values)
     _check(graph, fields)
     secret = secrets.token_urlsafe(32)
@@ -87,7 +88,14 @@ def _check(graph: Graph, fields: dict[str, Any]) -> None:
     version = version_numbered(graph, number)
     if version is None:
         raise invalid("graph_version", f"graph {graph.pk} has no version {number}")
-    if not version.nodes.filter(block="webhook_trigger").exists():
+    event_key = fields.get("event_key") or ""
+    if not isinstance(event_key, str) or len(event_key) > 200 or (
+        event_key and "" in event_key.split(".")
+    ):
+        raise invalid("event_key", 'a "dotted.path" of the payload, up to 200 characters')
+    if event_key and not version.nodes.filter(block="wait_for_event").exists():
+        raise invalid("event_key", "the graph has no wait_for_event node for events to wake")
+    if not event_key and not version.nodes.filter(block="webhook_trigger").exists():
         raise invalid("graph_id", "the graph has no webhook_trigger node to start from")
     filters = fields["filters"]
     if not isinstance(filters, dict) or not all(isinstance(k, str) and k for k in filters):
@@ -99,14 +107,16 @@ def _check(graph: Graph, fields: dict[str, Any]) -> None:
 
 @dataclass(frozen=True)
 class Received:
-    """What became of a delivery: `outcome` is accepted, duplicate or filtered, or why it
-    was rejected (unknown, disabled, too_large, bad_signature, stale, rate_limited,
-    not_json, no_credits, graph_invalid)."""
+    """What became of a delivery: `outcome` is accepted, duplicate, filtered or event (an
+    event trigger's: `woken` nodes woke), or why it was rejected (unknown, disabled,
+    too_large, bad_signature, stale, rate_limited, not_json, no_event_key, no_credits,
+    graph_invalid)."""
 
     outcome: str
     execution_id: Any = None
     reason: str = ""
     retry_after: float | None = None
+    woken: int | None = None
 
 
 def delivery_receive(
@@ -146,6 +156,11 @@ def delivery_receive(
         return reject("not_json", f"the body cannot be stored: {problem}")
     if not _matches(payload, trigger.filters):
         return _let_in(trigger, delivery_id, Delivery.Status.FILTERED, None)
+    if trigger.event_key:
+        key = _value_at(payload, trigger.event_key)
+        if key is _ABSENT or isinstance(key, (dict, list)) or key is None:
+            return reject("no_event_key", f"no event key (a value) at {trigger.event_key!r}")
+        return _event_let_in(trigger, delivery_id, str(key), payload)
     delivery = {"payload": payload, "headers": _safe_headers(headers), "query": dict(query)}
     try:
         return _let_in(trigger, delivery_id, Delivery.Status.ACCEPTED, delivery)
@@ -187,6 +202,25 @@ def _let_in(trigger: Trigger, delivery_id: str, status: str, delivery) -> Receiv
     return Received("accepted", execution.pk)
 
 
+def _event_let_in(trigger: Trigger, delivery_id: str, key: str, payload: Any) -> Received:
+    """An event trigger's delivery: recorded (a sender's id once), then its payload wakes
+    the graph's runs waiting on `key`, in one transaction."""
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                record = Delivery.objects.create(
+                    trigger=trigger, delivery_id=delivery_id, status=Delivery.Status.ACCEPTED
+                )
+        except IntegrityError:
+            return Received("duplicate")
+        record.woken = event_deliver(
+            user_id=trigger.owner_id, key=key, payload=payload, graph_id=trigger.graph_id
+        )
+        record.reason = f"event {key!r}"[:500]
+        record.save(update_fields=["woken", "reason"])
+    return Received("event", woken=record.woken)
+
+
 def signature(secret: str, timestamp: str, body: bytes) -> str:
     """The X-Hook-Signature value of a delivery: sha256=HMAC-SHA256(secret, "ts.body")."""
     digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
@@ -218,18 +252,23 @@ def _authentication_problem(
 
 def _matches(payload: Any, filters: dict[str, Any]) -> bool:
     """Whether every "dotted.path" of the filters holds its value in the payload."""
-    for path, expected in filters.items():
-        value = payload
-        for part in path.split("."):
-            if isinstance(value, dict) and part in value:
-                value = value[part]
-            elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
-                value = value[int(part)]
-            else:
-                return False
-        if value != expected:
-            return False
-    return True
+    return all(_value_at(payload, path) == expected for path, expected in filters.items())
+
+
+_ABSENT = object()
+
+
+def _value_at(payload: Any, path: str) -> Any:
+    """The value at a "dotted.path" (list items by index), or _ABSENT."""
+    value = payload
+    for part in path.split("."):
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return _ABSENT
+    return value
 
 
 def _safe_headers(headers: Mapping[str, str]) -> dict[str, str]:
