@@ -11,7 +11,7 @@ from config.celery import app
 from credits.models import CreditTransaction
 from credits.services import balance_of, ledger_apply
 from executions import recovery
-from executions.models import GraphExecution, NodeExecution
+from executions.models import GraphExecution, NodeExecution, Wait
 
 from .conftest import create_graph, nodes_of, run_graph, wait_for_run
 from .documents import link, node, sleep_chain
@@ -110,11 +110,20 @@ def test_cancel_stops_sub_graph_runs(api, user, worker):
     )
     child_run = GraphExecution.objects.get(depth=1)
     wait_until(lambda: node_status(child_run.pk, "wait") == "RUNNING", what="the child's sleep")
+    # the parent's node is parked on the child, holding no worker
+    assert node_status(eid, "sub") == "WAITING"
+    parked = Wait.objects.get(execution_id=eid)
+    assert (parked.kind, parked.status, parked.child_execution_id) == (
+        "subgraph",
+        "pending",
+        child_run.pk,
+    )
     assert api.post(f"/api/executions/{eid}/cancel/").status_code == 200
     child_run.refresh_from_db()
     assert child_run.status == "CANCELLED"
     assert node_status(child_run.pk, "wait") == "CANCELLED"
     assert node_status(eid, "sub") == "CANCELLED"
+    assert Wait.objects.get(pk=parked.pk).status == "cancelled"
 
 
 # --- pause and resume --------------------------------------------------------------------------

@@ -502,3 +502,18 @@ def test_an_event_trigger_wakes_its_graphs_runs_waiting_on_the_key_in_its_payloa
         ("accepted", 1),
         ("rejected", None),
     ]
+
+
+def test_resuming_a_run_cancelled_in_review_asks_again(api, user, worker, recorder):
+    eid = execute(api, create_graph(api, review_then_post(recorder)), {"name": "Jo"})
+    first = parked_review(api, eid)
+    assert api.post(f"/api/executions/{eid}/cancel/").status_code == 200
+    assert api.post(f"/api/executions/{eid}/resume/").status_code == 200
+    wait_until(lambda: run_status(eid) == "REVIEW", what="the review asked again")
+    pending = api.get("/api/reviews/?status=pending").json()["results"]
+    assert [r["execution_id"] for r in pending] == [eid] and pending[0]["id"] != first["id"]
+    assert (
+        api.post(f"/api/reviews/{pending[0]['id']}/approve/", {}, format="json").status_code == 200
+    )
+    assert wait_for_run(api, eid)["status"] == "COMPLETED"
+    assert posts(recorder) == ["Dear Jo, your order shipped."]
