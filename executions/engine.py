@@ -37,6 +37,8 @@ class Status(StrEnum):
 
 TERMINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
 PARKED = frozenset({Status.WAITING, Status.REVIEW})
+# A run not yet ended: it holds its user's slot, a schedule does not overlap it.
+UNFINISHED_RUN = (Status.QUEUED, Status.RUNNING, Status.PAUSED, Status.REVIEW)
 
 NODE_TRANSITIONS: dict[str, frozenset[str]] = {
     Status.INCOMPLETE: frozenset({Status.QUEUED, Status.CANCELLED}),

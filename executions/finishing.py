@@ -21,14 +21,21 @@ from notifications.services import notify
 
 from . import dispatch, events
 from .dispatch import Queued
-from .engine import GRAPH_TRANSITIONS, TERMINAL, Status, collect_outputs, sources_for
+from .engine import (
+    GRAPH_TRANSITIONS,
+    TERMINAL,
+    UNFINISHED_RUN,
+    Status,
+    collect_outputs,
+    sources_for,
+)
 from .models import GraphExecution, NodeExecution
 from .slots import slot_freed
 from .stats import execution_stats
 from .transitions import move
 from .waits import waits_of_ended_run
 
-ACTIVE = [Status.QUEUED, Status.RUNNING, Status.PAUSED, Status.REVIEW]
+ACTIVE = list(UNFINISHED_RUN)
 
 
 def execution_finish(

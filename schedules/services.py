@@ -23,7 +23,7 @@ from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 from credits.services import InsufficientCredits
-from executions.engine import Status
+from executions.engine import UNFINISHED_RUN
 from executions.runs import execution_create
 from graphs.models import Graph, Preset
 from graphs.selectors import inputs_checked, version_numbered
@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 FIRE_TASK = "schedules.fire"
 # Missed fire times recorded at most per fire (the latest ones; the oldest says how many more).
 MISSED_RECORD_LIMIT = 100
-ACTIVE = [Status.QUEUED, Status.RUNNING, Status.PAUSED]
+ACTIVE = list(UNFINISHED_RUN)
 
 
 class ScheduleInvalid(Exception):

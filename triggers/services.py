@@ -89,8 +89,10 @@ def _check(graph: Graph, fields: dict[str, Any]) -> None:
     if version is None:
         raise invalid("graph_version", f"graph {graph.pk} has no version {number}")
     event_key = fields.get("event_key") or ""
-    if not isinstance(event_key, str) or len(event_key) > 200 or (
-        event_key and "" in event_key.split(".")
+    if (
+        not isinstance(event_key, str)
+        or len(event_key) > 200
+        or (event_key and "" in event_key.split("."))
     ):
         raise invalid("event_key", 'a "dotted.path" of the payload, up to 200 characters')
     if event_key and not version.nodes.filter(block="wait_for_event").exists():
