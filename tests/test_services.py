@@ -1,6 +1,7 @@
 """Service-level races and repeats, on the real database (no worker: dispatch is recorded)."""
 
 import threading
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -77,6 +78,7 @@ def test_a_node_of_an_ended_run_never_starts(user, sent):
 @pytest.mark.django_db
 def test_a_repeated_chord_join_changes_nothing(user, sent):
     execution, version = running_execution(user, JOIN)
+    chord = uuid.uuid4()  # members of one chord carry its id (settling.settle)
     members = [
         NodeExecution.objects.create(
             execution=execution,
@@ -84,6 +86,7 @@ def test_a_repeated_chord_join_changes_nothing(user, sent):
             block="store_value",
             status=Status.COMPLETED,
             output_data={"output": [value]},
+            join_id=chord,
         )
         for nid, value in (("a", "x"), ("b", "y"))
     ]
@@ -102,7 +105,11 @@ def test_a_repeated_chord_join_changes_nothing(user, sent):
 def test_a_join_waits_for_members_still_running(user, sent):
     execution, version = running_execution(user, JOIN)
     running = NodeExecution.objects.create(
-        execution=execution, node_id="a", block="store_value", status=Status.RUNNING
+        execution=execution,
+        node_id="a",
+        block="store_value",
+        status=Status.RUNNING,
+        join_id=uuid.uuid4(),
     )
     with pytest.raises(joins.JoinNotReady):
         joins.chord_join(execution.pk, version.pk, [running.pk])
@@ -195,3 +202,27 @@ def test_a_redelivered_task_takes_over_from_a_dead_local_owner(user, sent):
     ne.refresh_from_db()
     assert ne.status == Status.COMPLETED and ne.attempts == 2
     assert not _redis().exists(NodeLease(ne.pk).key)  # released by its new owner
+
+
+@pytest.mark.django_db
+def test_a_join_lets_a_parked_member_leave_and_a_repeat_changes_nothing(user, sent):
+    """A member parked in a wait leaves the chord (it carries its own outputs on once
+    resumed); the join releases itself and the finished member, once."""
+    execution, version = running_execution(user, JOIN)
+    chord = uuid.uuid4()
+    parked = NodeExecution.objects.create(
+        execution=execution, node_id="a", block="store_value", status=Status.WAITING,
+        join_id=chord,
+    )  # fmt: skip
+    done = NodeExecution.objects.create(
+        execution=execution, node_id="b", block="store_value", status=Status.COMPLETED,
+        output_data={"output": ["y"]}, join_id=chord,
+    )  # fmt: skip
+    GraphExecution.objects.filter(pk=execution.pk).update(active_count=3, parked_count=1)
+    for _ in range(2):
+        joins.chord_join(execution.pk, version.pk, [parked.pk, done.pk])
+    parked.refresh_from_db()
+    assert parked.join_id is None and not parked.propagated and parked.status == Status.WAITING
+    assert NodeExecution.objects.get(node_id="j").input_data == {"values_#_y": "y"}
+    execution.refresh_from_db()
+    assert execution.active_count == 1  # the parked member only: b and the join released
