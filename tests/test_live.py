@@ -224,3 +224,35 @@ def test_big_outputs_are_truncated_in_events_not_in_the_api(api, live, settings)
     )
     assert messages[-1].get("truncated") and messages[-1]["outputs"]["size"] > 40_000
     assert api.get(f"/api/executions/{run_id}/").json()["outputs"] == {"big": [big]}
+
+
+def test_a_review_streams_its_wait_the_runs_review_status_and_the_decision(api, live):
+    ws = live()
+    document = {
+        "name": "Reviewed live",
+        "nodes": [
+            node("check", "human_review", data={"to": "ada@example.com"}, message="Send?"),
+            node("out", "output", name="sent"),
+        ],
+        "links": [link("check", "approved_data", "out", "value")],
+    }
+    run_id = start_with_graph_subscription(api, ws, document)
+    messages = []
+    while not any(m.get("type") == "execution" and m.get("status") == "REVIEW" for m in messages):
+        message = receive(ws)
+        if message.get("execution_id", message.get("id")) == run_id:
+            messages.append(message)
+    parked = [m for m in messages if m.get("node_id") == "check" and m["status"] == "REVIEW"]
+    assert parked and parked[0]["wait"]["kind"] == "review"
+    assert parked[0]["wait"]["status"] == "pending"
+    review_id = parked[0]["wait"]["id"]
+    approved = api.post(f"/api/reviews/{review_id}/approve/", {"message": "go"}, format="json")
+    assert approved.status_code == 200
+    rest = until_terminal(ws, run_id)
+    check_sequence(messages + rest, "COMPLETED")
+    decided = [m for m in rest if m.get("wait", {}).get("id") == review_id]
+    assert decided and decided[0]["wait"]["status"] == "approved"
+    assert decided[0]["wait"]["message"] == "go"
+    statuses = [(m.get("node_id"), m["status"]) for m in rest if m["type"] in ("node", "execution")]
+    assert statuses.index((None, "RUNNING")) < statuses.index(("check", "COMPLETED"))
+    assert rest[-1]["outputs"] == {"sent": [{"to": "ada@example.com"}]}
