@@ -27,6 +27,7 @@ from notifications.models import Notification
 from .conftest import child_database_url, create_graph, wait_for_run
 from .documents import link, node
 from .recording import Recorder
+from .test_control import execute, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -71,21 +72,6 @@ def review_then_post(server, **review):
             link("review", "review_message", "said", "value"),
         ],
     }
-
-
-def execute(api, graph, inputs=None):
-    response = api.post(
-        f"/api/graphs/{graph['id']}/execute/", {"inputs": inputs or {}}, format="json"
-    )
-    assert response.status_code == 201, response.json()
-    return response.json()["id"]
-
-
-def wait_until(predicate, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"{what} not reached within {timeout}s"
-        time.sleep(0.05)
 
 
 def run_status(eid):
