@@ -252,9 +252,11 @@ def test_a_decision_while_paused_resumes_with_the_run(api, user, worker, recorde
     assert len(posts(recorder)) == 1
 
 
-def test_a_review_outlives_a_killed_worker_and_a_broker_restart(api, user, worker, recorder):
+def test_a_review_outlives_a_killed_worker_a_broker_restart_and_redis_flushed(
+    api, user, worker, recorder
+):
     """The review waits in PostgreSQL only: SIGKILL a worker that may have run the node,
-    restart RabbitMQ, and the approval still completes the run."""
+    restart RabbitMQ, lose everything Redis held, and the approval still completes the run."""
     env = {**os.environ, "DATABASE_URL": child_database_url()}
     doomed = start_worker("doomed", ROOT / ".local" / "doomed-review-worker.log", env)
     try:
@@ -268,6 +270,8 @@ def test_a_review_outlives_a_killed_worker_and_a_broker_restart(api, user, worke
     subprocess.run(
         [str(ROOT / "scripts" / "services.sh"), "restart-rabbitmq"], check=True, capture_output=True
     )
+    for url in (settings.REDIS_URL, settings.CELERY_RESULT_BACKEND):
+        redis.Redis.from_url(url).flushdb()
     assert run_status(eid) == "REVIEW"
     assert api.post(f"/api/reviews/{review['id']}/approve/", {}, format="json").status_code == 200
     deadline = time.monotonic() + 90
