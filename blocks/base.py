@@ -72,6 +72,16 @@ class Wake:
     message: str = ""
 
 
+@dataclass(frozen=True)
+class GraphCall:
+    """One graph run a block asks for as a tool call (RunContext.run_graphs)."""
+
+    call_id: str
+    graph_id: str
+    version: int | None
+    inputs: dict[str, Any]
+
+
 class Parked(Exception):
     """Raised once a node is parked (RunContext.wait_for, start_subgraph): the block stops
     here and its worker moves on; the wait's decision resumes it (Block.resume)."""
@@ -111,11 +121,48 @@ class RunContext:
     subgraph: Callable[[str, int | None, dict[str, Any]], None] | None = None
     # Park the node until the wait is decided (set by the engine).
     park: Callable[[WaitFor], None] | None = None
+    # A block's durable progress (ai_agent's conversation): committed, and given back as a
+    # `step` Wake if the node's worker dies and another takes it over (set by the engine).
+    save_step: Callable[[Any], None] | None = None
+    # Graphs as tools: describe one ({name, description, parameters}), or start several as
+    # child runs and park the node until all have ended (set by the engine).
+    graph_tool: Callable[[str, int | None], dict[str, Any]] | None = None
+    start_graphs: Callable[[list[GraphCall], Any], dict[str, str]] | None = None
+    # Charge a block a tool call runs (its per-run price, once per call id): None when paid,
+    # else why not (set by the engine).
+    tool_charge: Callable[[str, str], str | None] | None = None
 
     def start_subgraph(self, graph_id: str, version: int | None, inputs: dict[str, Any]):
         if self.subgraph is None:
             raise BlockError("sub-graphs run only inside the engine")
         self.subgraph(graph_id, version, inputs)
+
+    def checkpoint(self, state: Any) -> None:
+        """Commit the block's progress: after a crash, the node resumes from the last one
+        (a Wake of kind `step` with it as payload) instead of starting over."""
+        if self.save_step is not None:
+            self.save_step(state)
+
+    def pay_for_tool(self, block: str, call_id: str) -> str | None:
+        """Charge a tool call's block before it runs: None when paid, else why not."""
+        return self.tool_charge(block, call_id) if self.tool_charge else None
+
+    def describe_graph(self, graph_id: str, version: int | None) -> dict[str, Any]:
+        if self.graph_tool is None:
+            raise BlockError("graphs as tools run only inside the engine")
+        return self.graph_tool(graph_id, version)
+
+    def run_graphs(self, calls: list[GraphCall], state: Any) -> dict[str, str]:
+        """Start each call as a child run and park until every one has ended (raises
+        Parked); the block resumes with a `subgraph` Wake whose payload is {"state",
+        "children": {call id: {"status", "outputs", "error"}}}. When none could start,
+        returns why, by call id, and the block goes on."""
+        if self.start_graphs is None:
+            raise BlockError("graphs as tools run only inside the engine")
+        failed = self.start_graphs(calls, state)
+        if len(failed) < len(calls):
+            raise Parked("graphs")
+        return failed
 
     def wait_for(self, request: WaitFor) -> None:
         """Park the node (no worker, no message) and stop the block: raises Parked. The
@@ -158,6 +205,9 @@ class Block:
     # A block that acts on the outside world (sends, posts, pays): graphs in safe mode have
     # a person approve each of its nodes' inputs before it runs (see `is_sensitive`).
     sensitive: ClassVar[bool] = False
+    # Whether an ai_agent may call it as a tool (run in the agent's worker, outside the
+    # engine's own bookkeeping: blocks that wait, start runs or meter tokens may not).
+    usable_as_tool: ClassVar[bool] = True
 
     registry: ClassVar[dict[str, type[Block]]] = {}
 
@@ -305,6 +355,7 @@ __all__ = [
     "BlockError",
     "BlockSchema",
     "Field",
+    "GraphCall",
     "Parked",
     "RunContext",
     "TransientBlockError",

@@ -15,7 +15,8 @@ The platform's key goes only to the operator's configured endpoint: a node that 
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -26,6 +27,7 @@ from django.conf import settings
 
 import outbound
 
+from . import chat_formats
 from .base import BlockError, RunContext, TransientBlockError
 
 Provider = Literal["openai", "anthropic"]
@@ -53,6 +55,8 @@ class Usage:
 class Reply:
     text: str
     usage: Usage
+    # The tools the model asked to call, in the neutral format (chat_formats.py).
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -70,18 +74,21 @@ class Caller:
     # vLLM, say); it alone is admitted by its host name.
     trusted_host: str | None = None
 
-    def call(self, messages: list[dict[str, str]], *, system: str, max_tokens: int,
-             temperature: float) -> Reply:  # fmt: skip
+    def call(self, messages: list[dict[str, Any]], *, system: str, max_tokens: int,
+             temperature: float, tools: list[dict[str, Any]] | None = None) -> Reply:  # fmt: skip
+        """One chat: `messages` and `tools` in the neutral format (chat_formats.py)."""
         if not self.own_key:  # the platform pays the provider: the balance must cover it
             max_tokens = self.ctx.hold_tokens(
-                self.model, prompt_bound(messages, system), max_tokens
+                self.model, prompt_bound(messages, system, tools), max_tokens
             )
         try:
             with self._http_client() as http:
                 if self.provider == "anthropic":
-                    reply = self._anthropic(http, messages, system, max_tokens, temperature)
+                    reply = self._anthropic(http, messages, system, max_tokens, temperature,
+                                            tools or [])  # fmt: skip
                 else:
-                    reply = self._openai(http, messages, system, max_tokens, temperature)
+                    reply = self._openai(http, messages, system, max_tokens, temperature,
+                                         tools or [])  # fmt: skip
         except BaseException as exc:
             # No answer, no tokens: the hold is given back, whatever stopped the call (the
             # provider, the guard, the node's time limit, a cancel). A task that dies
@@ -101,7 +108,7 @@ class Caller:
         hosts = (self.trusted_host,) if self.trusted_host else ()
         return outbound.client(timeout=self.timeout, also_allow_hosts=hosts)
 
-    def _openai(self, http, messages, system, max_tokens, temperature) -> Reply:
+    def _openai(self, http, messages, system, max_tokens, temperature, tools) -> Reply:
         client = openai.OpenAI(
             api_key=self.api_key,
             base_url=self.base_url,
@@ -109,21 +116,23 @@ class Caller:
             timeout=self.timeout,
             http_client=http,
         )
-        chat = [{"role": "system", "content": system}] if system else []
-        response = client.chat.completions.create(
+        extra: dict[str, Any] = {"tools": chat_formats.openai_tools(tools)} if tools else {}
+        response = client.chat.completions.create(  # type: ignore[call-overload]
             model=self.model,
-            messages=[*chat, *messages],  # type: ignore[list-item]
+            messages=chat_formats.openai_messages(messages, system),  # type: ignore[arg-type]
             max_tokens=max_tokens,
             temperature=temperature,
+            **extra,
         )
-        text = response.choices[0].message.content if response.choices else None
+        message = response.choices[0].message if response.choices else None
         usage = response.usage
         return Reply(
-            text or "",
+            (message.content if message else None) or "",
             Usage(usage.prompt_tokens, usage.completion_tokens) if usage else Usage(),
+            chat_formats.openai_tool_calls(message),
         )
 
-    def _anthropic(self, http, messages, system, max_tokens, temperature) -> Reply:
+    def _anthropic(self, http, messages, system, max_tokens, temperature, tools) -> Reply:
         client = anthropic.Anthropic(
             api_key=self.api_key,
             base_url=self.base_url,
@@ -134,14 +143,20 @@ class Caller:
         extra: dict[str, Any] = {"system": system} if system else {}
         if "temperature" in _anthropic_parameters():  # newer clients dropped the parameter
             extra["temperature"] = temperature
+        if tools:
+            extra["tools"] = chat_formats.anthropic_tools(tools)
         response = client.messages.create(  # type: ignore[call-overload]
             model=self.model,
-            messages=messages,
+            messages=chat_formats.anthropic_messages(messages),  # type: ignore[arg-type]
             max_tokens=max_tokens,
             **extra,
         )
         text = "".join(block.text for block in response.content if block.type == "text")
-        return Reply(text, Usage(response.usage.input_tokens, response.usage.output_tokens))
+        return Reply(
+            text,
+            Usage(response.usage.input_tokens, response.usage.output_tokens),
+            chat_formats.anthropic_tool_calls(response.content),
+        )
 
 
 _TRANSIENT = (
@@ -213,10 +228,19 @@ def caller(
 MESSAGE_OVERHEAD_TOKENS = 8
 
 
-def prompt_bound(messages: list[dict[str, str]], system: str) -> int:
+def prompt_bound(
+    messages: list[dict[str, Any]], system: str, tools: list[dict[str, Any]] | None = None
+) -> int:
     """At least as many tokens as the prompt can be: a byte-level tokenizer's token covers
-    one byte or more, so the UTF-8 bytes of the text bound its tokens."""
-    texts = [system, *(m.get("content", "") for m in messages)]
+    one byte or more, so the UTF-8 bytes of the text bound its tokens (tool calls, results
+    and the tools' schemas count as their JSON)."""
+    texts = [system]
+    for message in messages:
+        content = message.get("content") or ""
+        texts.append(content if isinstance(content, str) else json.dumps(content))
+        if message.get("tool_calls"):
+            texts.append(json.dumps(message["tool_calls"]))
+    texts += [json.dumps(tool) for tool in tools or []]
     return sum(len(t.encode()) + MESSAGE_OVERHEAD_TOKENS for t in texts)
 
 

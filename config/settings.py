@@ -102,7 +102,6 @@ WSGI_APPLICATION = None
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -123,11 +122,9 @@ DATABASES = {
 # cost more than the task itself. Health checks drop connections the server closed.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=600)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-# The ASGI server (its launchers set DATABASE_POOL=1: scripts/run.sh, docker/compose.yml, the
-# tests' and the benchmark's servers) runs each request's sync code in a thread of
-# its own, so persistent connections would pile up, one per thread, until PostgreSQL refuses
-# more. It takes connections from a bounded psycopg pool instead; requests beyond the pool
-# wait (up to the timeout) for a free connection.
+# The ASGI server (its launchers set DATABASE_POOL=1) runs each request's sync code in a
+# thread of its own: persistent connections would pile up, one per thread. It takes them from
+# a bounded psycopg pool instead; requests beyond it wait (up to the timeout) for one.
 if env.bool("DATABASE_POOL", default=False):
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
@@ -287,6 +284,9 @@ ENGINE_MAX_RUN_OUTPUT_BYTES = env.int("ENGINE_MAX_RUN_OUTPUT_BYTES", default=16 
 BLOCK_SLEEP_MAX_SECONDS = env.float("BLOCK_SLEEP_MAX_SECONDS", default=7 * 24 * 3600.0)
 BLOCK_SLEEP_DURABLE_SECONDS = env.float("BLOCK_SLEEP_DURABLE_SECONDS", default=30.0)
 ENGINE_MAX_WAIT_SECONDS = env.int("ENGINE_MAX_WAIT_SECONDS", default=30 * 24 * 3600)
+# ai_agent: most model calls a node may make (its `max_steps` is capped by this), and tokens.
+AI_AGENT_MAX_STEPS = env.int("AI_AGENT_MAX_STEPS", default=50)
+AI_AGENT_MAX_TOKENS = env.int("AI_AGENT_MAX_TOKENS", default=500_000)
 # Outbound requests (http_request, LLM base URLs, webhooks; outbound/) reach only globally
 # routable addresses, checked where each connection is made. Operators may open loopback
 # (tests do), the private ranges (10/8, 172.16/12, 192.168/16, fc00::/7), networks by CIDR,

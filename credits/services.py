@@ -241,6 +241,24 @@ def charge_node_run(charge: NodeCharge) -> int:
     return price.per_run
 
 
+def charge_tool_run(charge: NodeCharge, *, block: str, call_id: str) -> int:
+    """An agent's tool call of `block`: its per-run price, charged to the agent's node once
+    per call id. Raises InsufficientCredits. Returns the amount."""
+    price = price_of(block)
+    if price.per_run <= 0:
+        return 0
+    ledger_apply(
+        user_id=charge.user_id,
+        amount=-price.per_run,
+        type=Type.USAGE,
+        reference=f"usage:{charge.node_execution_id}:tool:{call_id}"[:200],
+        metadata=charge.metadata("tool", tool=block, call=call_id),
+        execution_id=charge.execution_id,
+        node_execution_id=charge.node_execution_id,
+    )
+    return price.per_run
+
+
 def charge_node_usage(charge: NodeCharge, *, seconds: float, output_data: Any) -> int:
     """Charge the run-time and output-size part after the run, once. The block has already
     run, so this takes what the balance has rather than going below zero."""

@@ -19,6 +19,7 @@ from django.conf import settings
 from blocks.base import (
     ERROR_PIN,
     BlockError,
+    GraphCall,
     Parked,
     RunContext,
     TransientBlockError,
@@ -28,7 +29,7 @@ from blocks.registry import get_block, get_block_class
 from common.logs import secrets_kept_out_of_logs
 from credentials.references import redact, referenced_names
 from credentials.services import CredentialMissing, ResolvedInput, node_input_resolve
-from credits.services import InsufficientCredits
+from credits.services import InsufficientCredits, charge_tool_run
 from credits.tokens import charge_tokens, hold_tokens
 from graphs.pins import merge_dynamic_pins
 
@@ -37,8 +38,8 @@ from .claims import ClaimedNode
 from .models import Wait
 from .plans import plan_for_version
 from .stopping import NodeStopped, stoppable
-from .subgraphs import subgraph_start
-from .waits import ParkingNode, node_park
+from .subgraphs import graph_tool_spec, graphs_start, subgraph_start
+from .waits import ParkingNode, node_park, step_save
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,10 @@ def block_run(claimed: ClaimedNode) -> Outcome:
         secrets=tuple(resolved.secrets),
         subgraph=functools.partial(_subgraph, claimed),
         park=functools.partial(_park, claimed, resolved.secrets),
+        save_step=functools.partial(_save_step, claimed, resolved.secrets),
+        graph_tool=functools.partial(_graph_tool, claimed),
+        start_graphs=functools.partial(_start_graphs, claimed, resolved.secrets),
+        tool_charge=functools.partial(_charge_tool, claimed),
     )
     # A node claimed back from a wait resumes its block with the decision; a safe-mode
     # approval only let it run (node_runs.py).
@@ -135,6 +140,29 @@ def _park(claimed: ClaimedNode, secrets: list[str], request: WaitFor) -> None:
     if secrets and request.data is not None:
         request = dataclasses.replace(request, data=redact(request.data, secrets))
     node_park(parking(claimed), request)
+
+
+def _save_step(claimed: ClaimedNode, secrets: list[str], state: Any) -> None:
+    step_save(parking(claimed), redact(state, secrets) if secrets else state)
+
+
+def _graph_tool(claimed: ClaimedNode, graph_id: str, version: int | None) -> dict[str, Any]:
+    return graph_tool_spec(user_id=claimed.user_id, graph_id=graph_id, version=version)
+
+
+def _start_graphs(
+    claimed: ClaimedNode, secrets: list[str], calls: list[GraphCall], state: Any
+) -> dict[str, str]:
+    state = redact(state, secrets) if secrets else state
+    return graphs_start(parking(claimed), depth=claimed.depth, calls=calls, state=state)
+
+
+def _charge_tool(claimed: ClaimedNode, block: str, call_id: str) -> str | None:
+    try:
+        charge_tool_run(claimed.payer, block=block, call_id=call_id)
+    except InsufficientCredits as exc:
+        return f"{exc}: the tool was not run"
+    return None
 
 
 def parking(claimed: ClaimedNode) -> ParkingNode:

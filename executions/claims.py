@@ -123,7 +123,11 @@ def _wake_of(node_execution_id: int, wait_id) -> dict[str, Any]:
     if wait_id is None:
         return {}
     wait = Wait.objects.values("kind", "status", "payload", "response").get(pk=wait_id)
-    wakes = Wait.objects.filter(node_execution_id=node_execution_id).count()
+    wakes = (
+        Wait.objects.filter(node_execution_id=node_execution_id)
+        .exclude(kind=Wait.Kind.STEP)  # progress saved while running: no claim of its own
+        .count()
+    )
     wake = Wake(wait["kind"], wait["status"], wait["payload"], wait["response"])
     return {"wake": wake, "wakes": wakes}
 

@@ -1,7 +1,7 @@
 """The end of a run: its terminal status, outputs and stats, what it stops, who is told.
 
 A sub-graph run that ends wakes its parent's waiting node by a task of its own
-(dispatch.child_ended, then waits.child_ended), after this transaction commits."""
+(dispatch.child_ended, then subgraphs.child_ended), after this transaction commits."""
 
 from __future__ import annotations
 

@@ -177,6 +177,9 @@ class Wait(models.Model):
         EVENT = "event"
         REVIEW = "review"  # a human_review node: the reviewer may approve edited data
         APPROVAL = "approval"  # safe mode: may this sensitive node run with these inputs?
+        # Not a wait: a running block's committed progress (RunContext.checkpoint), decided
+        # from the start, which a take-over resumes from.
+        STEP = "step"
 
     class State(models.TextChoices):
         PENDING = "pending"

@@ -46,6 +46,7 @@ def execution_create(
     depth: int = 0,
     schedule_id=None,
     preset: Preset | None = None,
+    reuse_child: bool = True,
 ) -> GraphExecution:
     """Validates the run's inputs and records the execution: RUNNING, its starting nodes
     queued (published once the record is committed), when the user has a free slot; else
@@ -55,9 +56,10 @@ def execution_create(
     either way). A `preset` (of this graph) gives its inputs, `inputs` on top, and its
     version unless `version` names one.
 
-    A sub-graph run names the agent_executor node execution waiting for it; there is one
-    child per such node execution, so a repeated start returns the child it already has."""
-    if parent_node_execution_id is not None:
+    A sub-graph run names the node execution waiting for it. An agent_executor node has one
+    child, so a repeated start returns the child it already has; an ai_agent node's graph
+    tools (`reuse_child=False`) have one each."""
+    if parent_node_execution_id is not None and reuse_child:
         existing = GraphExecution.objects.filter(
             parent_node_execution_id=parent_node_execution_id
         ).first()

@@ -10,7 +10,7 @@ from django.conf import settings
 from common.logs import log_context
 from common.tasks import task
 
-from . import dispatch, joins, node_runs, recovery, runs, waits
+from . import dispatch, joins, node_runs, recovery, runs, subgraphs
 
 
 @task(dispatch.START_EXECUTION)
@@ -60,7 +60,7 @@ def join_nodes(self, execution_id: str, version_id: int, member_ids: list[int]) 
 @task(dispatch.COMPLETE_FROM_CHILD)
 def complete_from_child(node_execution_id: int, child_execution_id: str) -> None:
     with log_context(child_execution_id):
-        waits.child_ended(node_execution_id, child_execution_id)
+        subgraphs.child_ended(node_execution_id, child_execution_id)
 
 
 @task("executions.watchdog", database_retries=0)  # the next beat tick is the retry

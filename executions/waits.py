@@ -152,27 +152,22 @@ def wake_send(execution_id, version_id: int, node_execution_id: int) -> None:
     dispatch.send_groups(execution_id, version_id, [[queued]])
 
 
-def child_ended(node_execution_id: int, child_execution_id) -> None:
-    """A sub-graph run ended: the wait of the node that started it is woken with the child's
-    end (its status, outputs, error), which agent_executor's resume re-yields."""
-    child = (
-        GraphExecution.objects.filter(pk=child_execution_id)
-        .values("status", "outputs", "error")
-        .first()
+def step_save(node: ParkingNode, state: Any) -> None:
+    """A running block's progress, committed (RunContext.checkpoint): the node's latest wait,
+    decided from the start, so that a take-over resumes from it. Each step replaces the
+    node's last one, unless a real wait came between."""
+    latest = (
+        Wait.objects.filter(node_execution_id=node.id).order_by("-created_at").only("kind").first()
     )
-    wait = (
-        Wait.objects.filter(
-            node_execution_id=node_execution_id,
-            child_execution_id=child_execution_id,
-            status=Wait.State.PENDING,
-        )
-        .values_list("pk", flat=True)
-        .first()
-    )
-    if child is None or wait is None:
+    now = timezone.now()
+    if latest is not None and latest.kind == Wait.Kind.STEP:
+        Wait.objects.filter(pk=latest.pk).update(payload=state, decided_at=now)
         return
-    payload = {"execution_id": str(child_execution_id), **child}
-    wait_decide(wait, Wait.State.WOKEN, payload=payload)
+    Wait.objects.create(
+        node_execution_id=node.id, execution_id=node.execution_id, user_id=node.user_id,
+        node_id=node.node_id, kind=Wait.Kind.STEP, status=Wait.State.WOKEN, payload=state,
+        decided_at=now,
+    )  # fmt: skip
 
 
 def events_deliver(user_id: int, key: str, payload: Any, *, graph_id=None) -> int:

@@ -12,6 +12,7 @@ class AgentExecutorBlock(Block):
     counts in the parent's stats."""
 
     name = "agent_executor"
+    usable_as_tool = False  # waits, starts runs, meters tokens, or is a graph's edge
     description = "Runs another of your graphs as a sub-graph; outputs come out by name."
     category = "agent"
     # Bounds starting the child; the wait for it is bounded by the child's own time limit.

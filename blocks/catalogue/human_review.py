@@ -8,6 +8,7 @@ from blocks.base import Block, BlockError, BlockSchema, Field, WaitFor
 
 class HumanReviewBlock(Block):
     name = "human_review"
+    usable_as_tool = False  # waits, starts runs, meters tokens, or is a graph's edge
     description = (
         "Waits for a person to approve or reject `data` (editing it, when `editable`); "
         "approved data comes out of `approved_data`, rejected of `rejected_data`."

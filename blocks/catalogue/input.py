@@ -7,6 +7,7 @@ class InputBlock(Block):
     """A graph input: the engine replaces `value` with the graph input of the same name."""
 
     name = "input"
+    usable_as_tool = False  # waits, starts runs, meters tokens, or is a graph's edge
     description = "Brings a graph input into the graph under the given name."
     category = "io"
     static_output = True

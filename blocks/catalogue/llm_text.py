@@ -10,6 +10,7 @@ class LlmTextBlock(Block):
     """One chat call to a language model; its text on `response`, its tokens on `usage`."""
 
     name = "llm_text"
+    usable_as_tool = False  # waits, starts runs, meters tokens, or is a graph's edge
     description = "Asks a language model (OpenAI-compatible or Anthropic) and yields its answer."
     category = "ai"
     # 1 credit per call, plus the tokens (credits.ModelPrice) when the platform's key is used.

@@ -8,6 +8,7 @@ class OutputBlock(Block):
     """A graph output: every value it yields is collected in the run's outputs[name]."""
 
     name = "output"
+    usable_as_tool = False  # waits, starts runs, meters tokens, or is a graph's edge
     description = "Records a value as a graph output, optionally formatted with a template."
     category = "io"
 

@@ -12,6 +12,7 @@ class WebhookTriggerBlock(Block):
     query string."""
 
     name = "webhook_trigger"
+    usable_as_tool = False  # waits, starts runs, meters tokens, or is a graph's edge
     description = (
         "Starts a graph from an inbound webhook (POST /api/graphs/{id}/triggers/): outputs "
         "the delivery's JSON body, its headers (without secrets) and its query string."
