@@ -128,6 +128,9 @@ class RunContext:
     # child runs and park the node until all have ended (set by the engine).
     graph_tool: Callable[[str, int | None], dict[str, Any]] | None = None
     start_graphs: Callable[[list[GraphCall], Any], dict[str, str]] | None = None
+    # Text a block produces as it goes (a model's tokens): shown live as `delta` events,
+    # coalesced; the node's outputs stay what it yields (set by the engine).
+    stream: Callable[[str], None] | None = None
     # Charge a block a tool call runs (its per-run price, once per call id): None when paid,
     # else why not (set by the engine).
     tool_charge: Callable[[str, str], str | None] | None = None

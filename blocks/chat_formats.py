@@ -70,7 +70,7 @@ def openai_tool_calls(message: Any) -> list[dict[str, Any]]:
             {
                 "id": call.id,
                 "name": call.function.name,
-                "arguments": _arguments(call.function.arguments),
+                "arguments": parse_arguments(call.function.arguments),
             }
         )
     return calls
@@ -122,7 +122,8 @@ def anthropic_tool_calls(content: list[Any]) -> list[dict[str, Any]]:
     ]
 
 
-def _arguments(raw: str | None) -> dict[str, Any]:
+def parse_arguments(raw: str | None) -> dict[str, Any]:
+    """A tool call's arguments: a JSON object, or {"$unparsed": text} (the call fails)."""
     try:
         parsed = json.loads(raw or "{}")
     except ValueError:

@@ -27,7 +27,7 @@ from django.conf import settings
 
 import outbound
 
-from . import chat_formats
+from . import chat_formats, llm_streams
 from .base import BlockError, RunContext, TransientBlockError
 
 Provider = Literal["openai", "anthropic"]
@@ -117,9 +117,20 @@ class Caller:
             http_client=http,
         )
         extra: dict[str, Any] = {"tools": chat_formats.openai_tools(tools)} if tools else {}
+        wire: Any = chat_formats.openai_messages(messages, system)  # the SDK's TypedDicts
+        if self.ctx.stream is not None:
+            chunks = client.chat.completions.create(  # type: ignore[call-overload]
+                model=self.model, messages=wire, max_tokens=max_tokens, temperature=temperature,
+                stream=True, stream_options={"include_usage": True}, **extra,
+            )  # fmt: skip
+            text, calls, counted = llm_streams.openai_streamed(chunks, self.ctx.stream)
+            if counted is None:  # a server that reports no usage pays by the bound
+                counted = llm_streams.estimated_usage(prompt_bound(messages, system, tools),
+                                                      text, calls)  # fmt: skip
+            return Reply(text, Usage(*counted), calls)
         response = client.chat.completions.create(  # type: ignore[call-overload]
             model=self.model,
-            messages=chat_formats.openai_messages(messages, system),  # type: ignore[arg-type]
+            messages=wire,
             max_tokens=max_tokens,
             temperature=temperature,
             **extra,
@@ -145,9 +156,17 @@ class Caller:
             extra["temperature"] = temperature
         if tools:
             extra["tools"] = chat_formats.anthropic_tools(tools)
+        wire: Any = chat_formats.anthropic_messages(messages)  # the SDK's TypedDicts
+        if self.ctx.stream is not None:
+            stream = client.messages.create(  # type: ignore[call-overload]
+                model=self.model, messages=wire,
+                max_tokens=max_tokens, stream=True, **extra,
+            )  # fmt: skip
+            text, calls, counted = llm_streams.anthropic_streamed(stream, self.ctx.stream)
+            return Reply(text, Usage(*counted), calls)
         response = client.messages.create(  # type: ignore[call-overload]
             model=self.model,
-            messages=chat_formats.anthropic_messages(messages),  # type: ignore[arg-type]
+            messages=wire,
             max_tokens=max_tokens,
             **extra,
         )

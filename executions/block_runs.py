@@ -38,6 +38,7 @@ from .claims import ClaimedNode
 from .models import Wait
 from .plans import plan_for_version
 from .stopping import NodeStopped, stoppable
+from .streaming import TextStream
 from .subgraphs import graph_tool_spec, graphs_start, subgraph_start
 from .waits import ParkingNode, node_park, step_save
 
@@ -66,6 +67,7 @@ def block_run(claimed: ClaimedNode) -> Outcome:
         outcome.error = str(exc)
         return outcome
     meter = TokenMeter(claimed)
+    stream = TextStream(claimed.execution_id, claimed.id, claimed.node_id, resolved.secrets)
     ctx = RunContext(
         claimed.user_id,
         str(claimed.execution_id),
@@ -83,6 +85,7 @@ def block_run(claimed: ClaimedNode) -> Outcome:
         graph_tool=functools.partial(_graph_tool, claimed),
         start_graphs=functools.partial(_start_graphs, claimed, resolved.secrets),
         tool_charge=functools.partial(_charge_tool, claimed),
+        stream=stream.write,
     )
     # A node claimed back from a wait resumes its block with the decision; a safe-mode
     # approval only let it run (node_runs.py).
@@ -118,6 +121,7 @@ def block_run(claimed: ClaimedNode) -> Outcome:
             redact(trace, resolved.secrets),
         )
         outcome.error = f"{type(exc).__name__}: {exc}"
+    stream.flush(final=True)  # the last of the live text goes before the node's completion
     outcome.seconds = time.monotonic() - started
     if resolved.secrets:
         outcome.outputs = redact(outcome.outputs, resolved.secrets, resolved.restore)

@@ -33,6 +33,7 @@ from . import events, feeds
 from .engine import TERMINAL
 from .models import GraphExecution
 from .selectors import execution_detail
+from .streaming import texts_so_far
 
 log = logging.getLogger(__name__)
 
@@ -239,6 +240,10 @@ def _snapshot_now(run_id) -> dict:
     record["outputs"], _ = events.truncate(record["outputs"])
     for ne in record["node_executions"]:
         ne["output_data"], _ = events.truncate(ne["output_data"])
+    # A running model's text so far (its `delta` events' `offset` says what is new after).
+    running = [ne["id"] for ne in record["node_executions"] if ne["status"] == "RUNNING"]
+    for ne_id, text in texts_so_far(running).items():
+        next(ne for ne in record["node_executions"] if ne["id"] == ne_id)["streamed"] = text
     record["terminal"] = record["status"] in TERMINAL
     return record
 

@@ -19,6 +19,7 @@ from executions.models import GraphExecution, NodeExecution, Wait
 
 from .conftest import child_database_url, create_graph, wait_for_run
 from .documents import link, node
+from .model_wire import send_stream
 from .test_control import execute, wait_until
 
 pytestmark = pytest.mark.integration
@@ -69,8 +70,10 @@ class Model(BaseHTTPRequestHandler):
                 "content": content, "stop_reason": "tool_use" if calls else "end_turn",
                 "stop_sequence": None, "usage": {"input_tokens": 100, "output_tokens": 20},
             }  # fmt: skip
-        data = json.dumps(payload).encode()
         try:
+            if body.get("stream"):
+                return send_stream(self, self.path, payload, reply.get("pause", 0.0))
+            data = json.dumps(payload).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
@@ -385,3 +388,53 @@ def test_cancelling_an_agent_mid_loop_stops_its_tool_runs(api, user, worker, mod
     }
     assert NodeExecution.objects.get(execution_id=eid, node_id="agent").status == "CANCELLED"
     assert len(model.requests) == 1
+
+
+# --- streaming ---------------------------------------------------------------------------------
+
+
+def test_a_models_text_streams_live_coalesced_in_order_and_matches_the_output(
+    api, user, worker, model
+):
+    import redis
+    from django.conf import settings
+
+    from executions.consumers import _snapshot_now
+    from executions.events import stream_key
+
+    answer = "The quick brown fox jumps over the lazy dog. " * 6
+    model.script = [{"text": answer, "pause": 0.01}]  # about 70 events over 0.7 s
+    document = {
+        "name": "Streams",
+        "nodes": [node("ask", "llm_text", prompt="Tell me."), node("out", "output", name="a")],
+        "links": [link("ask", "response", "out", "value")],
+    }
+    eid = execute(api, create_graph(api, document))
+    wait_until(
+        lambda: NodeExecution.objects.filter(
+            execution_id=eid, node_id="ask", status="RUNNING"
+        ).exists()
+    )
+    time.sleep(0.3)
+    mid = next(ne for ne in _snapshot_now(eid)["node_executions"] if ne["node_id"] == "ask")
+    record = wait_for_run(api, eid)
+    assert record["status"] == "COMPLETED" and record["outputs"] == {"a": [answer]}
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    seen = [json.loads(f[b"e"]) for _, f in client.xrange(stream_key(eid))]
+    client.close()
+    deltas = [e for e in seen if e.get("delta")]
+    assert "".join(e["delta"] for e in deltas) == answer  # in order, all of it
+    assert [e["offset"] for e in deltas] == [
+        sum(len(d["delta"]) for d in deltas[:i]) for i in range(len(deltas))
+    ]
+    assert 2 <= len(deltas) < 40  # coalesced: never one event per token (70 were streamed)
+    done = next(
+        i for i, e in enumerate(seen) if e.get("node_id") == "ask" and e["status"] == "COMPLETED"
+    )
+    assert all(seen.index(d) < done for d in deltas)  # before its completion
+    # a subscriber in the middle got the text so far in its snapshot
+    assert mid["status"] == "RUNNING" and answer.startswith(mid["streamed"]) and mid["streamed"]
+    stored = NodeExecution.objects.get(execution_id=eid, node_id="ask")
+    assert stored.output_data["response"] == [answer] and "delta" not in json.dumps(
+        stored.output_data
+    )

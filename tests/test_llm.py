@@ -16,6 +16,7 @@ from executions.tasks import run_node
 
 from .conftest import ROOT, create_graph, nodes_of, run_graph, wait_for_run
 from .documents import link, node
+from .model_wire import send_stream
 
 pytestmark = pytest.mark.integration
 
@@ -55,6 +56,8 @@ class FakeProvider(BaseHTTPRequestHandler):
                     "error": {"type": "rate_limit_error", "message": f"scripted {status}"},
                 }
             return self._send(status, payload)
+        if body.get("stream"):
+            return send_stream(self, self.path, self._answer(body, text))
         if self.path.endswith("/chat/completions"):
             return self._send(
                 200,
@@ -92,6 +95,22 @@ class FakeProvider(BaseHTTPRequestHandler):
                 },
             )
         self._send(404, {"error": {"message": "no such endpoint"}})
+
+    def _answer(self, body, text):
+        """The answer a non-streamed call would get (streamed: cut into its events)."""
+        if self.path.endswith("/chat/completions"):
+            return {
+                "id": "chatcmpl-1", "object": "chat.completion", "created": 1,
+                "model": body["model"],
+                "choices": [{"index": 0, "finish_reason": "stop",
+                             "message": {"role": "assistant", "content": text}}],
+                "usage": {"prompt_tokens": 1200, "completion_tokens": 800, "total_tokens": 2000},
+            }  # fmt: skip
+        return {
+            "id": "msg_1", "type": "message", "role": "assistant", "model": body["model"],
+            "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
+            "stop_sequence": None, "usage": {"input_tokens": 1200, "output_tokens": 800},
+        }  # fmt: skip
 
     def _send(self, status, payload):
         data = json.dumps(payload).encode()
