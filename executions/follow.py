@@ -15,7 +15,8 @@ from .selectors import execution_detail
 
 
 def follow(run_id: str, *, user, timeout: float, out) -> dict:
-    """Show node executions finishing as they happen; return the run's record at its end."""
+    """Show node executions finishing as they happen, and models' text as it streams;
+    return the run's record at its end."""
     try:
         record = execution_detail(user=user, execution_id=run_id)
     except (Http404, ValueError) as exc:
@@ -29,6 +30,16 @@ def follow(run_id: str, *, user, timeout: float, out) -> dict:
         file=out,
         desc=record["status"].lower(),
     )
+    lines: dict[int, str] = {}  # a node's streamed text not yet shown (an unfinished line)
+
+    def show_text(event: dict[str, Any], final: bool = False) -> None:
+        text = lines.pop(event["node_execution_id"], "") + event.get("delta", "")
+        *done, rest = text.split("\n")
+        for line in done + ([rest] if final and rest else []):
+            bar.write(f"{event['node_id']}> {line}", file=out)
+        if rest and not final:
+            lines[event["node_execution_id"]] = rest
+
     position = "0-0"
     deadline = time.monotonic() + timeout
     status = record["status"]
@@ -38,7 +49,11 @@ def follow(run_id: str, *, user, timeout: float, out) -> dict:
             for entry_id, fields in entries:
                 position = entry_id.decode()
                 event = json.loads(fields[b"e"])
-                if event["type"] == "node":
+                if event["type"] == "node" and "delta" in event:
+                    show_text(event)  # a model's text, a line at a time as it arrives
+                elif event["type"] == "node":
+                    if event["node_execution_id"] in lines:
+                        show_text(event, final=True)
                     if event["node_execution_id"] not in known:
                         known.add(event["node_execution_id"])
                         bar.total = len(known)

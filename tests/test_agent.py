@@ -438,3 +438,20 @@ def test_a_models_text_streams_live_coalesced_in_order_and_matches_the_output(
     assert stored.output_data["response"] == [answer] and "delta" not in json.dumps(
         stored.output_data
     )
+
+
+def test_run_graph_shows_a_models_text_as_it_arrives(user, worker, model, tmp_path):
+    from .test_cli import run_cli
+
+    model.script = [{"text": "first line\nsecond line\nno newline at the end", "pause": 0.01}]
+    path = tmp_path / "ask.json"
+    document = {
+        "name": "Ask",
+        "nodes": [node("ask", "llm_text", prompt="Three lines."), node("out", "output", name="a")],
+        "links": [link("ask", "response", "out", "value")],
+    }
+    path.write_text(json.dumps(document))
+    out, err = run_cli(str(path), "--user", user.username)
+    assert json.loads(out) == {"a": ["first line\nsecond line\nno newline at the end"]}
+    shown = [line for line in err.splitlines() if line.startswith("ask> ")]
+    assert shown == ["ask> first line", "ask> second line", "ask> no newline at the end"]

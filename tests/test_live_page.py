@@ -10,6 +10,7 @@ from django.test import Client
 
 from .conftest import create_graph
 from .documents import link, node
+from .test_agent import model  # noqa: F401  (the scripted model server, a fixture)
 
 pytestmark = [
     pytest.mark.integration,
@@ -113,3 +114,35 @@ def test_the_live_page_is_for_its_owner(api, user, other_user, worker, asgi_serv
     owner = Client()
     owner.force_login(get_user_model().objects.get(pk=user.pk))
     assert owner.get(f"/executions/{run_id}/live/").status_code == 200
+
+
+def test_the_live_page_shows_a_models_text_as_it_streams(
+    api,
+    user,
+    worker,
+    asgi_server,
+    browser,
+    model,  # noqa: F811  (the fixture imported above)
+):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    text = "Once upon a time, " * 30
+    model.script = [{"text": text, "pause": 0.02}]  # about 3 s of tokens
+    document = {
+        "name": "Storyteller",
+        "nodes": [node("tell", "llm_text", prompt="A story."), node("out", "output", name="s")],
+        "links": [link("tell", "response", "out", "value")],
+    }
+    graph = create_graph(api, document)
+    run_id = api.post(f"/api/graphs/{graph['id']}/execute/", {}, format="json").json()["id"]
+    logged_in(browser, asgi_server, user)
+    browser.get(f"http://{asgi_server}/executions/{run_id}/live/")
+    wait = WebDriverWait(browser, 20, poll_frequency=0.05)
+
+    def shown():
+        panels = browser.find_elements("css selector", "pre.stream")
+        return panels[0].text if panels else ""
+
+    wait.until(lambda _: 0 < len(shown()) < len(text.strip()))  # part of it, while it streams
+    wait.until(lambda _: status_of(browser, "tell") == "COMPLETED")
+    assert shown().rstrip() == text.rstrip()  # all of it, once, in order
