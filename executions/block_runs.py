@@ -147,7 +147,11 @@ def _park(claimed: ClaimedNode, secrets: list[str], request: WaitFor) -> None:
 
 
 def _save_step(claimed: ClaimedNode, secrets: list[str], state: Any) -> None:
-    step_save(parking(claimed), redact(state, secrets) if secrets else state)
+    """Commit the block's step; if its run was paused meanwhile, park the node there until
+    the run resumes (raises Parked)."""
+    state = redact(state, secrets) if secrets else state
+    if step_save(parking(claimed), state):
+        raise Parked("paused")
 
 
 def _graph_tool(claimed: ClaimedNode, graph_id: str, version: int | None) -> dict[str, Any]:

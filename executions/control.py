@@ -25,7 +25,12 @@ from .propagation import Propagation, Queued, outputs_of_rows, propagate
 from .settling import settle
 from .slots import slot_free
 from .transitions import move
-from .waits import to_review, wakes_of_paused_run
+from .waits import (
+    paused_steps_resumed,
+    steps_carried_over,
+    to_review,
+    wakes_of_paused_run,
+)
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +133,8 @@ def _unpause(execution: GraphExecution) -> None:
     events.emit_run(execution.pk)
     redispatch_queued(execution.pk, execution.graph_version_id)
     wakes_of_paused_run(execution.pk, execution.graph_version_id)
+    paused_steps_resumed(execution.pk)
+    execution.refresh_from_db(fields=["active_count", "parked_count", "review_count"])
     if awaits_review(execution.active_count, execution.parked_count, execution.review_count):
         to_review(execution.pk)  # nothing but reviews to go on with
 
@@ -207,6 +214,7 @@ def _reopen(execution: GraphExecution) -> None:
         )
         for r, task_id in zip(rerun, task_ids, strict=True)
     )
+    steps_carried_over({r["id"]: q.pk for r, q in zip(rerun, new_queued, strict=True)})
     NodeExecution.objects.bulk_create(
         NodeExecution(
             execution_id=execution.pk,

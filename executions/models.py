@@ -180,6 +180,9 @@ class Wait(models.Model):
         # Not a wait: a running block's committed progress (RunContext.checkpoint), decided
         # from the start, which a take-over resumes from.
         STEP = "step"
+        # A running block that committed a step while its run was paused: parked there with
+        # that step, woken by the resume (a long agent loop stops at its next step).
+        PAUSE = "pause"
 
     class State(models.TextChoices):
         PENDING = "pending"

@@ -17,6 +17,7 @@ publishes a decided wake again if its message was lost.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -152,22 +153,58 @@ def wake_send(execution_id, version_id: int, node_execution_id: int) -> None:
     dispatch.send_groups(execution_id, version_id, [[queued]])
 
 
-def step_save(node: ParkingNode, state: Any) -> None:
+def step_save(node: ParkingNode, state: Any) -> bool:
     """A running block's progress, committed (RunContext.checkpoint): the node's latest wait,
     decided from the start, so that a take-over resumes from it. Each step replaces the
-    node's last one, unless a real wait came between."""
+    node's last one, unless a real wait came between. If the run is paused, the node parks
+    here instead (a `pause` wait, woken by the resume): True then."""
+    if GraphExecution.objects.filter(pk=node.execution_id, status=Status.PAUSED).exists():
+        with contextlib.suppress(NodeStopped):  # cancelled meanwhile: it stops anyway
+            node_park(node, WaitFor(Wait.Kind.PAUSE, data=state), kind=Wait.Kind.PAUSE)
+        return True
     latest = (
         Wait.objects.filter(node_execution_id=node.id).order_by("-created_at").only("kind").first()
     )
     now = timezone.now()
     if latest is not None and latest.kind == Wait.Kind.STEP:
         Wait.objects.filter(pk=latest.pk).update(payload=state, decided_at=now)
-        return
+        return False
     Wait.objects.create(
         node_execution_id=node.id, execution_id=node.execution_id, user_id=node.user_id,
         node_id=node.node_id, kind=Wait.Kind.STEP, status=Wait.State.WOKEN, payload=state,
         decided_at=now,
     )  # fmt: skip
+    return False
+
+
+def paused_steps_resumed(execution_id) -> None:
+    """A resumed run's nodes parked at a step while it was paused go on from that step."""
+    for wait_id, state in Wait.objects.filter(
+        execution_id=execution_id, kind=Wait.Kind.PAUSE, status=Wait.State.PENDING
+    ).values_list("pk", "data"):
+        wait_decide(wait_id, Wait.State.WOKEN, payload=state)
+
+
+def steps_carried_over(new_of_old: dict[int, int]) -> None:
+    """A re-opened run's new node executions start from the last step their old ones
+    committed (an agent goes on from its last answer, not from the start)."""
+    latest: dict[int, Wait] = {}
+    for wait in Wait.objects.filter(node_execution_id__in=list(new_of_old)).order_by("created_at"):
+        latest[wait.node_execution_id] = wait
+    Wait.objects.bulk_create(
+        Wait(
+            node_execution_id=new_of_old[old],
+            execution_id=wait.execution_id,
+            user_id=wait.user_id,
+            node_id=wait.node_id,
+            kind=Wait.Kind.STEP,
+            status=Wait.State.WOKEN,
+            payload=wait.payload,
+            decided_at=timezone.now(),
+        )
+        for old, wait in latest.items()
+        if wait.kind == Wait.Kind.STEP
+    )
 
 
 def events_deliver(user_id: int, key: str, payload: Any, *, graph_id=None) -> int:

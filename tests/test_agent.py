@@ -43,6 +43,14 @@ class Model(BaseHTTPRequestHandler):
         reply = Model.script.pop(0) if Model.script else {"text": "nothing more to say"}
         if reply.get("slow"):
             time.sleep(reply["slow"])
+        if reply.get("status"):  # a refusal: 400 is not retried
+            data = json.dumps({"error": {"message": "scripted", "type": "invalid_request_error"}})
+            self.send_response(reply["status"])
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data.encode())
+            return
         calls = reply.get("calls", [])
         if self.path.endswith("/chat/completions"):
             message = {"role": "assistant", "content": reply.get("text")}
@@ -455,3 +463,48 @@ def test_run_graph_shows_a_models_text_as_it_arrives(user, worker, model, tmp_pa
     assert json.loads(out) == {"a": ["first line\nsecond line\nno newline at the end"]}
     shown = [line for line in err.splitlines() if line.startswith("ask> ")]
     assert shown == ["ask> first line", "ask> second line", "ask> no newline at the end"]
+
+
+# --- control mid-loop ------------------------------------------------------------------------
+
+
+def test_a_paused_agent_stops_at_its_next_step_and_goes_on_when_resumed(api, user, worker, model):
+    model.script = [
+        {"calls": [("c1", "calculator", {"operation": "add", "a": 1, "b": 1})], "slow": 1.5},
+        {"text": "two"},
+    ]
+    eid = execute(api, create_graph(api, agent_graph([{"block": "calculator"}])))
+    wait_until(lambda: len(model.requests) == 1, what="the first model call")
+    assert api.post(f"/api/executions/{eid}/pause/").status_code == 200
+    wait_until(
+        lambda: NodeExecution.objects.filter(
+            execution_id=eid, node_id="agent", status="WAITING"
+        ).exists(),
+        what="the agent parked at its next step",
+    )
+    time.sleep(0.5)
+    assert len(model.requests) == 1  # nothing more was asked while paused
+    assert api.post(f"/api/executions/{eid}/resume/").status_code == 200
+    record = wait_for_run(api, eid)
+    assert record["status"] == "COMPLETED" and record["outputs"]["answer"] == ["two"], record
+    assert len(model.requests) == 2
+    assert tool_messages(model.requests[1])["c1"] == ({"result": [2]}, False)
+
+
+def test_resuming_a_failed_agent_goes_on_from_its_last_step(api, user, worker, model):
+    """The provider fails past the node's retries after the first answer; resuming the run
+    does not ask the first question again."""
+    model.script = [
+        {"calls": [("c1", "calculator", {"operation": "multiply", "a": 6, "b": 7})]},
+        *[{"status": 400} for _ in range(1)],
+        {"text": "42"},
+    ]
+    eid = execute(api, create_graph(api, agent_graph([{"block": "calculator"}])))
+    record = wait_for_run(api, eid)
+    assert record["status"] == "FAILED", record
+    assert len(model.requests) == 2
+    assert api.post(f"/api/executions/{eid}/resume/").status_code == 200
+    record = wait_for_run(api, eid)
+    assert record["status"] == "COMPLETED" and record["outputs"]["answer"] == ["42"], record
+    assert len(model.requests) == 3
+    assert len(model.requests[2]["body"]["messages"]) == 3  # user, assistant, tool: from step 1

@@ -67,7 +67,7 @@ class AiAgentBlock(Block):
         yield from self._loop(data, ctx, state)
 
     def resume(self, data, wake: Wake, ctx):
-        if wake.kind == "step":  # a take-over: the last committed step
+        if wake.kind in ("step", "pause"):  # a take-over, or the run's resume: the last step
             state = wake.payload
         elif wake.kind == "subgraph":  # the round's graph tools have ended
             state = wake.payload["state"]
