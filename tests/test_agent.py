@@ -508,3 +508,33 @@ def test_resuming_a_failed_agent_goes_on_from_its_last_step(api, user, worker, m
     assert record["status"] == "COMPLETED" and record["outputs"]["answer"] == ["42"], record
     assert len(model.requests) == 3
     assert len(model.requests[2]["body"]["messages"]) == 3  # user, assistant, tool: from step 1
+
+
+def test_the_worked_example_researches_with_its_two_tools(api, user, worker, model, tools_server):
+    """docs/examples/research_agent.json with docs/examples/summarize_page.json as its graph
+    tool, against the scripted model: fetch, summarize (a child run with its own model
+    call), answer."""
+    examples = ROOT / "docs" / "examples"
+    summarize = create_graph(api, json.loads((examples / "summarize_page.json").read_text()))
+    text = (examples / "research_agent.json").read_text()
+    research = create_graph(api, json.loads(text.replace("SUMMARIZE_GRAPH_ID", summarize["id"])))
+    model.script = [
+        {"calls": [("f1", "http_request", {"url": f"{tools_server}/hit/lisbon"})]},
+        {"calls": [("s1", "Summarize_a_page", {"text": "Lisbon has 545,000 people."})]},
+        {"text": "Lisbon: 545,000 people."},  # the summarize graph's own llm_text call
+        {"text": "Lisbon has about 545,000 people (source: the fetched page)."},
+    ]
+    record = wait_for_run(api, execute(api, research, {"question": "How big is Lisbon?"}))
+    assert record["status"] == "COMPLETED", record
+    assert record["outputs"]["answer"] == [
+        "Lisbon has about 545,000 people (source: the fetched page)."
+    ]
+    assert Tools.seen == ["/hit/lisbon"]
+    steps = record["outputs"]["steps"][0]
+    assert [(s["type"], s.get("name")) for s in steps] == [
+        ("llm", None), ("tool", "http_request"), ("llm", None), ("tool", "Summarize_a_page"),
+        ("llm", None),
+    ]  # fmt: skip
+    assert steps[3]["result"] == {"summary": ["Lisbon: 545,000 people."]}
+    child_prompt = model.requests[2]["body"]["messages"][-1]["content"]
+    assert "Lisbon has 545,000 people." in child_prompt
