@@ -226,24 +226,22 @@ class NodeCharge:
 def charge_node_run(charge: NodeCharge) -> int:
     """Charge the per-run price before the block runs; the node execution is the key, so a
     redelivered task pays nothing more. Raises InsufficientCredits. Returns the amount."""
-    price = price_of(charge.block)
-    if price.per_run <= 0:
-        return 0
-    ledger_apply(
-        user_id=charge.user_id,
-        amount=-price.per_run,
-        type=Type.USAGE,
-        reference=f"usage:{charge.node_execution_id}",
-        metadata=charge.metadata("run"),
-        execution_id=charge.execution_id,
-        node_execution_id=charge.node_execution_id,
+    return _charge_per_run(
+        charge, charge.block, f"usage:{charge.node_execution_id}", charge.metadata("run")
     )
-    return price.per_run
 
 
 def charge_tool_run(charge: NodeCharge, *, block: str, call_id: str) -> int:
     """An agent's tool call of `block`: its per-run price, charged to the agent's node once
     per call id. Raises InsufficientCredits. Returns the amount."""
+    reference = f"usage:{charge.node_execution_id}:tool:{call_id}"[:200]
+    return _charge_per_run(
+        charge, block, reference, charge.metadata("tool", tool=block, call=call_id)
+    )
+
+
+def _charge_per_run(charge: NodeCharge, block: str, reference: str, metadata: dict) -> int:
+    """`block`'s per-run price, once per `reference`, to the node's payer."""
     price = price_of(block)
     if price.per_run <= 0:
         return 0
@@ -251,8 +249,8 @@ def charge_tool_run(charge: NodeCharge, *, block: str, call_id: str) -> int:
         user_id=charge.user_id,
         amount=-price.per_run,
         type=Type.USAGE,
-        reference=f"usage:{charge.node_execution_id}:tool:{call_id}"[:200],
-        metadata=charge.metadata("tool", tool=block, call=call_id),
+        reference=reference,
+        metadata=metadata,
         execution_id=charge.execution_id,
         node_execution_id=charge.node_execution_id,
     )
