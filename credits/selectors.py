@@ -45,3 +45,19 @@ def open_token_holds(older_than_seconds: float, limit: int = 500) -> list[OpenHo
         OpenHold(call, node_execution_id, attempt, (now - created_at).total_seconds())
         for call, node_execution_id, attempt, created_at in rows
     ]
+
+
+_SPENT_SQL = """
+SELECT COALESCE(-SUM(t.amount), 0)
+  FROM credits_credittransaction AS t
+ WHERE t.type IN ('USAGE', 'REFUND') AND t.execution_id = ANY(%s)
+"""
+
+
+def spent_by(execution_ids: list) -> int:
+    """Credits the runs spent, net of what came back (token holds' unused parts)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(_SPENT_SQL, [list(execution_ids)])
+        return int(cursor.fetchone()[0])

@@ -49,6 +49,8 @@ class ClaimedNode:
     parent_node_execution_id: int | None
     # The node's latest wait, decided (waits.py), if it parked before: the block resumes
     # with it (or, for a safe-mode approval, runs as approved); and how many waits it had.
+    # The run tree's budget in credits, if it has one (run_budgets.py).
+    budget: int | None = None
     wake: Wake | None = None
     wakes: int = 0
 
@@ -112,7 +114,7 @@ UPDATE executions_nodeexecution AS ne
             AND {_LATEST_WAIT.format(column="status")} <> 'pending'))
 RETURNING ne.execution_id, ne.node_id, ne.block, ne.input_data,
           ge.graph_version_id, ge.user_id, ge.graph_id, ne.attempts AS attempt, ge.depth,
-          ne.join_id IS NOT NULL AS in_chord, ge.parent_node_execution_id,
+          ne.join_id IS NOT NULL AS in_chord, ge.parent_node_execution_id, ge.budget,
           EXTRACT(EPOCH FROM clock_timestamp() - ne.queued_at) AS queue_wait,
           {_LATEST_WAIT.format(column="id")} AS wait_id
 """

@@ -87,6 +87,9 @@ class GraphExecution(models.Model):
         on_delete=models.SET_NULL,
         related_name="executions",
     )
+    # The run tree's budget in credits (every run of the tree holds the root's): a paid node
+    # that would take the tree's spend past it waits for a person's review (run_budgets.py).
+    budget = models.PositiveIntegerField(null=True, blank=True)
     active_count = models.IntegerField(default=0)
     # Of the active count, node executions parked (WAITING or REVIEW with an undecided wait),
     # and of those, reviews: the run is REVIEW when all that is active is parked and a
@@ -183,6 +186,8 @@ class Wait(models.Model):
         # A running block that committed a step while its run was paused: parked there with
         # that step, woken by the resume (a long agent loop stops at its next step).
         PAUSE = "pause"
+        # A review: the run tree's budget would be passed by this node's charge.
+        BUDGET = "budget"
 
     class State(models.TextChoices):
         PENDING = "pending"

@@ -25,6 +25,7 @@ from .engine import Status
 from .leases import NodeLease
 from .models import NodeExecution
 from .recording import node_complete, node_fail_unpaid
+from .run_budgets import budget_refused, budget_review_needed
 from .safe_mode import approval_needed, refused_in_review
 from .stopping import working_on
 
@@ -69,7 +70,9 @@ def _process(node_execution_id: int, take_over: bool, worker: str) -> None:
             return
         if approval_needed(claimed):
             return  # parked for a person's approval (safe mode): nothing ran, nothing charged
-        refused = refused_in_review(claimed)
+        if budget_review_needed(claimed):
+            return  # parked: the run tree's budget would be passed (run_budgets.py)
+        refused = refused_in_review(claimed) or budget_refused(claimed)
         if refused:
             node_complete(claimed, Outcome(error=refused), lease)
             return

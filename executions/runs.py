@@ -47,6 +47,7 @@ def execution_create(
     schedule_id=None,
     preset: Preset | None = None,
     reuse_child: bool = True,
+    budget: int | None = None,
 ) -> GraphExecution:
     """Validates the run's inputs and records the execution: RUNNING, its starting nodes
     queued (published once the record is committed), when the user has a free slot; else
@@ -54,7 +55,8 @@ def execution_create(
     InsufficientCredits when the balance cannot pay the first paid node, and LimitPassed
     when a sub-graph run would pass its tree's ENGINE_MAX_SUBGRAPH_RUNS (nothing is stored
     either way). A `preset` (of this graph) gives its inputs, `inputs` on top, and its
-    version unless `version` names one.
+    version unless `version` names one, and its budget unless `budget` is given (credits the
+    run tree may spend before a person is asked: run_budgets.py).
 
     A sub-graph run names the node execution waiting for it. An agent_executor node has one
     child, so a repeated start returns the child it already has; an ai_agent node's graph
@@ -69,6 +71,7 @@ def execution_create(
         if isinstance(inputs, dict) or inputs is None:  # anything else is refused below
             inputs = {**preset.inputs, **(inputs or {})}
         version = preset.graph_version if version is None else version
+        budget = preset.budget if budget is None else budget
     graph_version = version_get(graph=graph, version=version)
     plan = plan_for_version(graph_version.pk)
     missing = [n.id for n in plan.nodes.values() if get_block_class(n.block) is None]
@@ -87,9 +90,10 @@ def execution_create(
         root_id = run_id
         if parent_node_execution_id is not None:  # counted in its tree (LimitPassed)
             parent_run = NodeExecution.objects.filter(id=parent_node_execution_id).values(
-                "execution_id"
+                "execution_id", "execution__budget"
             )
             root_id = reserve_subgraph_run(parent_run[0]["execution_id"])
+            budget = parent_run[0]["execution__budget"]  # the tree's budget, on every run
         # Started here, in the request's transaction, when a slot is free: written RUNNING,
         # no start task, no second transaction. Without a slot it is written QUEUED; the
         # end of one of the user's runs starts it (slots.slot_freed, under the same lock as
@@ -113,6 +117,7 @@ def execution_create(
             parent_node_execution_id=parent_node_execution_id,
             depth=depth,
             schedule_id=schedule_id,
+            budget=budget,
         )
         # Its first event, built from the row as written (nothing can change a row no other
         # transaction sees yet), goes out with its nodes' in one Redis call.

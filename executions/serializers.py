@@ -12,6 +12,13 @@ class ExecuteRequestSerializer(serializers.Serializer):
         help_text="a preset of this graph: its inputs, then `inputs` on top; its version "
         "unless `version` is given",
     )
+    budget = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        help_text="credits the run (and its sub-graph runs) may spend; a paid node that would "
+        "pass it waits for your review. Default: the preset's, else none",
+    )
 
 
 class NodeExecutionSerializer(serializers.Serializer):
@@ -46,6 +53,7 @@ class ExecutionSerializer(serializers.Serializer):
     parent_execution_id = serializers.UUIDField(allow_null=True)
     parent_node_execution_id = serializers.IntegerField(allow_null=True)
     schedule_id = serializers.UUIDField(allow_null=True, help_text="the schedule that started it")
+    budget = serializers.IntegerField(allow_null=True, help_text="the run tree's budget, credits")
     node_executions = NodeExecutionSerializer(
         many=True,
         required=False,

@@ -40,7 +40,7 @@ from .models import GraphExecution, NodeExecution, Wait
 from .stopping import NodeStopped
 from .transitions import move
 
-REVIEW_KINDS = (Wait.Kind.REVIEW, Wait.Kind.APPROVAL)
+REVIEW_KINDS = (Wait.Kind.REVIEW, Wait.Kind.APPROVAL, Wait.Kind.BUDGET)
 
 
 @dataclass(frozen=True)

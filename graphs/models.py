@@ -96,6 +96,8 @@ class Preset(models.Model):
     graph_version = models.PositiveIntegerField(null=True, blank=True)
     name = models.CharField(max_length=200)
     inputs = models.JSONField(default=dict, blank=True)
+    # Credits a run started with it may spend (its run tree); null: no budget.
+    budget = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -118,6 +118,7 @@ def preset_record(preset: Preset) -> dict[str, Any]:
         "graph_version": preset.graph_version,
         "name": preset.name,
         "inputs": preset.inputs,
+        "budget": preset.budget,
         "created_at": preset.created_at,
         "updated_at": preset.updated_at,
     }

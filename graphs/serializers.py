@@ -56,6 +56,9 @@ class PresetWriteSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     inputs = serializers.DictField(required=False)
     graph_version = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    budget = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, help_text="credits its runs may spend"
+    )
 
 
 class PresetSerializer(serializers.Serializer):
@@ -68,5 +71,6 @@ class PresetSerializer(serializers.Serializer):
     inputs = serializers.DictField(
         help_text='graph inputs by name; {"$credential": NAME} names a secret'
     )
+    budget = serializers.IntegerField(allow_null=True, help_text="credits its runs may spend")
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()

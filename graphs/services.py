@@ -80,13 +80,13 @@ def _comparable(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 # Preset fields a client writes.
-PRESET_FIELDS = ("name", "inputs", "graph_version")
+PRESET_FIELDS = ("name", "inputs", "graph_version", "budget")
 
 
 def preset_create(*, graph: Graph, values: dict[str, Any]) -> Preset:
     """A preset of the graph. Raises GraphInvalid (its version or inputs: the inputs must
     start a run of that version by themselves) or PresetExists; stores nothing then."""
-    fields = {"name": "", "inputs": {}, "graph_version": None, **values}
+    fields = {"name": "", "inputs": {}, "graph_version": None, "budget": None, **values}
     _check_preset(graph, fields)
     return _saved(Preset(graph=graph, **fields))
 
