@@ -67,12 +67,17 @@ def budget_refused(claimed: ClaimedNode) -> str | None:
     return f"the run's budget of {claimed.budget} credits was reached and not raised{said}"
 
 
+MOST = 2**31 - 1  # what the budget column holds
+
+
 def _approved_budget(payload: Any, budget: int) -> int:
-    """The reviewer's {"budget": N} if they set one, else the budget raised by itself."""
+    """The reviewer's {"budget": N} if they set one (within the column), else the budget
+    raised by itself."""
     edited = payload.get("data") if isinstance(payload, dict) else None
-    if isinstance(edited, dict) and isinstance(edited.get("budget"), int) and edited["budget"] > 0:
-        return edited["budget"]
-    return budget * 2
+    wanted = edited.get("budget") if isinstance(edited, dict) else None
+    if isinstance(wanted, int) and not isinstance(wanted, bool) and 0 < wanted <= MOST:
+        return wanted
+    return min(budget * 2, MOST)
 
 
 def _tree_of(execution_id) -> Q:

@@ -16,6 +16,7 @@ class ExecuteRequestSerializer(serializers.Serializer):
         required=False,
         allow_null=True,
         min_value=1,
+        max_value=2**31 - 1,
         help_text="credits the run (and its sub-graph runs) may spend; a paid node that would "
         "pass it waits for your review. Default: the preset's, else none",
     )

@@ -57,7 +57,11 @@ class PresetWriteSerializer(serializers.Serializer):
     inputs = serializers.DictField(required=False)
     graph_version = serializers.IntegerField(required=False, allow_null=True, min_value=1)
     budget = serializers.IntegerField(
-        required=False, allow_null=True, min_value=1, help_text="credits its runs may spend"
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=2**31 - 1,
+        help_text="credits its runs may spend",
     )
 
 
