@@ -211,6 +211,9 @@ class Block:
     # Whether an ai_agent may call it as a tool (run in the agent's worker, outside the
     # engine's own bookkeeping: blocks that wait, start runs or meter tokens may not).
     usable_as_tool: ClassVar[bool] = True
+    # A dry run does not run it (it calls a model, sends a request, waits for a person):
+    # it yields `simulate`'s placeholder outputs instead.
+    simulated_in_dry_run: ClassVar[bool] = False
 
     registry: ClassVar[dict[str, type[Block]]] = {}
 
@@ -228,6 +231,18 @@ class Block:
         """The rest of a run that parked (RunContext.wait_for): what to yield now that its
         wait is decided. Runs in a worker, with the same input."""
         raise BlockError(f"block {self.name!r} does not wait")
+
+    @classmethod
+    def simulate(cls, input_data: dict[str, Any]) -> list[tuple[str, Any]]:
+        """What a dry run yields for this block: a placeholder of its first output pin's
+        shape (the branch a success takes). Blocks may say better."""
+        from .simulation import placeholder
+
+        schema = cls.Output.model_json_schema()
+        first = next(iter(schema.get("properties", {})), None)
+        if first is None:
+            return []
+        return [(first, placeholder(schema["properties"][first], schema.get("$defs", {})))]
 
     @classmethod
     def is_sensitive(cls, input_data: dict[str, Any]) -> bool:

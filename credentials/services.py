@@ -32,6 +32,11 @@ def credential_create(*, owner, name: str, value: str) -> Credential:
         raise CredentialExists(f"a credential named {name!r} exists; delete it first") from exc
 
 
+def credential_names_of(user_id: int) -> set[str]:
+    """The names of the credentials the user has stored."""
+    return set(Credential.objects.filter(owner_id=user_id).values_list("name", flat=True))
+
+
 def credential_delete(*, credential: Credential) -> None:
     credential.delete()
 

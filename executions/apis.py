@@ -66,6 +66,7 @@ class GraphExecuteApi(APIView):
             version=body.validated_data.get("version"),
             preset=preset_for_run(graph=graph, preset_id=preset_id) if preset_id else None,
             budget=body.validated_data.get("budget"),
+            dry_run=body.validated_data["dry_run"],
         )
         record = execution_record(execution, live=NOTHING_RAN)  # it was created just now
         return Response(rendered(ExecutionSerializer, record), status=status.HTTP_201_CREATED)

@@ -51,6 +51,7 @@ class ClaimedNode:
     # with it (or, for a safe-mode approval, runs as approved); and how many waits it had.
     # The run tree's budget in credits, if it has one (run_budgets.py).
     budget: int | None = None
+    dry_run: bool = False  # blocks that leave the process are simulated, nothing charged
     wake: Wake | None = None
     wakes: int = 0
 
@@ -115,6 +116,7 @@ UPDATE executions_nodeexecution AS ne
 RETURNING ne.execution_id, ne.node_id, ne.block, ne.input_data,
           ge.graph_version_id, ge.user_id, ge.graph_id, ne.attempts AS attempt, ge.depth,
           ne.join_id IS NOT NULL AS in_chord, ge.parent_node_execution_id, ge.budget,
+          ge.dry_run,
           EXTRACT(EPOCH FROM clock_timestamp() - ne.queued_at) AS queue_wait,
           {_LATEST_WAIT.format(column="id")} AS wait_id
 """

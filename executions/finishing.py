@@ -113,7 +113,8 @@ def execution_finish(
         execution.stats = execution_stats(execution)
         execution.save(update_fields=["outputs", "stats"])
         events.emit_run(execution_id)  # the terminal event: the run changes no node any more
-        if execution.parent_node_execution_id is None and status != Status.CANCELLED:
+        told = status != Status.CANCELLED and not execution.dry_run  # a dry run sends nothing
+        if execution.parent_node_execution_id is None and told:
             _notify_run_ended(execution)
         parent_node = execution.parent_node_execution_id
         if parent_node is not None and _still_waiting(parent_node):

@@ -90,6 +90,9 @@ class GraphExecution(models.Model):
     # The run tree's budget in credits (every run of the tree holds the root's): a paid node
     # that would take the tree's spend past it waits for a person's review (run_budgets.py).
     budget = models.PositiveIntegerField(null=True, blank=True)
+    # A dry run: blocks that leave the process are simulated, nothing is charged or sent
+    # (its sub-graph runs are dry too).
+    dry_run = models.BooleanField(default=False)
     active_count = models.IntegerField(default=0)
     # Of the active count, node executions parked (WAITING or REVIEW with an undecided wait),
     # and of those, reviews: the run is REVIEW when all that is active is parked and a

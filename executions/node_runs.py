@@ -21,6 +21,7 @@ from . import quotas
 from .block_runs import Outcome, block_run
 from .budgets import retry_delay
 from .claims import ClaimedNode, just_started, log_duplicate_delivery, node_claim
+from .dry_runs import dry_run_outcome
 from .engine import Status
 from .leases import NodeLease
 from .models import NodeExecution
@@ -68,25 +69,10 @@ def _process(node_execution_id: int, take_over: bool, worker: str) -> None:
             if take_over:
                 log_duplicate_delivery(node_execution_id)
             return
-        if approval_needed(claimed):
-            return  # parked for a person's approval (safe mode): nothing ran, nothing charged
-        if budget_review_needed(claimed):
-            return  # parked: the run tree's budget would be passed (run_budgets.py)
-        refused = refused_in_review(claimed) or budget_refused(claimed)
-        if refused:
-            node_complete(claimed, Outcome(error=refused), lease)
+        if not _may_run(claimed, lease):
             return
-        over_budget = quotas.budget_left(claimed.user_id)
-        if over_budget:
-            node_fail_unpaid(claimed, over_budget)
-            return
-        try:
-            if not _charge(claimed):
-                return
-        except InsufficientCredits as exc:
-            node_fail_unpaid(claimed, str(exc))
-            return
-        outcome = block_run(claimed)
+        # A dry run's node of a block that leaves the process is simulated (dry_runs.py).
+        outcome = dry_run_outcome(claimed) or block_run(claimed)
         quotas.count(claimed.user_id, outcome.seconds)
         metrics.NODE_RUN_SECONDS.labels(claimed.block).observe(outcome.seconds)
         if outcome.parked:
@@ -103,6 +89,32 @@ def _process(node_execution_id: int, take_over: bool, worker: str) -> None:
         node_complete(claimed, outcome, lease)
     finally:
         lease.release()  # unless the completion's event call dropped it already
+
+
+def _may_run(claimed: ClaimedNode, lease: NodeLease) -> bool:
+    """What a claimed node must pass before its block runs: a person's approval (safe mode),
+    its run's budget, its user's worker time, its charge. False when it does not run now
+    (parked, failed, or stopped meanwhile). A dry run asks no one and pays nothing."""
+    if not claimed.dry_run:
+        if approval_needed(claimed):
+            return False  # parked for a person's approval (safe mode): nothing charged
+        if budget_review_needed(claimed):
+            return False  # parked: the run tree's budget would be passed (run_budgets.py)
+        refused = refused_in_review(claimed) or budget_refused(claimed)
+        if refused:
+            node_complete(claimed, Outcome(error=refused), lease)
+            return False
+    over_budget = quotas.budget_left(claimed.user_id)
+    if over_budget:
+        node_fail_unpaid(claimed, over_budget)
+        return False
+    if claimed.dry_run:
+        return True
+    try:
+        return _charge(claimed)
+    except InsufficientCredits as exc:
+        node_fail_unpaid(claimed, str(exc))
+        return False
 
 
 def _charge(claimed: ClaimedNode) -> bool:

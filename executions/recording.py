@@ -47,7 +47,7 @@ def node_complete(claimed: ClaimedNode, outcome: Outcome, lease: NodeLease | Non
         claimed.block,
         claimed.in_chord,
         outcome,
-        payer=claimed.payer,
+        payer=None if claimed.dry_run else claimed.payer,  # a dry run pays nothing
         lease=lease,
         top_level=claimed.depth == 0,
     )

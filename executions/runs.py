@@ -17,6 +17,8 @@ from django.utils import timezone
 
 from blocks.registry import get_block_class
 from common import metrics
+from credentials.references import referenced_names
+from credentials.services import credential_names_of
 from credits.costs import price_of
 from credits.services import ensure_balance_covers
 from graphs.models import Graph, Preset
@@ -48,6 +50,7 @@ def execution_create(
     preset: Preset | None = None,
     reuse_child: bool = True,
     budget: int | None = None,
+    dry_run: bool = False,
 ) -> GraphExecution:
     """Validates the run's inputs and records the execution: RUNNING, its starting nodes
     queued (published once the record is committed), when the user has a free slot; else
@@ -56,7 +59,8 @@ def execution_create(
     when a sub-graph run would pass its tree's ENGINE_MAX_SUBGRAPH_RUNS (nothing is stored
     either way). A `preset` (of this graph) gives its inputs, `inputs` on top, and its
     version unless `version` names one, and its budget unless `budget` is given (credits the
-    run tree may spend before a person is asked: run_budgets.py).
+    run tree may spend before a person is asked: run_budgets.py). A `dry_run` also checks
+    that every credential it refers to is stored, and runs simulated (dry_runs.py).
 
     A sub-graph run names the node execution waiting for it. An agent_executor node has one
     child, so a repeated start returns the child it already has; an ai_agent node's graph
@@ -85,15 +89,18 @@ def execution_create(
     ]
     inputs = validate_graph_inputs(nodes, inputs)
     _ensure_first_paid_node_affordable(user.pk, plan)
+    if dry_run:  # what a real run would find missing only once a node resolves it
+        _ensure_credentials_exist(user.pk, nodes, inputs)
     with transaction.atomic():
         run_id = uuid.uuid4()
         root_id = run_id
         if parent_node_execution_id is not None:  # counted in its tree (LimitPassed)
             parent_run = NodeExecution.objects.filter(id=parent_node_execution_id).values(
-                "execution_id", "execution__budget"
+                "execution_id", "execution__budget", "execution__dry_run"
             )
             root_id = reserve_subgraph_run(parent_run[0]["execution_id"])
             budget = parent_run[0]["execution__budget"]  # the tree's budget, on every run
+            dry_run = parent_run[0]["execution__dry_run"]
         # Started here, in the request's transaction, when a slot is free: written RUNNING,
         # no start task, no second transaction. Without a slot it is written QUEUED; the
         # end of one of the user's runs starts it (slots.slot_freed, under the same lock as
@@ -118,6 +125,7 @@ def execution_create(
             depth=depth,
             schedule_id=schedule_id,
             budget=budget,
+            dry_run=dry_run,
         )
         # Its first event, built from the row as written (nothing can change a row no other
         # transaction sees yet), goes out with its nodes' in one Redis call.
@@ -136,6 +144,23 @@ def _ensure_first_paid_node_affordable(user_id: int, plan: Plan) -> None:
         node_id, price = first
         what = f"the first paid node {node_id!r} ({plan.nodes[node_id].block})"
         ensure_balance_covers(user_id, price.per_run, what)
+
+
+def _ensure_credentials_exist(user_id: int, nodes: list[dict[str, Any]], inputs: Any) -> None:
+    """GraphInvalid naming each credential the graph or its inputs refer to that the user
+    has not stored."""
+    stored = credential_names_of(user_id)
+    problems = [
+        {"node_id": n["id"], "message": f"no stored credential named {name!r}"}
+        for n in nodes
+        for name in sorted(referenced_names(n["input_default"]) - stored)
+    ]
+    problems += [
+        {"field": "inputs", "message": f"no stored credential named {name!r}"}
+        for name in sorted(referenced_names(inputs) - stored)
+    ]
+    if problems:
+        raise GraphInvalid(problems)
 
 
 Start = Literal["started", "no slot", "not queued"]

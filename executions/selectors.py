@@ -85,6 +85,7 @@ def execution_record(execution: GraphExecution, *, live: dict | None = None) -> 
         parent_execution_id=_parent_run_id(execution),
         schedule_id=execution.schedule_id,
         budget=execution.budget,
+        dry_run=execution.dry_run,
         live=live,
         nodes=[],
     )
@@ -152,7 +153,7 @@ WITH RECURSIVE run AS (
            r.inputs::json, r.outputs::json, r.error, r.stats::json, r.created_at,
            r.started_at, r.ended_at,
            r.parent_node_execution_id, p.execution_id AS parent_execution_id, r.schedule_id,
-           r.budget
+           r.budget, r.dry_run
       FROM executions_graphexecution r
       JOIN graphs_graphversion v ON v.id = r.graph_version_id
       LEFT JOIN executions_nodeexecution p ON p.id = r.parent_node_execution_id
@@ -192,6 +193,7 @@ class RecordRow:
     parent_execution_id: uuid.UUID | None
     schedule_id: uuid.UUID | None
     budget: int | None
+    dry_run: bool
     live: dict[str, int] | None  # node counts and the tree's cost, while it runs
     nodes: list[dict[str, Any]]  # the page: limit + 1 rows, the last telling there is more
 
@@ -227,6 +229,7 @@ def _record_of(row: RecordRow, *, with_nodes: bool = True) -> dict[str, Any]:
         # A run a schedule started names it (its occurrence names the fire time).
         "schedule_id": str(row.schedule_id) if row.schedule_id else None,
         "budget": row.budget,  # credits the run tree may spend before a person is asked
+        "dry_run": row.dry_run,
     }
     if _chars(row.outputs) > VALUE_PREVIEW_CHARS:
         record["outputs"] = _preview(row.outputs, f"{run_path}outputs/")

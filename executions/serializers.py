@@ -20,6 +20,12 @@ class ExecuteRequestSerializer(serializers.Serializer):
         help_text="credits the run (and its sub-graph runs) may spend; a paid node that would "
         "pass it waits for your review. Default: the preset's, else none",
     )
+    dry_run = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="simulate every block that leaves the process (models, requests, reviews); "
+        "run the pure ones; charge and send nothing",
+    )
 
 
 class NodeExecutionSerializer(serializers.Serializer):
@@ -55,6 +61,7 @@ class ExecutionSerializer(serializers.Serializer):
     parent_node_execution_id = serializers.IntegerField(allow_null=True)
     schedule_id = serializers.UUIDField(allow_null=True, help_text="the schedule that started it")
     budget = serializers.IntegerField(allow_null=True, help_text="the run tree's budget, credits")
+    dry_run = serializers.BooleanField(help_text="a dry run: simulated, nothing charged or sent")
     node_executions = NodeExecutionSerializer(
         many=True,
         required=False,

@@ -23,6 +23,7 @@ from blocks.llm import Usage, caller
 
 class AiAgentBlock(Block):
     name = "ai_agent"
+    simulated_in_dry_run = True
     description = (
         "A language model that calls tools (catalogue blocks, your graphs) in a loop until "
         "it answers; every step is committed, so a crash never repeats a finished one."
@@ -53,6 +54,13 @@ class AiAgentBlock(Block):
         response: str
         steps: list = Field(description="Each model call and tool call, in order")
         usage: dict = Field(description="model, prompt_tokens, completion_tokens, calls")
+
+    @classmethod
+    def simulate(cls, input_data):
+        model = input_data.get("model") or settings.LLM_DEFAULT_MODEL
+        usage = {"model": model, "prompt_tokens": 0, "completion_tokens": 0, "charged": False,
+                 "calls": 0}  # fmt: skip
+        return [("response", "[dry run] the agent's answer"), ("steps", []), ("usage", usage)]
 
     def run(self, data, ctx):
         state = {

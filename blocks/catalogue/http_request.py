@@ -16,6 +16,7 @@ MAX_REDIRECTS = 5
 
 class HttpRequestBlock(Block):
     name = "http_request"
+    simulated_in_dry_run = True
     description = (
         "Sends an HTTP request; 2xx on `response`, 4xx on `client_error`, 5xx on `server_error`."
     )

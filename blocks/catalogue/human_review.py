@@ -8,6 +8,7 @@ from blocks.base import Block, BlockError, BlockSchema, Field, WaitFor
 
 class HumanReviewBlock(Block):
     name = "human_review"
+    simulated_in_dry_run = True
     usable_as_tool = False  # waits, starts runs, meters tokens, or is a graph's edge
     description = (
         "Waits for a person to approve or reject `data` (editing it, when `editable`); "
@@ -30,6 +31,11 @@ class HumanReviewBlock(Block):
         approved_data: Any
         rejected_data: Any
         review_message: str
+
+    @classmethod
+    def simulate(cls, input_data):
+        """A dry run goes on as if approved as it is."""
+        return [("approved_data", input_data.get("data")), ("review_message", "[dry run]")]
 
     def run(self, data, ctx):
         ctx.wait_for(

@@ -18,6 +18,7 @@ class LlmStructuredBlock(Block):
     answer is sent back with what was wrong, up to `attempts` times."""
 
     name = "llm_structured"
+    simulated_in_dry_run = True
     usable_as_tool = False  # waits, starts runs, meters tokens, or is a graph's edge
     description = "Asks a language model for JSON with `expected_format`'s fields; one pin each."
     category = "ai"

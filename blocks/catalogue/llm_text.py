@@ -10,6 +10,7 @@ class LlmTextBlock(Block):
     """One chat call to a language model; its text on `response`, its tokens on `usage`."""
 
     name = "llm_text"
+    simulated_in_dry_run = True
     usable_as_tool = False  # waits, starts runs, meters tokens, or is a graph's edge
     description = "Asks a language model (OpenAI-compatible or Anthropic) and yields its answer."
     category = "ai"
@@ -46,6 +47,12 @@ class LlmTextBlock(Block):
     class Output(BlockSchema):
         response: str
         usage: dict = Field(description="model, prompt_tokens, completion_tokens, charged")
+
+    @classmethod
+    def simulate(cls, input_data):
+        model = input_data.get("model") or settings.LLM_DEFAULT_MODEL
+        usage = {"model": model, "prompt_tokens": 0, "completion_tokens": 0, "charged": False}
+        return [("response", "[dry run] a model's answer"), ("usage", usage)]
 
     def run(self, data, ctx):
         llm = caller(

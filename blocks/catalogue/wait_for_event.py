@@ -8,6 +8,7 @@ from blocks.base import Block, BlockError, BlockSchema, Field, WaitFor
 
 class WaitForEventBlock(Block):
     name = "wait_for_event"
+    simulated_in_dry_run = True
     usable_as_tool = False  # waits, starts runs, meters tokens, or is a graph's edge
     description = "Waits for POST /api/events/ with this key, then yields its payload."
     category = "logic"
