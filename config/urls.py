@@ -14,6 +14,7 @@ from executions.apis import (
     ExecutionOutputsApi,
     GraphExecuteApi,
 )
+from executions.rerun_apis import RerunApi, RerunPreviewApi
 from executions.review_apis import (
     EventApi,
     ReviewApproveApi,
@@ -77,6 +78,12 @@ api = [
             name=f"execution-{action}",
         )
         for action in ExecutionControlApi.actions
+    ),
+    path("executions/<uuid:execution_id>/rerun/", RerunApi.as_view(), name="execution-rerun"),
+    path(
+        "executions/<uuid:execution_id>/rerun/preview/",
+        RerunPreviewApi.as_view(),
+        name="execution-rerun-preview",
     ),
     path("reviews/", ReviewListApi.as_view(), name="reviews"),
     path("reviews/<uuid:review_id>/", ReviewDetailApi.as_view(), name="review"),

@@ -96,9 +96,9 @@ _SINGLE_HOP_SQL = (
     INSERT INTO executions_nodeexecution
            (execution_id, node_id, block, status, input_data, output_data, error, attempts,
             cost, task_id, worker, propagated, join_id, created_at, queued_at, started_at,
-            ended_at)
+            ended_at, reused_from)
     SELECT %(run_id)s, %(sink_id)s, %(sink_block)s, 'QUEUED', %(input)s::jsonb, '{}'::jsonb,
-           NULL, 0, 0, %(task_id)s, '', false, NULL, %(now)s, %(now)s, NULL, NULL
+           NULL, 0, 0, %(task_id)s, '', false, NULL, %(now)s, %(now)s, NULL, NULL, NULL
       FROM counted
     RETURNING id
 ), outboxed AS (

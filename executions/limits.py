@@ -71,9 +71,9 @@ WITH reserved AS (
 INSERT INTO executions_nodeexecution
        (execution_id, node_id, block, status, input_data, output_data, error, attempts,
         cost, task_id, worker, propagated, join_id, created_at, queued_at, started_at,
-        ended_at)
+        ended_at, reused_from)
 SELECT %(run)s, r.node_id, r.block, r.status, r.input_data, '{}'::jsonb, NULL, 0, 0,
-       r.task_id, '', false, NULL, %(now)s, r.queued_at, NULL, NULL
+       r.task_id, '', false, NULL, %(now)s, r.queued_at, NULL, NULL, NULL
   FROM reserved,
        ROWS FROM (jsonb_to_recordset(%(rows)s::jsonb)
                   AS (node_id text, block text, status text, input_data jsonb, task_id text,

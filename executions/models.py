@@ -93,6 +93,12 @@ class GraphExecution(models.Model):
     # A dry run: blocks that leave the process are simulated, nothing is charged or sent
     # (its sub-graph runs are dry too).
     dry_run = models.BooleanField(default=False)
+    # A re-run (reruns.py): the run it re-runs, and the nodes it runs (every other node's
+    # completed executions are copied from that run as `reused`).
+    rerun_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns"
+    )
+    rerun_nodes = models.JSONField(null=True, blank=True)
     active_count = models.IntegerField(default=0)
     # Of the active count, node executions parked (WAITING or REVIEW with an undecided wait),
     # and of those, reviews: the run is REVIEW when all that is active is parked and a
@@ -149,6 +155,8 @@ class NodeExecution(models.Model):
     propagated = models.BooleanField(default=False)
     # The chord this execution was dispatched in, if any: lets a lost join be re-driven.
     join_id = models.UUIDField(null=True, blank=True, db_index=True)
+    # A re-run's copy of a node execution it reused (not run, not charged): the original.
+    reused_from = models.BigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     queued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)

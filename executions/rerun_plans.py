@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import deque
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 from .engine import NodeSpec, Plan
@@ -63,7 +64,7 @@ def downstream_closure(plan: Plan, start: set[str]) -> set[str]:
 
 
 def rerun_plan(
-    old: Plan, new: Plan, from_nodes: set[str], inputs_changed: set[str] = frozenset()
+    old: Plan, new: Plan, from_nodes: set[str], inputs_changed: AbstractSet[str] = frozenset()
 ) -> RerunPlan:
     """What a re-run of a run of `old` on `new` from `from_nodes` runs and reuses.
     `inputs_changed`: the names of graph inputs given other values (their `input` nodes

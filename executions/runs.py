@@ -33,6 +33,7 @@ from .limits import insert_within_limit, reserve_subgraph_run
 from .models import GraphExecution, NodeExecution
 from .plans import plan_for_version
 from .propagation import Propagation
+from .rerun_starts import rerun_queue
 from .settling import settle
 from .slots import oldest_waiting_run, slot_free
 from .transitions import move
@@ -51,6 +52,7 @@ def execution_create(
     reuse_child: bool = True,
     budget: int | None = None,
     dry_run: bool = False,
+    rerun: tuple[Any, list[str]] | None = None,
 ) -> GraphExecution:
     """Validates the run's inputs and records the execution: RUNNING, its starting nodes
     queued (published once the record is committed), when the user has a free slot; else
@@ -126,11 +128,16 @@ def execution_create(
             schedule_id=schedule_id,
             budget=budget,
             dry_run=dry_run,
+            rerun_of_id=rerun[0] if rerun else None,
+            rerun_nodes=rerun[1] if rerun else None,
         )
         # Its first event, built from the row as written (nothing can change a row no other
         # transaction sees yet), goes out with its nodes' in one Redis call.
         first_event = events.run_event_of(execution, nothing_ran=True)
-        if starts:
+        if starts and rerun is not None:
+            rerun_queue(execution.pk, graph_version.pk, inputs, now, rerun[0], rerun[1],
+                        first_event)  # fmt: skip
+        elif starts:
             _queue_starting_nodes(execution.pk, graph_version.pk, inputs, now, first_event)
         else:
             events.emit(execution.pk, [first_event], announce=True)
@@ -190,7 +197,15 @@ def execution_start(execution_id) -> Start:
     with transaction.atomic():
         run = (
             GraphExecution.objects.filter(id=execution_id, status=Status.QUEUED)
-            .values("user_id", "depth", "time_limit", "graph_version_id", "inputs")
+            .values(
+                "user_id",
+                "depth",
+                "time_limit",
+                "graph_version_id",
+                "inputs",
+                "rerun_of_id",
+                "rerun_nodes",
+            )
             .first()
         )
         if run is None:
@@ -208,7 +223,11 @@ def execution_start(execution_id) -> Start:
         if not moved:
             return "not queued"
         events.emit_run(execution_id, nothing_ran=True)
-        _queue_starting_nodes(execution_id, run["graph_version_id"], run["inputs"], now)
+        if run["rerun_of_id"] is not None:
+            rerun_queue(execution_id, run["graph_version_id"], run["inputs"], now,
+                        run["rerun_of_id"], run["rerun_nodes"] or [])  # fmt: skip
+        else:
+            _queue_starting_nodes(execution_id, run["graph_version_id"], run["inputs"], now)
     return "started"
 
 

@@ -86,6 +86,7 @@ def execution_record(execution: GraphExecution, *, live: dict | None = None) -> 
         schedule_id=execution.schedule_id,
         budget=execution.budget,
         dry_run=execution.dry_run,
+        rerun_of=execution.rerun_of_id,
         live=live,
         nodes=[],
     )
@@ -122,7 +123,7 @@ def _preview(value_or_head: Any, href: str, chars: int | None = None) -> dict[st
 # database measures them and sends their first characters.
 _PAGE_SQL = """
 SELECT n.id, n.node_id, n.block, n.status, n.error, n.attempts, n.cost, n.task_id, n.worker,
-       n.queued_at, n.started_at, n.ended_at, s.input_chars, s.output_chars,
+       n.queued_at, n.started_at, n.ended_at, n.reused_from, s.input_chars, s.output_chars,
        CASE WHEN s.input_chars <= %(max)s THEN n.input_data END AS input_small,
        CASE WHEN s.input_chars > %(max)s THEN left(n.input_data::text, %(head)s) END
            AS input_head,
@@ -153,7 +154,7 @@ WITH RECURSIVE run AS (
            r.inputs::json, r.outputs::json, r.error, r.stats::json, r.created_at,
            r.started_at, r.ended_at,
            r.parent_node_execution_id, p.execution_id AS parent_execution_id, r.schedule_id,
-           r.budget, r.dry_run
+           r.budget, r.dry_run, r.rerun_of_id AS rerun_of
       FROM executions_graphexecution r
       JOIN graphs_graphversion v ON v.id = r.graph_version_id
       LEFT JOIN executions_nodeexecution p ON p.id = r.parent_node_execution_id
@@ -194,6 +195,7 @@ class RecordRow:
     schedule_id: uuid.UUID | None
     budget: int | None
     dry_run: bool
+    rerun_of: uuid.UUID | None
     live: dict[str, int] | None  # node counts and the tree's cost, while it runs
     nodes: list[dict[str, Any]]  # the page: limit + 1 rows, the last telling there is more
 
@@ -230,6 +232,7 @@ def _record_of(row: RecordRow, *, with_nodes: bool = True) -> dict[str, Any]:
         "schedule_id": str(row.schedule_id) if row.schedule_id else None,
         "budget": row.budget,  # credits the run tree may spend before a person is asked
         "dry_run": row.dry_run,
+        "rerun_of": str(row.rerun_of) if row.rerun_of else None,  # the run this one re-runs
     }
     if _chars(row.outputs) > VALUE_PREVIEW_CHARS:
         record["outputs"] = _preview(row.outputs, f"{run_path}outputs/")
@@ -271,6 +274,7 @@ def _page_of(execution_id, rows: list[dict[str, Any]], limit: int) -> tuple[list
             "queued_at": _time(row["queued_at"]),
             "started_at": _time(row["started_at"]),
             "ended_at": _time(row["ended_at"]),
+            "reused_from": row["reused_from"],
         }
         for field, column in (("input_data", "input"), ("output_data", "output")):
             if row[f"{column}_chars"] <= VALUE_PREVIEW_CHARS:
@@ -310,6 +314,7 @@ def node_execution_record(ne: NodeExecution, *, with_values: bool = True) -> dic
         "queued_at": ne.queued_at,
         "started_at": ne.started_at,
         "ended_at": ne.ended_at,
+        "reused_from": ne.reused_from,
     }
     if with_values:
         record["input_data"], record["output_data"] = ne.input_data, ne.output_data

@@ -43,6 +43,9 @@ class NodeExecutionSerializer(serializers.Serializer):
     queued_at = serializers.DateTimeField(allow_null=True)
     started_at = serializers.DateTimeField(allow_null=True)
     ended_at = serializers.DateTimeField(allow_null=True)
+    reused_from = serializers.IntegerField(
+        allow_null=True, help_text="a re-run's copy: the node execution whose outputs it reused"
+    )
 
 
 class ExecutionSerializer(serializers.Serializer):
@@ -62,6 +65,7 @@ class ExecutionSerializer(serializers.Serializer):
     schedule_id = serializers.UUIDField(allow_null=True, help_text="the schedule that started it")
     budget = serializers.IntegerField(allow_null=True, help_text="the run tree's budget, credits")
     dry_run = serializers.BooleanField(help_text="a dry run: simulated, nothing charged or sent")
+    rerun_of = serializers.UUIDField(allow_null=True, help_text="the run this one re-runs")
     node_executions = NodeExecutionSerializer(
         many=True,
         required=False,
@@ -115,3 +119,23 @@ class EventSerializer(serializers.Serializer):
 
 class EventWokenSerializer(serializers.Serializer):
     woken = serializers.IntegerField(help_text="how many waiting nodes it woke")
+
+
+class RerunRequestSerializer(serializers.Serializer):
+    from_nodes = serializers.ListField(
+        child=serializers.CharField(max_length=64), max_length=20_000,
+        help_text="run these and everything downstream; reuse the rest",
+    )  # fmt: skip
+    version = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, help_text="default: the run's own"
+    )
+    inputs = serializers.DictField(required=False, help_text="graph inputs to override")
+
+
+class RerunPreviewSerializer(serializers.Serializer):
+    reused = serializers.ListField(child=serializers.CharField())
+    run = serializers.ListField(child=serializers.CharField())
+    sensitive = serializers.ListField(
+        child=serializers.CharField(), help_text="nodes that run and act on the world again"
+    )
+    min_cost = serializers.IntegerField(help_text="per-run prices of the nodes that run")
