@@ -14,6 +14,7 @@ from executions.apis import (
     ExecutionOutputsApi,
     GraphExecuteApi,
 )
+from executions.replay_apis import ReplayApi, ReplayCancelApi, ReplayDetailApi, ReplayPreviewApi
 from executions.rerun_apis import RerunApi, RerunPreviewApi
 from executions.review_apis import (
     EventApi,
@@ -85,6 +86,14 @@ api = [
         RerunPreviewApi.as_view(),
         name="execution-rerun-preview",
     ),
+    path("graphs/<uuid:graph_id>/replay/", ReplayApi.as_view(), name="graph-replay"),
+    path(
+        "graphs/<uuid:graph_id>/replay/preview/",
+        ReplayPreviewApi.as_view(),
+        name="graph-replay-preview",
+    ),
+    path("replays/<uuid:replay_id>/", ReplayDetailApi.as_view(), name="replay"),
+    path("replays/<uuid:replay_id>/cancel/", ReplayCancelApi.as_view(), name="replay-cancel"),
     path("reviews/", ReviewListApi.as_view(), name="reviews"),
     path("reviews/<uuid:review_id>/", ReviewDetailApi.as_view(), name="review"),
     path("reviews/<uuid:review_id>/approve/", ReviewApproveApi.as_view(), name="review-approve"),

@@ -99,6 +99,10 @@ class GraphExecution(models.Model):
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns"
     )
     rerun_nodes = models.JSONField(null=True, blank=True)
+    # The replay batch (replays.py) that started this run, if one did.
+    replay_batch = models.ForeignKey(
+        "ReplayBatch", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
+    )
     active_count = models.IntegerField(default=0)
     # Of the active count, node executions parked (WAITING or REVIEW with an undecided wait),
     # and of those, reviews: the run is REVIEW when all that is active is parked and a
@@ -254,6 +258,30 @@ class Wait(models.Model):
 
     def __str__(self):
         return f"{self.kind} wait of {self.node_id} ({self.status})"
+
+
+class ReplayBatch(models.Model):
+    """A graph's ended runs run again in bulk (replays.py): the request that made it (the
+    same request by the same user makes one batch), its runs (GraphExecution.replay_batch),
+    the runs that could not start and why."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    graph = models.ForeignKey("graphs.Graph", on_delete=models.CASCADE, related_name="+")
+    request_key = models.CharField(max_length=64)
+    request = models.JSONField(default=dict)
+    not_started = models.JSONField(default=dict, blank=True)
+    cancelled = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "request_key"], name="one_batch_per_request")
+        ]
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"replay {self.pk} of graph {self.graph_id}"
 
 
 class StaticInput(models.Model):

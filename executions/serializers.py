@@ -139,3 +139,44 @@ class RerunPreviewSerializer(serializers.Serializer):
         child=serializers.CharField(), help_text="nodes that run and act on the world again"
     )
     min_cost = serializers.IntegerField(help_text="per-run prices of the nodes that run")
+
+
+class ReplayRequestSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(
+        choices=["FAILED", "CANCELLED", "COMPLETED"], default="FAILED",
+        help_text="replay the graph's runs that ended so",
+    )  # fmt: skip
+    since = serializers.DateTimeField(required=False, allow_null=True)
+    until = serializers.DateTimeField(required=False, allow_null=True)
+    version = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, help_text="default: each run's own"
+    )
+    # `from` is a Python keyword: the field is declared under it below.
+
+
+ReplayRequestSerializer._declared_fields["from"] = serializers.ChoiceField(
+    choices=["failed_nodes", "start"], default="failed_nodes",
+    help_text="re-run each run's failed nodes (reusing the rest), or run it from the start",
+)  # fmt: skip
+
+
+class ReplaySerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    graph_id = serializers.UUIDField()
+    request = serializers.JSONField()
+    cancelled = serializers.BooleanField()
+    counts = serializers.DictField(
+        child=serializers.IntegerField(), help_text="its runs by status, and not_started"
+    )
+    runs = serializers.ListField(child=serializers.UUIDField())
+    not_started = serializers.DictField(help_text="runs that could not be replayed, and why")
+    done = serializers.BooleanField(help_text="every run of the batch has ended")
+    created_at = serializers.DateTimeField()
+
+
+class ReplayPreviewSerializer(serializers.Serializer):
+    runs = serializers.IntegerField()
+    reused = serializers.IntegerField(help_text="node executions reused, in all")
+    run = serializers.IntegerField(help_text="nodes that run again, in all")
+    sensitive = serializers.ListField(child=serializers.CharField())
+    min_cost = serializers.IntegerField()
