@@ -1,5 +1,5 @@
 """Re-running a run from some of its nodes (rerun_plans.py decides what runs and what is
-reused; rerun_starts.py starts it): a new run reusing the recorded outputs of every node not
+reused; starts.py starts it): a new run reusing the recorded outputs of every node not
 downstream of the chosen ones, on the run's version or a newer one, with inputs overridden
 if asked. Its preview says what a re-run would reuse, run, fire again and cost."""
 

@@ -26,16 +26,15 @@ from graphs.selectors import version_get
 from graphs.validation import GraphInvalid, validate_graph_inputs
 
 from . import events
-from .dispatch import Queued
-from .engine import Plan, Status, first_paid_node, starting_input
+from .engine import Plan, Status, first_paid_node
 from .finishing import execution_finish
-from .limits import insert_within_limit, reserve_subgraph_run
+from .limits import reserve_subgraph_run
 from .models import GraphExecution, NodeExecution
 from .plans import plan_for_version
 from .propagation import Propagation
-from .rerun_starts import rerun_queue
 from .settling import settle
 from .slots import oldest_waiting_run, slot_free
+from .starts import rerun_queue, starting_queued
 from .transitions import move
 
 
@@ -240,27 +239,13 @@ def _queue_starting_nodes(
     announced = [first_event] if first_event is not None else []
     transaction.on_commit(metrics.EXECUTIONS_STARTED.inc)
     plan = plan_for_version(version_id)
-    task_ids = [str(uuid.uuid4()) for _ in plan.starting_nodes]
-    rows = [
-        NodeExecution(
-            execution_id=execution_id,
-            node_id=node_id,
-            block=plan.nodes[node_id].block,
-            status=Status.QUEUED,
-            task_id=task_id,
-            queued_at=now,
-            input_data=starting_input(plan.nodes[node_id], inputs),
-        )
-        for node_id, task_id in zip(plan.starting_nodes, task_ids, strict=True)
-    ]
-    passed = insert_within_limit(execution_id, rows, now)  # counted and inserted at once
-    if passed:
+    queued = starting_queued(execution_id, plan, plan.starting_nodes, inputs, now)
+    if isinstance(queued, str):  # past the tree's node limit: nothing was written
         events.emit(execution_id, announced, announce=bool(announced))
-        execution_finish(execution_id, Status.FAILED, error=passed)
+        execution_finish(execution_id, Status.FAILED, error=queued)
         return
-    queued = [Queued(r.id, r.node_id, r.block, t) for r, t in zip(rows, task_ids, strict=True)]
     node_events = Propagation(queued, 0).node_events(execution_id)
     events.emit(execution_id, [*announced, *node_events], announce=bool(announced))
     settle(
-        execution_id, plan, version_id, done=0, result=Propagation(queued, len(rows)), unhandled=0
+        execution_id, plan, version_id, done=0, result=Propagation(queued, len(queued)), unhandled=0
     )

@@ -1,5 +1,6 @@
-"""A re-run's start (reruns.py decides what it reuses and runs): the reused executions
-copied, their outputs handed to the nodes that run, its starting nodes queued."""
+"""Queuing a run's starting nodes, and a re-run's start (reruns.py decides what it reuses
+and runs): the reused executions copied, their outputs handed to the nodes that run, its
+starting nodes among those queued."""
 
 from __future__ import annotations
 
@@ -56,8 +57,37 @@ def rerun_queue(
         )
         for r in originals
     )
-    starting = [n for n in plan.starting_nodes if n in run]
-    task_ids = [str(uuid.uuid4()) for _ in starting]
+    queued = starting_queued(execution_id, plan, [n for n in plan.starting_nodes if n in run],
+                             inputs, now)  # fmt: skip
+    if isinstance(queued, str):
+        events.emit(execution_id, announced, announce=bool(announced))
+        execution_finish(execution_id, Status.FAILED, error=queued)
+        return
+    # Reused outputs reach only the nodes that run (a reused node has its copy already).
+    feeding = dataclasses.replace(
+        plan,
+        out_links={
+            n: [k for k in links if k.sink_id in run] for n, links in plan.out_links.items()
+        },
+    )
+    fed = propagate(execution_id, feeding, outputs_of_rows(originals))
+    result = Propagation([*queued, *fed.queued], len(queued) + fed.created, fed.waiting,
+                         fed.limit_passed)  # fmt: skip
+    reused = [
+        events.node_event(execution_id, c.pk, c.node_id, Status.COMPLETED, outputs=c.output_data)
+        for c in copies
+    ]
+    events.emit(execution_id, [*announced, *reused, *result.node_events(execution_id)],
+                announce=bool(announced))  # fmt: skip
+    settle(execution_id, plan, version_id, done=0, result=result, unhandled=0)
+
+
+def starting_queued(
+    execution_id, plan, node_ids: list[str], inputs: dict, now
+) -> list[Queued] | str:
+    """These starting nodes of the run written QUEUED (counted on its tree's node limit and
+    inserted at once): the executions to dispatch, or the limit's message (none written)."""
+    task_ids = [str(uuid.uuid4()) for _ in node_ids]
     rows = [
         NodeExecution(
             execution_id=execution_id,
@@ -68,28 +98,9 @@ def rerun_queue(
             queued_at=now,
             input_data=starting_input(plan.nodes[node_id], inputs),
         )
-        for node_id, task_id in zip(starting, task_ids, strict=True)
+        for node_id, task_id in zip(node_ids, task_ids, strict=True)
     ]
     passed = insert_within_limit(execution_id, rows, now)
     if passed:
-        events.emit(execution_id, announced, announce=bool(announced))
-        execution_finish(execution_id, Status.FAILED, error=passed)
-        return
-    # Reused outputs reach only the nodes that run (a reused node has its copy already).
-    feeding = dataclasses.replace(
-        plan,
-        out_links={
-            n: [k for k in links if k.sink_id in run] for n, links in plan.out_links.items()
-        },
-    )
-    fed = propagate(execution_id, feeding, outputs_of_rows(originals))
-    queued = [Queued(r.id, r.node_id, r.block, t) for r, t in zip(rows, task_ids, strict=True)]
-    result = Propagation([*queued, *fed.queued], len(rows) + fed.created, fed.waiting,
-                         fed.limit_passed)  # fmt: skip
-    reused = [
-        events.node_event(execution_id, c.pk, c.node_id, Status.COMPLETED, outputs=c.output_data)
-        for c in copies
-    ]
-    events.emit(execution_id, [*announced, *reused, *result.node_events(execution_id)],
-                announce=bool(announced))  # fmt: skip
-    settle(execution_id, plan, version_id, done=0, result=result, unhandled=0)
+        return passed
+    return [Queued(r.id, r.node_id, r.block, t) for r, t in zip(rows, task_ids, strict=True)]
