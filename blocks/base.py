@@ -183,6 +183,15 @@ class RunContext:
             self.meter(model, prompt_tokens, completion_tokens)
 
 
+@dataclass(frozen=True)
+class TokenBound:
+    """The most answer tokens a node may have the platform's key pay for (over all its
+    model calls), for a preview's cost range (credits.tokens.answer_tokens_cost)."""
+
+    model: str
+    answer_tokens: int
+
+
 class Block:
     """Base class of every block. Subclasses set the class attributes and implement `run`."""
 
@@ -243,6 +252,11 @@ class Block:
         if first is None:
             return []
         return [(first, placeholder(schema["properties"][first], schema.get("$defs", {})))]
+
+    @classmethod
+    def token_bound(cls, input_data: dict[str, Any]) -> TokenBound | None:
+        """For blocks priced by the tokens they use: their most, None when they pay none."""
+        return None
 
     @classmethod
     def is_sensitive(cls, input_data: dict[str, Any]) -> bool:

@@ -28,7 +28,7 @@ from django.conf import settings
 import outbound
 
 from . import chat_formats, llm_streams
-from .base import BlockError, RunContext, TransientBlockError
+from .base import Block, BlockError, RunContext, TokenBound, TransientBlockError
 
 Provider = Literal["openai", "anthropic"]
 
@@ -197,6 +197,27 @@ def _block_error(where: str, exc: Exception) -> BlockError:
     if isinstance(exc, openai.APIStatusError | anthropic.APIStatusError):
         return BlockError(f"{where}: {_describe(exc)}")
     return BlockError(f"{where}: {exc}")
+
+
+def platform_token_bound(
+    block: type[Block], input_data: dict[str, Any], calls_pin: str | None = None
+) -> TokenBound | None:
+    """What a node of an LLM block may have the platform pay for: its `max_tokens` for each
+    call it may make (one, or its `calls_pin`), unless it brings its own key (its own
+    endpoint needs one). Inputs a link sets are not known yet: their defaults stand in."""
+    if input_data.get("credentials") or not settings.LLM_PLATFORM_KEYS:
+        return None
+
+    def pin(name: str) -> Any:
+        return input_data.get(name) or block.Input.model_fields[name].get_default(
+            call_default_factory=True
+        )
+
+    model, max_tokens = pin("model"), pin("max_tokens")
+    calls = pin(calls_pin) if calls_pin else 1
+    if not (isinstance(model, str) and isinstance(max_tokens, int) and isinstance(calls, int)):
+        return None
+    return TokenBound(model, max_tokens * calls)
 
 
 def caller(

@@ -29,6 +29,13 @@ def _model_prices(model: str) -> tuple[Decimal, Decimal]:
     )
 
 
+def answer_tokens_cost(model: str, answer_tokens: int) -> int:
+    """What `answer_tokens` completion tokens of `model` cost (a preview's upper bound for a
+    token-priced node; its prompt's tokens are known only once it is written)."""
+    prompt_price, completion_price = _model_prices(model)
+    return token_amount(0, answer_tokens, prompt_price, completion_price)
+
+
 def hold_tokens(
     charge: NodeCharge, *, model: str, prompt_bound: int, max_tokens: int, call: str, attempt: int
 ) -> int:

@@ -1,17 +1,33 @@
 import uuid
+from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.db.models import Q
+from django.template.response import TemplateResponse
 
 from common.admin_display import pretty_json, pretty_text
 from credits.services import InsufficientCredits
 from graphs.validation import GraphInvalid
 
 from . import control
+from .control import ConflictingState
+from .limits import LimitPassed
 from .models import GraphExecution, NodeExecution, OutboxMessage, Recovery, Wait
+from .reruns import run_again, run_again_preview
 from .reviews import ReviewDecided, review_decide
-from .runs import execution_create
 from .waits import REVIEW_KINDS
+
+
+def _previews(execution) -> dict[str, Any]:
+    """A run's two ways of running again, as the confirmation page shows them: from the
+    start, and from its stopped nodes when that reuses any."""
+    try:
+        stopped = run_again_preview(execution=execution, from_stopped=True)
+        start = run_again_preview(execution=execution, from_stopped=False)
+    except GraphInvalid as exc:
+        return {"problem": str(exc)}
+    return {"start": start, "stopped": stopped if stopped["reused"] else None}
 
 
 def _duration(start, end) -> str:
@@ -109,19 +125,27 @@ class GraphExecutionAdmin(admin.ModelAdmin):
             return queryset.filter(user__username__icontains=term), False
         return queryset.filter(Q(id=key) | Q(graph_id=key)), False
 
-    @admin.action(description="Re-run the selected runs (same version, same inputs)")
+    @admin.action(description="Re-run the selected runs (preview first)")
     def rerun(self, request, queryset):
-        for execution in queryset.select_related("graph", "graph_version", "user"):
+        """First a page with each run's preview (what a re-run from its stopped nodes, or
+        from the start, reuses, runs, fires again and costs); its Confirm runs them again,
+        as their owners."""
+        runs = list(queryset.select_related("graph", "graph_version", "user"))
+        from_stopped = request.POST.get("from", "stopped") == "stopped"
+        if request.POST.get("confirmed") != "yes":
+            return TemplateResponse(
+                request, "admin/executions/rerun_confirm.html",
+                {**self.admin_site.each_context(request), "opts": self.model._meta,
+                 "title": "Re-run runs", "runs": [(run, _previews(run)) for run in runs],
+                 "checkbox": helpers.ACTION_CHECKBOX_NAME},
+            )  # fmt: skip
+        for execution in runs:
             try:
-                new = execution_create(
-                    user=execution.user,
-                    graph=execution.graph,
-                    inputs=execution.inputs,
-                    version=execution.graph_version.version,
-                )
+                new = run_again(user=execution.user, execution=execution, from_stopped=from_stopped)
                 self.message_user(request, f"{execution.pk}: re-run as {new.pk}.")
-            except (GraphInvalid, InsufficientCredits) as exc:
+            except (GraphInvalid, InsufficientCredits, LimitPassed, ConflictingState) as exc:
                 self.message_user(request, f"{execution.pk}: {exc}", messages.WARNING)
+        return None
 
     def _apply(self, request, queryset, action, verb):
         for execution in queryset:

@@ -22,9 +22,8 @@ from graphs.validation import GraphInvalid
 from .control import ConflictingState, execution_cancel
 from .engine import TERMINAL, Status
 from .limits import LimitPassed
-from .models import GraphExecution, NodeExecution, ReplayBatch
-from .reruns import rerun_create, rerun_preview
-from .runs import execution_create
+from .models import GraphExecution, ReplayBatch
+from .reruns import run_again, run_again_preview
 
 # The most runs one batch replays (the oldest first).
 MOST_RUNS = 500
@@ -41,21 +40,22 @@ def replay_matches(*, graph: Graph, status: str, since: datetime | None, until: 
 
 
 def replay_preview(*, graph: Graph, request: dict[str, Any]) -> dict[str, Any]:
-    """The batch's totals, creating nothing: how many runs, and for a replay from failed
-    nodes the nodes reused and run in all, the sensitive ones, and the least it costs."""
+    """The batch's totals, creating nothing: how many runs, the nodes reused and run in all,
+    the sensitive ones, and the least and most it costs."""
     runs = list(replay_matches(graph=graph, **_window(request)))
-    reused = run = cost = 0
+    reused = run = min_cost = max_cost = 0
     sensitive: set[str] = set()
     for match in runs:
-        preview = rerun_preview(
-            execution=match, from_nodes=_from_nodes(match, request), version=request.get("version")
+        preview = run_again_preview(
+            execution=match, from_stopped=_from_stopped(request), version=request.get("version")
         )
         reused += len(preview["reused"])
         run += len(preview["run"])
-        cost += preview["min_cost"]
+        min_cost += preview["min_cost"]
+        max_cost += preview["max_cost"]
         sensitive |= set(preview["sensitive"])
     return {"runs": len(runs), "reused": reused, "run": run, "sensitive": sorted(sensitive),
-            "min_cost": cost}  # fmt: skip
+            "min_cost": min_cost, "max_cost": max_cost}  # fmt: skip
 
 
 def replay_create(*, user, graph: Graph, request: dict[str, Any]) -> tuple[ReplayBatch, bool]:
@@ -74,16 +74,10 @@ def replay_create(*, user, graph: Graph, request: dict[str, Any]) -> tuple[Repla
     problems: dict[str, str] = {}
     for run in replay_matches(graph=graph, **_window(request)):
         try:
-            if request.get("from", "failed_nodes") == "start":
-                new = execution_create(
-                    user=user, graph=graph, inputs=run.inputs, version=request.get("version"),
-                    budget=run.budget,
-                )  # fmt: skip
-            else:
-                new = rerun_create(
-                    user=user, execution=run, from_nodes=_from_nodes(run, request),
-                    version=request.get("version"),
-                )  # fmt: skip
+            new = run_again(
+                user=user, execution=run, from_stopped=_from_stopped(request),
+                version=request.get("version"),
+            )  # fmt: skip
         except (GraphInvalid, InsufficientCredits, LimitPassed, ConflictingState) as exc:
             problems[str(run.pk)] = str(exc)[:500]
             continue
@@ -118,17 +112,8 @@ def replay_record(batch: ReplayBatch) -> dict[str, Any]:
     }
 
 
-def _from_nodes(run: GraphExecution, request: dict[str, Any]) -> list[str]:
-    """A replay from failed nodes re-runs each node that failed (none handled its error)."""
-    if request.get("from", "failed_nodes") == "start":
-        return []
-    return sorted(
-        set(
-            NodeExecution.objects.filter(execution=run, status=Status.FAILED).values_list(
-                "node_id", flat=True
-            )
-        )
-    )
+def _from_stopped(request: dict[str, Any]) -> bool:
+    return request.get("from", "failed_nodes") == "failed_nodes"
 
 
 def _window(request: dict[str, Any]) -> dict[str, Any]:

@@ -132,6 +132,13 @@ class RerunRequestSerializer(serializers.Serializer):
     inputs = serializers.DictField(required=False, help_text="graph inputs to override")
 
 
+class TokenPricedNodeSerializer(serializers.Serializer):
+    node_id = serializers.CharField()
+    model = serializers.CharField()
+    answer_tokens = serializers.IntegerField(help_text="max_tokens for each call it may make")
+    max_cost = serializers.IntegerField(help_text="those tokens at the model's price")
+
+
 class RerunPreviewSerializer(serializers.Serializer):
     reused = serializers.ListField(child=serializers.CharField())
     run = serializers.ListField(child=serializers.CharField())
@@ -139,6 +146,10 @@ class RerunPreviewSerializer(serializers.Serializer):
         child=serializers.CharField(), help_text="nodes that run and act on the world again"
     )
     min_cost = serializers.IntegerField(help_text="per-run prices of the nodes that run")
+    max_cost = serializers.IntegerField(
+        help_text="min_cost and the most the token-priced nodes' answers may cost"
+    )
+    token_priced = TokenPricedNodeSerializer(many=True)
 
 
 class ReplayRequestSerializer(serializers.Serializer):
@@ -180,3 +191,4 @@ class ReplayPreviewSerializer(serializers.Serializer):
     run = serializers.IntegerField(help_text="nodes that run again, in all")
     sensitive = serializers.ListField(child=serializers.CharField())
     min_cost = serializers.IntegerField()
+    max_cost = serializers.IntegerField()

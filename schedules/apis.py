@@ -41,6 +41,14 @@ class ScheduleInputSerializer(serializers.Serializer):
         help_text="a preset of the graph: its inputs as they are at fire time, and its "
         "version unless graph_version is given",
     )
+    budget = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=2**31 - 1,
+        help_text="credits each run (with its sub-graph runs) may spend; a paid node that "
+        "would pass it waits for your review. Null: the preset's, else none",
+    )
     enabled = serializers.BooleanField(required=False)
     overlap = serializers.ChoiceField(choices=Overlap.choices, required=False)
 

@@ -37,6 +37,8 @@ class Schedule(models.Model):
         blank=True,
         related_name="schedules",
     )
+    # Credits each of its runs (with its sub-graph runs) may spend; null: the preset's, if any.
+    budget = models.PositiveIntegerField(null=True, blank=True)
     enabled = models.BooleanField(default=True)
     overlap = models.CharField(max_length=8, choices=Overlap.choices, default=Overlap.SKIP)
     # Beat's side of this schedule. Deleting it (say from beat's admin) deletes the schedule.

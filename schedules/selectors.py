@@ -43,6 +43,7 @@ def schedule_record(schedule: Schedule) -> dict[str, Any]:
         "preset_id": str(schedule.preset_id) if schedule.preset_id else None,
         "enabled": schedule.enabled,
         "overlap": schedule.overlap,
+        "budget": schedule.budget,
         "next_runs": [t.isoformat() for t in next_runs(schedule)],
         "last_run_at": schedule.last_run_at,
         "created_at": schedule.created_at,

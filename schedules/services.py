@@ -57,10 +57,12 @@ class ScheduleSpec:
     enabled: bool
     overlap: str
     preset: Preset | None
+    budget: int | None
 
 
 FIELDS = (
     "graph_id", "graph_version", "cron", "timezone", "inputs", "enabled", "overlap", "preset_id",
+    "budget",
 )  # fmt: skip
 
 
@@ -82,6 +84,7 @@ def schedule_create(*, owner, values: dict[str, Any]) -> Schedule:
         "enabled": True,
         "overlap": Overlap.SKIP,
         "preset_id": None,
+        "budget": None,
     }
     spec = _validated(owner, {**defaults, **values})
     now = timezone.now()
@@ -177,6 +180,7 @@ def _validated(owner, values: dict[str, Any]) -> ScheduleSpec:
         enabled=bool(values["enabled"]),
         overlap=values["overlap"],
         preset=preset,
+        budget=values["budget"],
     )
 
 
@@ -190,6 +194,7 @@ def _stored(spec: ScheduleSpec) -> dict[str, Any]:
         "enabled": spec.enabled,
         "overlap": spec.overlap,
         "preset": spec.preset,
+        "budget": spec.budget,
     }
 
 
@@ -244,6 +249,7 @@ def schedule_fire(schedule_id, stamped_at: datetime) -> Occurrence | None:
             version=schedule.graph_version,
             schedule_id=schedule.pk,
             preset=schedule.preset,
+            budget=schedule.budget,
         )
     except GraphInvalid as exc:
         problems = "; ".join(p["message"] for p in exc.problems[:5])

@@ -146,3 +146,59 @@ def test_the_live_page_shows_a_models_text_as_it_streams(
     wait.until(lambda _: 0 < len(shown()) < len(text.strip()))  # part of it, while it streams
     wait.until(lambda _: status_of(browser, "tell") == "COMPLETED")
     assert shown().rstrip() == text.rstrip()  # all of it, once, in order
+
+
+def test_a_re_run_from_the_live_page_shows_its_preview_first(
+    api, user, worker, asgi_server, browser
+):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from executions.models import GraphExecution
+
+    document = {
+        "name": "Breaks before it posts",
+        "nodes": [
+            node("first", "text_template", format="hello"),
+            node("step", "text_template", format="{{ x | no_such_filter }}", values={"x": 1}),
+            node("send", "http_request", url="http://example.invalid/hook", method="POST"),
+        ],
+        "links": [
+            link("first", "output", "step", "values_#_y"),
+            link("step", "output", "send", "body"),
+        ],
+    }
+    graph = create_graph(api, document)
+    run_id = api.post(f"/api/graphs/{graph['id']}/execute/", {}, format="json").json()["id"]
+    logged_in(browser, asgi_server, user)
+    browser.get(f"http://{asgi_server}/executions/{run_id}/live/")
+    wait = WebDriverWait(browser, 20, poll_frequency=0.05)
+    wait.until(lambda b: b.find_element("id", "status").text == "FAILED")
+    wait.until(lambda b: b.find_element("id", "rerun").is_displayed())
+    assert browser.find_element("id", "chosen").text == "step"  # the failed node
+    assert browser.find_element("id", "confirm-rerun").get_attribute("disabled") == "true"
+
+    browser.find_element("id", "preview-rerun").click()
+    wait.until(lambda b: b.find_elements("css selector", '#preview p[data-line="reused"]'))
+    preview = browser.find_element("id", "preview").text
+    assert "Reused: first" in preview and "Runs: step, send" in preview
+    assert "Fires again (sends, posts or pays): send" in preview
+    send = browser.find_element("css selector", '.node[data-node="send"]')
+    assert send.get_attribute("data-plan") == "run" and send.get_attribute("data-sensitive") == ""
+    assert "fires again" in send.text
+    reused = browser.find_element("css selector", '.node[data-node="first"]')
+    assert reused.get_attribute("data-plan") == "reused"
+
+    browser.find_element("css selector", '.node[data-node="step"]').click()  # none chosen
+    assert browser.find_element("id", "confirm-rerun").get_attribute("disabled") == "true"
+    browser.find_element("id", "preview-rerun").click()
+    wait.until(lambda b: b.find_elements("css selector", "#preview p.problem"))
+    assert not GraphExecution.objects.filter(rerun_of=run_id).exists()
+
+    browser.find_element("css selector", '.node[data-node="step"]').click()
+    browser.find_element("id", "preview-rerun").click()
+    wait.until(lambda b: b.find_element("id", "confirm-rerun").get_attribute("disabled") is None)
+    browser.find_element("id", "confirm-rerun").click()
+    wait.until(lambda b: run_id not in b.current_url)
+    rerun = GraphExecution.objects.get(rerun_of=run_id)
+    assert browser.current_url.endswith(f"/executions/{rerun.pk}/live/")
+    wait.until(lambda b: b.find_element("id", "status").text == "FAILED")  # same version

@@ -348,9 +348,13 @@ def test_admin_filters_searches_and_reruns(staff_client, user, django_capture_on
     page = staff_client.get(f"{base}{run.pk}/change/").content.decode()
     assert "<pre" in page and "&quot;who&quot;: &quot;admin&quot;" in page
 
+    selected = {"action": "rerun", "_selected_action": [str(run.pk)]}
+    confirm = staff_client.post(base, selected).content.decode()  # the preview first
+    assert 'class="from-start"' in confirm and 'class="from-stopped"' not in confirm
+    assert not GraphExecution.objects.exclude(pk=run.pk).exists()
     with django_capture_on_commit_callbacks():
         response = staff_client.post(
-            base, {"action": "rerun", "_selected_action": [str(run.pk)]}, follow=True
+            base, {**selected, "confirmed": "yes", "from": "stopped"}, follow=True
         )
     assert response.status_code == 200 and "re-run as" in response.content.decode()
     rerun = GraphExecution.objects.exclude(pk=run.pk).get()

@@ -78,3 +78,38 @@ def test_a_replay_batch_is_cancelled_as_a_whole(api, user, worker, other_api):
     assert cancelled.status_code == 200 and cancelled.json()["cancelled"] is True
     assert cancelled.json()["counts"] == {"CANCELLED": 1, "not_started": 0}
     assert cancelled.json()["done"] is True
+
+
+def test_cancelled_runs_replay_from_the_nodes_the_cancel_stopped(api, user, worker):
+    from executions.models import NodeExecution
+
+    document = {
+        "name": "Cancelled midway",
+        "nodes": [
+            node("in", "input", name="x", value="a"),
+            node("first", "text_template", format="<{{ x }}>"),
+            node("nap", "sleep", seconds=3),
+            node("out", "output", name="o"),
+        ],
+        "links": [
+            link("in", "result", "first", "values_#_x"),
+            link("first", "output", "nap", "value"),
+            link("nap", "output", "out", "value"),
+        ],
+    }
+    graph = create_graph(api, document)
+    eid = execute(api, graph)
+    wait_until(lambda: NodeExecution.objects.filter(execution_id=eid, node_id="nap").exists())
+    assert api.post(f"/api/executions/{eid}/cancel/").status_code in (200, 202)
+    assert wait_for_run(api, eid)["status"] == "CANCELLED"
+    url = f"/api/graphs/{graph['id']}/replay/"
+    body = {"status": "CANCELLED", "from": "failed_nodes"}
+    preview = api.post(url + "preview/", body, format="json").json()
+    assert (preview["runs"], preview["reused"], preview["run"]) == (1, 2, 2)  # nap and out
+    from_start = api.post(url + "preview/", {**body, "from": "start"}, format="json").json()
+    assert (from_start["reused"], from_start["run"]) == (0, 4)
+    made = api.post(url, body, format="json").json()
+    record = wait_for_run(api, made["runs"][0])
+    assert record["status"] == "COMPLETED" and record["outputs"] == {"o": ["<a>"]}
+    reused = {n["node_id"] for n in record["node_executions"] if n["reused_from"]}
+    assert reused == {"in", "first"}

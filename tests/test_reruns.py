@@ -59,6 +59,7 @@ def test_a_rerun_from_the_failed_step_on_a_fixed_version_reuses_the_model_call(
     assert preview.status_code == 200, preview.json()
     assert preview.json() == {
         "reused": ["s1", "s2", "s3"], "run": ["s4", "s5", "out"], "sensitive": [], "min_cost": 1,
+        "max_cost": 1, "token_priced": [],  # the model step is reused
     }  # fmt: skip
     answer = api.post(f"/api/executions/{failed['id']}/rerun/", body, format="json")
     assert answer.status_code == 201, answer.json()
@@ -93,10 +94,16 @@ def test_a_rerun_on_a_version_that_changed_the_model_step_runs_it_again(
     body = {"from_nodes": ["s4"], "version": 2}
     preview = api.post(f"/api/executions/{first['id']}/rerun/preview/", body, format="json").json()
     assert preview["run"] == ["s2", "s3", "s4", "s5", "out"] and preview["reused"] == ["s1"]
+    # The model step's 1,024 answer tokens at the default 3 credits per 1,000: at most 4 more.
+    assert preview["token_priced"] == [
+        {"node_id": "s2", "model": "gpt-4o-mini", "answer_tokens": 1024, "max_cost": 4}
+    ]
+    assert (preview["min_cost"], preview["max_cost"]) == (2, 6)
     rerun = api.post(f"/api/executions/{first['id']}/rerun/", body, format="json").json()
     record = wait_for_run(api, rerun["id"])
     assert record["outputs"] == {"done": ["About: second"]}
     assert len(model.requests) == 2
+    assert preview["min_cost"] < charged(record["id"]) <= preview["max_cost"]  # a few tokens
 
 
 def test_a_rerun_of_a_fan_out_gets_the_same_values_in_the_same_order(api, user, worker):
@@ -134,4 +141,40 @@ def test_rerun_requests_are_checked(api, user, worker, other_api):
     assert api.post(url, {"from_nodes": ["nope"]}, format="json").status_code == 400
     assert api.post(url, {"from_nodes": ["a"], "version": 9}, format="json").status_code == 400
     assert api.post(url, {}, format="json").status_code == 400
+    nothing = api.post(url, {"from_nodes": []}, format="json")
+    assert nothing.status_code == 400 and "nothing would run" in str(nothing.json())
     assert other_api.post(url, {"from_nodes": ["a"]}, format="json").status_code == 404
+
+
+def test_the_admin_shows_the_preview_before_re_running(
+    api,
+    user,
+    worker,
+    model,  # noqa: F811
+    client,
+):
+    from django.contrib.auth import get_user_model
+
+    from executions.models import GraphExecution
+
+    model.script = [{"text": "Otters hold hands."}]
+    failed = wait_for_run(api, execute(api, create_graph(api, five())))
+    assert failed["status"] == "FAILED"
+    client.force_login(get_user_model().objects.create_superuser("boss", "b@example.com", "pw"))
+    changelist = "/admin/executions/graphexecution/"
+    selected = {"action": "rerun", "_selected_action": [failed["id"]]}
+    page = client.post(changelist, selected).content.decode()
+    stopped = page[page.index('class="from-stopped"') : page.index('class="from-start"')]
+    start = page[page.index('class="from-start"') :]
+    start = start[: start.index("</table>")]
+    assert "s1, s2, s3" in stopped and "s4, s5, out" in stopped and "1 credits" in stopped
+    assert "s1, s2, s3, s4, s5, out" in start and "2\u20136 credits" in start  # the model step
+    assert not GraphExecution.objects.filter(rerun_of=failed["id"]).exists()  # nothing yet
+
+    done = client.post(changelist, {**selected, "confirmed": "yes", "from": "stopped"}, follow=True)
+    assert "re-run as" in done.content.decode()
+    rerun = GraphExecution.objects.get(rerun_of=failed["id"])
+    record = wait_for_run(api, str(rerun.pk))
+    assert record["status"] == "FAILED"  # the same version fails the same way...
+    assert len(model.requests) == 1  # ...without asking the model again
+    assert NodeExecution.objects.get(execution_id=rerun.pk, node_id="s2").reused_from

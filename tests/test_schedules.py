@@ -296,6 +296,19 @@ def test_overlap_skip_records_why_and_allow_starts_anyway(api, graph):
     assert Schedule.objects.get(pk=schedule.pk).last_run_at == started.fire_time
 
 
+def test_a_schedules_budget_is_its_runs_budget(api, graph):
+    schedule = make_schedule(api, graph, cron="0 * * * *", budget=7)
+    assert api.get(f"/api/schedules/{schedule.pk}/").json()["budget"] == 7
+    armed_before(schedule, datetime(2026, 6, 1, 10, tzinfo=UTC))
+    started = schedule_fire(schedule.pk, datetime(2026, 6, 1, 10, 0, 1, tzinfo=UTC))
+    assert api.get(f"/api/executions/{started.execution_id}/").json()["budget"] == 7
+    for bad in (0, 2**31, "lots"):
+        answer = api.patch(f"/api/schedules/{schedule.pk}/", {"budget": bad}, format="json")
+        assert answer.status_code == 400 and "budget" in str(answer.json()), answer.json()
+    cleared = api.patch(f"/api/schedules/{schedule.pk}/", {"budget": None}, format="json")
+    assert cleared.status_code == 200 and cleared.json()["budget"] is None
+
+
 def test_insufficient_credits_give_a_skipped_occurrence_with_the_reason(api, user):
     paid = {
         "name": "Paid",

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from django.conf import settings
 
 from blocks.base import Block, BlockError, BlockSchema, Field, GraphCall, RunContext, Wake
-from blocks.llm import Usage, caller
+from blocks.llm import Usage, caller, platform_token_bound
 
 
 class AiAgentBlock(Block):
@@ -61,6 +61,10 @@ class AiAgentBlock(Block):
         usage = {"model": model, "prompt_tokens": 0, "completion_tokens": 0, "charged": False,
                  "calls": 0}  # fmt: skip
         return [("response", "[dry run] the agent's answer"), ("steps", []), ("usage", usage)]
+
+    @classmethod
+    def token_bound(cls, input_data):
+        return platform_token_bound(cls, input_data, "max_steps")
 
     def run(self, data, ctx):
         state = {
