@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import Any, Protocol, TypeVar
 
 from blocks.catalogue.webhook_trigger import WEBHOOK_INPUT
-from graphs.pins import merge_dynamic_pins, split_pin
+from graphs.pins import MISSING, merge_dynamic_pins, parse_pin, pick, pin_base
 
 
 class Status(StrEnum):
@@ -87,29 +87,19 @@ def sources_for(transitions: dict[str, frozenset[str]], new: str) -> list[str]:
 # --- pins (their syntax is the graph document's: graphs/pins.py) ------------------------------
 
 
-_MISSING = object()
+_MISSING = MISSING
 
 
 def extract_output(source_name: str, pin: str, value: Any) -> Any:
     """What a link reading `source_name` carries when its node yields (`pin`, `value`):
-    the value itself, one entry of it (`pin_#_key`, `pin_$_N`), or _MISSING."""
+    the value itself, the part of it a path names (`pin_#_key`, `pin_$_N`, nested), or
+    _MISSING."""
     if source_name == pin:
         return value
-    base, kind, key = split_pin(source_name)
-    if base != pin or key is None:
+    base, path = parse_pin(source_name)
+    if base != pin or not path:
         return _MISSING
-    if kind == "#" and isinstance(value, dict):
-        return value.get(key, _MISSING)
-    if kind == "$" and isinstance(value, list) and _is_index(key):
-        index = int(key)
-        return value[index] if -len(value) <= index < len(value) else _MISSING
-    return _MISSING
-
-
-def _is_index(key: str) -> bool:
-    """An ASCII integer, maybe negative (str.isdigit() also takes '²' and full-width digits)."""
-    digits = key.removeprefix("-")
-    return digits.isascii() and digits.isdigit()
+    return pick(path, value)
 
 
 # --- graph plan -----------------------------------------------------------------------------
@@ -176,7 +166,7 @@ class Plan:
         return frozenset(link.sink_id for link in self.out_links[node_id])
 
     def handles_errors(self, node_id: str) -> bool:
-        return any(split_pin(link.source_name)[0] == "error" for link in self.out_links[node_id])
+        return any(pin_base(link.source_name) == "error" for link in self.out_links[node_id])
 
 
 def route_outputs(

@@ -20,7 +20,7 @@ from blocks.registry import get_block_class
 from credentials.models import NAME_PATTERN
 from credentials.references import referenced_names, substitute
 
-from .pins import merge_dynamic_pins, split_pin
+from .pins import merge_dynamic_pins, parse_pin, path_problem, pin_base
 
 NODE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_NAME = 200
@@ -130,17 +130,9 @@ def _check_nodes(raw_nodes: list[Any], problems: _Problems) -> dict[str, dict[st
             problems.add("input_default must be a JSON object", **where)
             continue
         for pin in defaults:
-            base, kind, _ = split_pin(pin)
-            if kind is None and pin not in block.input_pins():
-                problems.add(
-                    f"unknown input pin {pin!r} of block {block.name!r}", node_id=node_id, pin=pin
-                )
-            elif kind is not None and not block.pin_accepts(base, kind):
-                problems.add(
-                    f"{pin!r} is not a dynamic entry of a dict or list pin",
-                    node_id=node_id,
-                    pin=pin,
-                )
+            problem = _sink_pin_problem(block, pin)
+            if problem:
+                problems.add(problem, node_id=node_id, pin=pin)
         for pin, value in merge_dynamic_pins(defaults).items():
             for name in referenced_names(value):
                 if not re.fullmatch(NAME_PATTERN, name):
@@ -207,6 +199,8 @@ def _check_links(
             )
         else:
             _check_source_pin(src, fields["source_name"], index, problems)
+            # Links leaving a block with static output are always static (graphs.md).
+            is_static = is_static or _block_of(src).static_output
         if sink is None:
             problems.add(
                 f"link to missing node {fields['sink_id']!r}",
@@ -235,35 +229,39 @@ def _block_of(node: dict[str, Any]) -> type[Block]:
 
 def _check_source_pin(node: dict[str, Any], pin: str, index: int, problems: _Problems) -> None:
     block = _block_of(node)
-    base = split_pin(pin)[0]
-    if block.dynamic_outputs() or base == ERROR_PIN or base in block.output_pins():
-        return
-    problems.add(
-        f"unknown output pin {pin!r} of block {block.name!r}",
-        link_index=index,
-        node_id=node["id"],
-        pin=pin,
-    )
+    base, path = parse_pin(pin)
+    malformed = path_problem(path, sink=False)
+    if malformed:
+        problems.add(f"{pin!r}: {malformed}", link_index=index, node_id=node["id"], pin=pin)
+    elif not (block.dynamic_outputs() or base == ERROR_PIN or base in block.output_pins()):
+        problems.add(
+            f"unknown output pin {pin!r} of block {block.name!r}",
+            link_index=index,
+            node_id=node["id"],
+            pin=pin,
+        )
 
 
 def _check_sink_pin(node: dict[str, Any], pin: str, index: int, problems: _Problems) -> None:
-    block = _block_of(node)
-    base, kind, key = split_pin(pin)
-    if kind is None and pin in block.input_pins():
-        return
-    if (
-        kind is not None
-        and key
-        and block.pin_accepts(base, kind)
-        and (kind == "#" or (key.isascii() and key.isdigit()))
-    ):
-        return
-    problems.add(
-        f"unknown input pin {pin!r} of block {block.name!r}",
-        link_index=index,
-        node_id=node["id"],
-        pin=pin,
-    )
+    problem = _sink_pin_problem(_block_of(node), pin)
+    if problem:
+        problems.add(problem, link_index=index, node_id=node["id"], pin=pin)
+
+
+def _sink_pin_problem(block: type[Block], pin: str) -> str | None:
+    """Why `pin` (a link's sink or a default's key) names no input of the block: an unknown
+    pin, a malformed path, or a path into a pin that is not a dict or list."""
+    base, path = parse_pin(pin)
+    if base not in block.input_pins():
+        return f"unknown input pin {pin!r} of block {block.name!r}"
+    if not path:
+        return None
+    malformed = path_problem(path, sink=True)
+    if malformed:
+        return f"{pin!r}: {malformed}"
+    if not block.pin_accepts(base, path[0][0]):
+        return f"{pin!r} is not a dynamic entry of a dict or list pin"
+    return None
 
 
 def _check_required_inputs(
@@ -271,7 +269,7 @@ def _check_required_inputs(
 ) -> None:
     linked: dict[str, set[str]] = {}
     for link in links:
-        linked.setdefault(link["sink_id"], set()).add(split_pin(link["sink_name"])[0])
+        linked.setdefault(link["sink_id"], set()).add(pin_base(link["sink_name"]))
     for node in nodes.values():
         block = _block_of(node)
         given = set(merge_dynamic_pins(node["input_default"])) | linked.get(node["id"], set())

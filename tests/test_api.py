@@ -127,6 +127,22 @@ def problems_of(response):
         (lambda d: d["links"].append(dict(d["links"][0])), {"node_id": "greet"}),
         (lambda d: d.update(nodes=[]), {"field": "nodes"}),
         (lambda d: d.update(name=""), {"field": "name"}),
+        (
+            lambda d: d["links"].append(link("who", "result_$_x", "out", "value")),
+            {"node_id": "who", "pin": "result_$_x"},
+        ),
+        (
+            lambda d: d["links"].append(link("who", "result", "greet", "values_#_a_#_")),
+            {"node_id": "greet", "pin": "values_#_a_#_"},
+        ),
+        (
+            lambda d: d["links"].append(link("who", "result", "greet", "values_#_a_$_-1")),
+            {"node_id": "greet", "pin": "values_#_a_$_-1"},
+        ),
+        (
+            lambda d: d["nodes"][1]["input_default"].update({"format_#_x": 1}),
+            {"node_id": "greet", "pin": "format_#_x"},
+        ),
     ],
     ids=[
         "unknown-block",
@@ -144,6 +160,10 @@ def problems_of(response):
         "duplicate-link",
         "no-nodes",
         "no-name",
+        "source-path-index-not-integer",
+        "sink-path-empty-key",
+        "sink-path-negative-index",
+        "path-into-text-pin",
     ],
 )
 def test_every_validation_problem_is_a_400_naming_where(api, mutate, expected):

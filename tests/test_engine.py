@@ -23,7 +23,7 @@ from executions.engine import (
     sources_for,
     starting_input,
 )
-from graphs.pins import merge_dynamic_pins, split_pin
+from graphs.pins import merge_dynamic_pins, parse_pin, path_problem
 
 
 def plan(nodes, links, static_blocks=()):
@@ -32,10 +32,33 @@ def plan(nodes, links, static_blocks=()):
     )
 
 
-def test_split_pin():
-    assert split_pin("values_#_name") == ("values", "#", "name")
-    assert split_pin("items_$_3") == ("items", "$", "3")
-    assert split_pin("value") == ("value", None, None)
+def test_parse_pin():
+    assert parse_pin("values_#_name") == ("values", (("#", "name"),))
+    assert parse_pin("items_$_3") == ("items", (("$", "3"),))
+    assert parse_pin("value") == ("value", ())
+    assert parse_pin("result_$_0_#_name") == ("result", (("$", "0"), ("#", "name")))
+    assert parse_pin("values_#_user_$_2") == ("values", (("#", "user"), ("$", "2")))
+
+
+def test_malformed_pin_paths_say_why():
+    assert path_problem(parse_pin("values_#_")[1], sink=True) == "a pin path has an empty key"
+    assert "not a non-negative integer" in path_problem(parse_pin("items_$_-1")[1], sink=True)
+    assert path_problem(parse_pin("result_$_-1")[1], sink=False) is None  # a source may
+    assert "not an integer" in path_problem(parse_pin("result_$_x")[1], sink=False)
+    assert path_problem(parse_pin("items_$_²")[1], sink=True) is not None
+
+
+def test_nested_sink_paths_build_nested_values_without_changing_the_given_ones():
+    given = {"user": {"id": 7}}
+    merged = merge_dynamic_pins(
+        {"values": given, "values_#_user_#_name": "Ada", "values_#_tags_$_1": "b",
+         "values_#_tags_$_0": "a", "rows_$_1_#_x": 2}
+    )  # fmt: skip
+    assert merged == {
+        "values": {"user": {"id": 7, "name": "Ada"}, "tags": ["a", "b"]},
+        "rows": [None, {"x": 2}],
+    }
+    assert given == {"user": {"id": 7}}  # copied, not changed
 
 
 def test_merge_dynamic_pins_builds_dicts_and_lists():
@@ -60,6 +83,15 @@ def test_extract_output_whole_entry_and_missing():
     assert extract_output("result_$_5", "result", [10, 20]) is _MISSING
     assert extract_output("other", "result", 1) is _MISSING
     assert extract_output("result_#_a", "result", "not a dict") is _MISSING
+
+
+def test_extract_output_follows_a_nested_source_path():
+    rows = [{"name": "Ada", "tags": ["x", "y"]}, {"name": "Alan"}]
+    assert extract_output("result_$_0_#_name", "result", rows) == "Ada"
+    assert extract_output("result_$_-1_#_name", "result", rows) == "Alan"
+    assert extract_output("result_$_0_#_tags_$_1", "result", rows) == "y"
+    assert extract_output("result_$_1_#_tags", "result", rows) is _MISSING
+    assert extract_output("result_$_2_#_name", "result", rows) is _MISSING
 
 
 def test_deliver_pairs_first_in_first_out():

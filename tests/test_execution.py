@@ -151,6 +151,41 @@ def test_dynamic_pins_on_sinks_and_sources(api, worker):
     assert "missing" not in record["outputs"] and nodes_of(record, "missing") == []
 
 
+def test_nested_pin_paths_pick_and_build_values(api, worker):
+    rows = [{"name": "Ada", "langs": ["en", "fr"]}, {"name": "Alan", "langs": ["en"]}]
+    document = {
+        "name": "Nested pins",
+        "nodes": [
+            node("rows", "input", name="rows", value=rows),
+            node("build", "create_dict", values={}),
+            node("out", "output", name="built"),
+            node("last", "output", name="last"),
+        ],
+        "links": [
+            link("rows", "result_$_0_#_name", "build", "values_#_user_#_name"),
+            link("rows", "result_$_0_#_langs_$_1", "build", "values_#_user_#_langs_$_0"),
+            link("rows", "result_$_-1_#_name", "last", "value"),
+            link("rows", "result_$_5_#_name", "last", "value"),  # no such row: nothing sent
+            link("build", "dictionary", "out", "value"),
+        ],
+    }
+    record = run_graph(api, document)
+    assert record["status"] == "COMPLETED", record
+    assert record["outputs"]["built"] == [{"user": {"name": "Ada", "langs": ["fr"]}}]
+    assert record["outputs"]["last"] == ["Alan"]
+
+
+def test_links_from_static_blocks_are_stored_and_shown_static(api):
+    document = {
+        "name": "Static",
+        "nodes": [node("v", "store_value", input=1), node("o", "output", name="o")],
+        "links": [link("v", "output", "o", "value")],
+    }
+    saved = api.post("/api/graphs/", document, format="json").json()
+    assert saved["links"][0]["is_static"] is True
+    assert api.get(f"/api/graphs/{saved['id']}/").json()["links"][0]["is_static"] is True
+
+
 def test_condition_runs_only_the_taken_branch(api, worker):
     document = {
         "name": "Branch",

@@ -1,0 +1,22 @@
+import builtins
+from typing import Any
+
+from blocks.base import Block, BlockError, BlockSchema, Field
+
+
+class GetListItemBlock(Block):
+    name = "get_list_item"
+    description = "The item at `index` (negative counts from the end)."
+    category = "data"
+
+    class Input(BlockSchema):
+        list: builtins.list[Any] = Field(description="The list")
+        index: int = Field(description="0-based; -1 is the last item")
+
+    class Output(BlockSchema):
+        item: Any
+
+    def run(self, data, ctx):
+        if not -len(data.list) <= data.index < len(data.list):
+            raise BlockError(f"index {data.index} is outside a list of {len(data.list)}")
+        yield "item", data.list[data.index]
