@@ -134,6 +134,8 @@ class RunContext:
     # Charge a block a tool call runs (its per-run price, once per call id): None when paid,
     # else why not (set by the engine).
     tool_charge: Callable[[str, str], str | None] | None = None
+    # The run owner's files (blocks/files.py's FileAccess; set by the engine).
+    files: Any = None
 
     def start_subgraph(self, graph_id: str, version: int | None, inputs: dict[str, Any]):
         if self.subgraph is None:

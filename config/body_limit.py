@@ -31,6 +31,10 @@ async def _refuse(send, status: int, detail: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+UPLOAD_PATH = "/api/files/"
+UPLOAD_OVERHEAD = 64 * 1024
+
+
 class BodyLimit:
     def __init__(self, app):
         self.app = app
@@ -39,6 +43,8 @@ class BodyLimit:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         limit, patience = settings.API_MAX_BODY_BYTES, settings.API_BODY_READ_SECONDS
+        if scope.get("path") == UPLOAD_PATH:  # a file and its multipart framing
+            limit = max(limit, settings.FILES_MAX_BYTES + UPLOAD_OVERHEAD)
         declared = dict(scope.get("headers") or ()).get(b"content-length")
         if declared is not None:
             if not (declared.isascii() and declared.isdigit()):

@@ -85,6 +85,10 @@ app.conf.beat_schedule = {
         "task": "idempotency.purge_expired",
         "schedule": crontab(hour=3, minute=57),
     },
+    "files-retention": {
+        "task": "files.retention",
+        "schedule": crontab(hour=4, minute=7),
+    },
     "accounts-purge-expired-tokens": {
         "task": "accounts.purge_expired_tokens",
         "schedule": crontab(hour=3, minute=47),

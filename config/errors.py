@@ -13,6 +13,7 @@ from credentials.services import CredentialExists
 from credits.services import CreditError, InsufficientCredits, Overdraw, ReferenceInUse
 from executions.control import ConflictingState
 from executions.reviews import DecisionInvalid, ReviewDecided
+from files.services import FileNotFound, FileRefused
 from graphs.services import PresetExists, PresetInUse
 from graphs.validation import GraphInvalid
 from schedules.services import ScheduleInvalid
@@ -63,6 +64,8 @@ DOMAIN_ERRORS: dict[type[Exception], Callable] = {
     ConflictingState: _plain(status.HTTP_409_CONFLICT),
     ReviewDecided: _plain(status.HTTP_409_CONFLICT),
     DecisionInvalid: _plain(status.HTTP_400_BAD_REQUEST),
+    FileRefused: _plain(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE),
+    FileNotFound: _plain(status.HTTP_404_NOT_FOUND),
 }
 
 

@@ -3,6 +3,7 @@
 import binascii
 
 from cryptography.fernet import Fernet
+from django.core.exceptions import ImproperlyConfigured
 
 
 def production_problems(
@@ -47,3 +48,21 @@ def production_problems(
             "OUTBOUND_ALLOWED_HOSTS or OPENAI_BASE_URL instead)"
         )
     return problems
+
+
+def refuse_unsafe_settings(values: dict) -> None:
+    """ImproperlyConfigured naming every unsafe production setting, if any (settings.py)."""
+    problems = production_problems(
+        secret_key=values["SECRET_KEY"],
+        dev_secret_key=values["DEV_SECRET_KEY"],
+        debug=values["DEBUG"],
+        allowed_hosts=values["ALLOWED_HOSTS"],
+        admin_password=values["ADMIN_PASSWORD"],
+        dev_admin_password=values["DEV_ADMIN_PASSWORD"],
+        flower_basic_auth=values["FLOWER_BASIC_AUTH"],
+        credentials_keys=values["CREDENTIALS_ENCRYPTION_KEYS"],
+        dev_credentials_key=values["DEV_CREDENTIALS_KEY"],
+        outbound_allow_loopback=values["OUTBOUND_ALLOW_LOOPBACK"],
+    )
+    if problems:
+        raise ImproperlyConfigured("unsafe production settings: " + "; ".join(problems))

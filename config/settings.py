@@ -9,9 +9,10 @@ import os
 from pathlib import Path
 
 import environ
-from django.core.exceptions import ImproperlyConfigured
 
 from common import redis_clients
+
+from .logging import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
@@ -76,6 +77,7 @@ INSTALLED_APPS = [
     "credentials",
     "accounts",
     "idempotency",
+    "files",
 ]
 
 MIDDLEWARE = [
@@ -216,16 +218,13 @@ SPECTACULAR_SETTINGS = {
 # --- Celery -------------------------------------------------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="amqp://guest:guest@127.0.0.1:55672//")
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="redis://127.0.0.1:56379/1")
-# Queue names: node tasks on one queue, engine bookkeeping (start, joins, the watchdog) on
-# another, and the rest (notifications, schedule fires, daily clean-ups) on a third, so that
-# a burst of e-mails or webhooks never delays a fan-in's join. The test suite uses its own
-# names so that a development worker never takes its tasks.
+# Queues: nodes; engine bookkeeping (joins, the watchdog); the rest (notifications, fires,
+# clean-ups), so a burst of e-mails never delays a join. Tests use names of their own.
 NODE_QUEUE = env.str("CELERY_NODE_QUEUE", default="nodes")
 ENGINE_QUEUE = env.str("CELERY_ENGINE_QUEUE", default="engine")
 BACKGROUND_QUEUE = env.str("CELERY_BACKGROUND_QUEUE", default="background")
 # Blocks whose node tasks go to a queue of their own, e.g. "http_request=io,sleep=io": slow
-# I/O-bound blocks on workers sized for waiting (many threads or processes), so they never
-# hold up the quick nodes on the node queue. Start such workers with `-Q io`.
+# I/O on workers sized for waiting (`-Q io`), never holding up the quick nodes.
 ENGINE_BLOCK_QUEUES = env.dict("ENGINE_BLOCK_QUEUES", default={})
 
 # --- Engine -------------------------------------------------------------------------------
@@ -243,9 +242,8 @@ ENGINE_MAX_GRAPH_LINKS = env.int("ENGINE_MAX_GRAPH_LINKS", default=40_000)
 # ENGINE_NODE_TIMEOUT_CAP; a whole run by ENGINE_MAX_EXECUTION_SECONDS (pinned on the run).
 ENGINE_NODE_TIMEOUT_CAP = env.int("ENGINE_NODE_TIMEOUT_CAP", default=3600)
 ENGINE_MAX_EXECUTION_SECONDS = env.int("ENGINE_MAX_EXECUTION_SECONDS", default=6 * 3600)
-# Transient block errors are retried with exponential backoff and jitter: base * 2^(n-1),
-# at most ENGINE_RETRY_MAX_SECONDS; ENGINE_RETRY_LIMITS overrides a block's own retry limit,
-# e.g. ENGINE_RETRY_LIMITS=http_request=5,llm_text=3.
+# Transient block errors are retried with backoff and jitter: base * 2^(n-1), at most MAX;
+# ENGINE_RETRY_LIMITS overrides blocks' own retry limits (http_request=5,llm_text=3).
 ENGINE_RETRY_BASE_SECONDS = env.float("ENGINE_RETRY_BASE_SECONDS", default=1.0)
 ENGINE_RETRY_MAX_SECONDS = env.float("ENGINE_RETRY_MAX_SECONDS", default=60.0)
 ENGINE_RETRY_LIMITS = {k: int(v) for k, v in env.dict("ENGINE_RETRY_LIMITS", default={}).items()}
@@ -302,10 +300,37 @@ HTTP_BLOCK_MAX_RESPONSE_BYTES = env.int("HTTP_BLOCK_MAX_RESPONSE_BYTES", default
 # Node outputs in live events are cut past this many bytes of JSON (the API keeps them whole).
 EVENTS_MAX_VALUE_BYTES = env.int("EVENTS_MAX_VALUE_BYTES", default=16 * 1024)
 
+# --- Files (files/) ----------------------------------------------------------------------
+# Under FILES_ROOT, or in an S3-compatible bucket (django-storages) when FILES_S3 is set:
+# "bucket_name=B,endpoint_url=URL,access_key=K,secret_key=S,region_name=R" (S3Storage's).
+FILES_ROOT = env.str("FILES_ROOT", default=str(BASE_DIR / ".local" / "files"))
+FILES_S3 = env.dict("FILES_S3", default={})
+_FILES_LOCAL = {"location": FILES_ROOT}
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "files": {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": FILES_S3}
+    if FILES_S3
+    else {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": _FILES_LOCAL},
+}
+# One file's largest size, each user's total, what file_read reads, and how long files stay.
+FILES_MAX_BYTES = env.int("FILES_MAX_BYTES", default=25 * 1024 * 1024)
+FILES_QUOTA_BYTES = env.int("FILES_QUOTA_BYTES", default=1024 * 1024 * 1024)
+FILES_READ_MAX_BYTES = env.int("FILES_READ_MAX_BYTES", default=4 * 1024 * 1024)
+FILES_RETENTION_DAYS = env.int("FILES_RETENTION_DAYS", default=EXECUTION_RETENTION_DAYS)
+
 # Notifications: e-mail through Django's backend (console locally), webhooks retried with
 # backoff (base * 2^n seconds) up to WEBHOOK_MAX_ATTEMPTS tries.
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="agentgraph@localhost")
+# The operator's SMTP server (the smtp backend's, and send_email's where allowed).
+SEND_EMAIL_OPERATOR_SMTP = env.bool("SEND_EMAIL_OPERATOR_SMTP", default=False)
+EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+EMAIL_USE_SSL = env.bool("EMAIL_USE_SSL", default=False)
 WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=6)
 WEBHOOK_RETRY_BASE_SECONDS = env.float("WEBHOOK_RETRY_BASE_SECONDS", default=2.0)
 WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)
@@ -348,53 +373,10 @@ METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.
 # Readable lines locally, one JSON object per line in production (LOG_FORMAT overrides).
 # Either way each record carries execution_id and node_execution_id (common/logs.py).
 LOG_FORMAT = env.str("LOG_FORMAT", default="json" if PRODUCTION else "plain")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "filters": {
-        "context": {"()": "common.logs.ContextFilter"},
-        "scrub": {"()": "common.logs.ScrubFilter"},
-    },
-    "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s%(context)s: %(message)s"},
-        "json": {
-            "()": "pythonjsonlogger.json.JsonFormatter",
-            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(execution_id)s "
-            "%(node_execution_id)s %(process)d",
-            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
-        },
-    },
-    "handlers": {
-        "console": {
-            "class": "logging.StreamHandler",
-            "formatter": LOG_FORMAT,
-            "filters": ["context", "scrub"],
-        }
-    },
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {
-        "django.db.backends": {"level": "WARNING"},
-        # HTTP clients log every request's URL at INFO, query string (and any key in it)
-        # included: only their warnings.
-        **{name: {"level": "WARNING"} for name in ("httpx", "httpx2", "httpcore", "httpcore2")},
-    },
-}
+LOGGING = logging_config(LOG_FORMAT, env.str("LOG_LEVEL", default="INFO"))
 
 # Checked last, once every setting has its value.
 if PRODUCTION:
-    from .safety import production_problems
+    from .safety import refuse_unsafe_settings
 
-    problems = production_problems(
-        secret_key=SECRET_KEY,
-        dev_secret_key=DEV_SECRET_KEY,
-        debug=DEBUG,
-        allowed_hosts=ALLOWED_HOSTS,
-        admin_password=ADMIN_PASSWORD,
-        dev_admin_password=DEV_ADMIN_PASSWORD,
-        flower_basic_auth=FLOWER_BASIC_AUTH,
-        credentials_keys=CREDENTIALS_ENCRYPTION_KEYS,
-        dev_credentials_key=DEV_CREDENTIALS_KEY,
-        outbound_allow_loopback=OUTBOUND_ALLOW_LOOPBACK,
-    )
-    if problems:
-        raise ImproperlyConfigured("unsafe production settings: " + "; ".join(problems))
+    refuse_unsafe_settings(globals())

@@ -24,6 +24,7 @@ from executions.review_apis import (
     ReviewRejectApi,
 )
 from executions.views import live_run_page
+from files.apis import FileDetailApi, FileInfoApi, FileListApi
 from graphs.apis import (
     GraphDetailApi,
     GraphListApi,
@@ -110,6 +111,9 @@ api = [
         RotateSecretApi.as_view(),
         name="notification-secret",
     ),
+    path("files/", FileListApi.as_view(), name="files"),
+    path("files/<uuid:file_id>/", FileDetailApi.as_view(), name="file"),
+    path("files/<uuid:file_id>/info/", FileInfoApi.as_view(), name="file-info"),
     path("credentials/", CredentialListApi.as_view(), name="credentials"),
     path("credentials/<str:name>/", CredentialDetailApi.as_view(), name="credential"),
     path("schedules/", ScheduleListApi.as_view(), name="schedules"),

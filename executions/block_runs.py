@@ -31,6 +31,7 @@ from credentials.references import redact, referenced_names
 from credentials.services import CredentialMissing, ResolvedInput, node_input_resolve
 from credits.services import InsufficientCredits, charge_tool_run
 from credits.tokens import charge_tokens, hold_tokens
+from files.runs import RunFiles
 from graphs.pins import merge_dynamic_pins
 
 from .budgets import OutputBudget
@@ -86,6 +87,7 @@ def block_run(claimed: ClaimedNode) -> Outcome:
         start_graphs=functools.partial(_start_graphs, claimed, resolved.secrets),
         tool_charge=functools.partial(_charge_tool, claimed),
         stream=stream.write,
+        files=RunFiles(claimed.user_id, claimed.execution_id, claimed.id),
     )
     # A node claimed back from a wait resumes its block with the decision; a safe-mode
     # approval only let it run (node_runs.py).

@@ -15,12 +15,14 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from blocks.files import file_ids_in
 from blocks.registry import get_block_class
 from common import metrics
 from credentials.references import referenced_names
 from credentials.services import credential_names_of
 from credits.costs import price_of
 from credits.services import ensure_balance_covers
+from files.services import unowned_files
 from graphs.models import Graph, Preset
 from graphs.selectors import version_get
 from graphs.validation import GraphInvalid, validate_graph_inputs
@@ -89,6 +91,7 @@ def execution_create(
         for n in plan.nodes.values()
     ]
     inputs = validate_graph_inputs(nodes, inputs)
+    _ensure_files_owned(user.pk, inputs)
     _ensure_first_paid_node_affordable(user.pk, plan)
     if dry_run:  # what a real run would find missing only once a node resolves it
         _ensure_credentials_exist(user.pk, nodes, inputs)
@@ -249,3 +252,14 @@ def _queue_starting_nodes(
     settle(
         execution_id, plan, version_id, done=0, result=Propagation(queued, len(queued)), unhandled=0
     )
+
+
+def _ensure_files_owned(user_id: int, inputs: dict[str, Any]) -> None:
+    """Every file a run's inputs name ({"$file": id}) must be its user's: GraphInvalid
+    naming the input otherwise (another user's file is as unknown as a missing one)."""
+    named: dict[str, str] = {}
+    for name, value in inputs.items():
+        for file_id in file_ids_in(value):
+            named.setdefault(file_id, name)
+    for file_id in sorted(unowned_files(user_id, set(named))):
+        raise GraphInvalid([{"input": named[file_id], "message": f"no file {file_id} of yours"}])

@@ -6,6 +6,7 @@ FILES_S3_BUCKET is set); the rows say whose they are and what they hold."""
 from __future__ import annotations
 
 import codecs
+import contextlib
 import hashlib
 import mimetypes
 import re
@@ -123,14 +124,25 @@ def files_used(owner_id: int) -> int:
 
 
 def unowned_files(owner_id: int, file_ids: set[str]) -> set[str]:
-    """Of these ids, the ones that are not this owner's files."""
+    """Of these ids, the ones that name none of this owner's files (malformed ones too)."""
+    valid = set()
+    for file_id in file_ids:
+        with contextlib.suppress(ValueError):
+            valid.add(uuid.UUID(file_id))
     owned = {
         str(pk)
-        for pk in StoredFile.objects.filter(owner_id=owner_id, pk__in=file_ids).values_list(
+        for pk in StoredFile.objects.filter(owner_id=owner_id, pk__in=valid).values_list(
             "pk", flat=True
         )
     }
-    return file_ids - owned
+    return {f for f in file_ids if _canonical(f) not in owned}
+
+
+def _canonical(file_id: str) -> str:
+    try:
+        return str(uuid.UUID(file_id))
+    except ValueError:
+        return file_id
 
 
 def clean_name(name: str) -> str:

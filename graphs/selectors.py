@@ -4,6 +4,7 @@ from typing import Any
 
 from django.http import Http404
 
+from .io_schemas import input_schema, output_schema
 from .models import Graph, GraphVersion, Preset
 
 
@@ -77,11 +78,14 @@ def version_document(version: GraphVersion) -> dict[str, Any]:
 def graph_record(version: GraphVersion) -> dict[str, Any]:
     """The API shape of a graph: its document plus id, version and timestamps."""
     graph = version.graph
+    document = version_document(version)
     return {
         "id": str(graph.pk),
         "version": version.version,
         "latest_version": graph.latest_version,
-        **version_document(version),
+        **document,
+        "input_schema": input_schema(document["nodes"]),
+        "output_schema": output_schema(document["nodes"]),
         "webhook_url": graph.webhook_url,
         "created_at": graph.created_at,
         "updated_at": graph.updated_at,

@@ -39,6 +39,14 @@ class GraphDocumentSerializer(serializers.Serializer):
 
 class GraphSerializer(GraphDocumentSerializer):
     id = serializers.UUIDField(read_only=True)
+    input_schema = serializers.JSONField(
+        read_only=True,
+        help_text="JSON Schema of the inputs a run of this version takes (its input nodes: "
+        "names, types, descriptions, defaults, required); execute checks against it",
+    )
+    output_schema = serializers.JSONField(
+        read_only=True, help_text="JSON Schema of a run's outputs (its output nodes)"
+    )
     version = serializers.IntegerField(read_only=True)
     latest_version = serializers.IntegerField(read_only=True)
     created_at = serializers.DateTimeField(read_only=True)

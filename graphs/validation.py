@@ -16,10 +16,12 @@ from django.conf import settings
 
 from blocks.base import ERROR_PIN, Block
 from blocks.catalogue.webhook_trigger import WEBHOOK_INPUT
+from blocks.input_types import InputValueInvalid
 from blocks.registry import get_block_class
 from credentials.models import NAME_PATTERN
 from credentials.references import referenced_names, substitute
 
+from .io_schemas import coerced_input, input_default_problems
 from .pins import merge_dynamic_pins, parse_pin, path_problem, pin_base
 
 NODE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -143,6 +145,9 @@ def _check_nodes(raw_nodes: list[Any], problems: _Problems) -> dict[str, dict[st
                 reason = block.check_pin_value(pin, value)
                 if reason:
                     problems.add(f"wrong value for pin {pin!r}: {reason}", node_id=node_id, pin=pin)
+        if block.name == "input":
+            for message, pin in input_default_problems(defaults):
+                problems.add(message, node_id=node_id, pin=pin)
         metadata = raw.get("metadata", {})
         timeout = raw.get("timeout")
         cap = settings.ENGINE_NODE_TIMEOUT_CAP
@@ -293,15 +298,21 @@ def validate_graph_inputs(nodes: list[dict[str, Any]], inputs: Any) -> dict[str,
     input_nodes = {n["input_default"].get("name"): n for n in nodes if n["block"] == "input"}
     takes_webhook = any(n["block"] == "webhook_trigger" for n in nodes)
     problems = _Problems([])
-    for name in inputs:
+    checked = dict(inputs)
+    for name, value in inputs.items():
         if name == WEBHOOK_INPUT and takes_webhook:  # a trigger's delivery
             continue
         if name not in input_nodes:
             known = ", ".join(sorted(str(n) for n in input_nodes)) or "none"
             problems.add(f"unknown graph input {name!r} (inputs: {known})", input=name)
+        elif value is not None:
+            try:
+                checked[name] = coerced_input(input_nodes[name], value)
+            except InputValueInvalid as exc:
+                problems.add(f"graph input {name!r}: {exc}", input=name)
     for name, node in input_nodes.items():
         if name not in inputs and node["input_default"].get("value") is None:
             problems.add(f"graph input {name!r} is required", node_id=node["id"], input=name)
     if problems.items:
         raise GraphInvalid(problems.items)
-    return inputs
+    return checked

@@ -5,7 +5,7 @@ connections, to exactly the addresses it checked. A library, not a Django app: b
 apps import it; it imports nothing of theirs."""
 
 from .policy import DestinationRefused, Policy, check_url
-from .transport import Refused, ResponseTooLarge, client, refusal_of
+from .transport import Refused, ResponseTooLarge, client, connect, refusal_of
 
 __all__ = [
     "DestinationRefused",
@@ -14,5 +14,6 @@ __all__ = [
     "ResponseTooLarge",
     "check_url",
     "client",
+    "connect",
     "refusal_of",
 ]

@@ -103,6 +103,24 @@ class GuardedBackend(httpcore2.NetworkBackend):
         time.sleep(seconds)
 
 
+def connect(
+    host: str, port: int, *, timeout: float | None, also_allow_hosts: tuple[str, ...] = ()
+) -> socket.socket:
+    """A guarded TCP connection for protocols other than HTTP (send_email's SMTP): to an
+    address the policy allows, exactly the one checked. `also_allow_hosts` admits an
+    operator's configured server whatever its address (never a user's)."""
+    policy = policy_from_settings().with_hosts(*also_allow_hosts)
+    addresses = resolve(host, port)
+    policy.check(host, addresses)
+    failure: OSError = OSError(f"cannot connect to {host}:{port}")
+    for address in addresses:
+        try:
+            return _connect(address, port, timeout, None)
+        except OSError as exc:
+            failure = exc
+    raise failure
+
+
 def _connect(address: Address, port: int, timeout, local_address) -> socket.socket:
     family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)

@@ -16,6 +16,7 @@ class OutputBlock(Block):
         name: str = Field(min_length=1, max_length=200, description="Graph output name")
         value: Any = Field(description="The value to output")
         format: str | None = Field(default=None, description="Jinja2 template using {{ value }}")
+        description: str = Field(default="", description="Shown in the graph's output_schema")
 
     class Output(BlockSchema):
         output: Any
