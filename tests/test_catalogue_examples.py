@@ -1,0 +1,61 @@
+"""docs/examples' catalogue graphs (issue 20), run as a user would, on a real worker."""
+
+import email
+import json
+from email import policy
+from pathlib import Path
+
+import pytest
+
+from .conftest import create_graph, wait_for_run
+from .test_control import execute
+from .test_file_blocks import smtp  # noqa: F401  (the SMTP server on loopback, a fixture)
+
+pytestmark = pytest.mark.integration
+EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples"
+
+
+def example(name):
+    return json.loads((EXAMPLES / name).read_text())
+
+
+def test_the_data_toolkit_example(api, worker):
+    record = wait_for_run(api, execute(api, create_graph(api, example("data_toolkit.json"))))
+    assert record["status"] == "COMPLETED", record
+    assert record["outputs"]["report"] == [
+        {"kind": "team report", "people": {"count": 3, "first_senior": "Ada", "newest": "Grace"}}
+    ]
+
+
+def test_the_typed_inputs_example(api, worker):
+    graph = create_graph(api, example("typed_inputs.json"))
+    assert graph["input_schema"]["required"] == ["customer", "quantity", "on"]
+    inputs = {"customer": "Ada", "quantity": "2", "gift": "true", "on": "2026-12-24"}
+    record = wait_for_run(api, execute(api, graph, inputs))
+    assert record["inputs"]["quantity"] == 2 and record["inputs"]["gift"] is True
+    assert record["outputs"]["confirmation"] == [
+        "Dear Ada, 2 item(s), standard delivery on 2026-12-24, gift-wrapped: 9.0 EUR."
+    ]
+    bad = api.post(f"/api/graphs/{graph['id']}/execute/",
+                   {"inputs": {**inputs, "delivery": "drone"}}, format="json")  # fmt: skip
+    assert bad.status_code == 400 and "graph input 'delivery'" in bad.json()["detail"]
+
+
+def test_the_files_and_email_example(api, worker, smtp):  # noqa: F811
+    inbox, port = smtp
+    value = f"smtp://user:s3cret%21@127.0.0.1:{port}"
+    assert (
+        api.post("/api/credentials/", {"name": "smtp", "value": value}, format="json").status_code
+        == 201
+    )
+    graph = create_graph(api, example("files_and_email.json"))
+    record = wait_for_run(api, execute(api, graph, {"to": "ada@example.com"}))
+    assert record["status"] == "COMPLETED", record
+    assert record["outputs"]["status"] == ["sent"]
+    file_id = record["outputs"]["file"][0]["$file"]
+    assert api.get(f"/api/files/{file_id}/info/").json()["content_type"] == "text/csv"
+    ((recipients, raw),) = inbox.messages
+    message = email.message_from_bytes(raw, policy=policy.default)
+    (attachment,) = list(message.iter_attachments())
+    assert recipients == ["ada@example.com"]
+    assert attachment.get_content() == "name,score\nAda,10\n"
