@@ -66,6 +66,17 @@ def exception_handler(exc, context):
     return response
 
 
+# Budgets are stored as PostgreSQL integers.
+MAX_BUDGET = 2**31 - 1
+
+
+def budget_field(help_text: str) -> serializers.IntegerField:
+    """The optional `budget` (credits) of a run, a preset or a schedule."""
+    return serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=MAX_BUDGET, help_text=help_text
+    )
+
+
 def error_response(detail, code, errors=None):
     body = {"detail": detail}
     if errors is not None:

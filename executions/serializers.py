@@ -2,6 +2,8 @@
 
 from rest_framework import serializers
 
+from common.api import budget_field
+
 
 class ExecuteRequestSerializer(serializers.Serializer):
     inputs = serializers.DictField(required=False, default=dict)
@@ -12,13 +14,9 @@ class ExecuteRequestSerializer(serializers.Serializer):
         help_text="a preset of this graph: its inputs, then `inputs` on top; its version "
         "unless `version` is given",
     )
-    budget = serializers.IntegerField(
-        required=False,
-        allow_null=True,
-        min_value=1,
-        max_value=2**31 - 1,
-        help_text="credits the run (and its sub-graph runs) may spend; a paid node that would "
-        "pass it waits for your review. Default: the preset's, else none",
+    budget = budget_field(
+        "credits the run (and its sub-graph runs) may spend; a paid node that would "
+        "pass it waits for your review. Default: the preset's, else none"
     )
     dry_run = serializers.BooleanField(
         required=False,

@@ -3,6 +3,8 @@ checked by graphs.validation (it reports node and pin); these describe them."""
 
 from rest_framework import serializers
 
+from common.api import budget_field
+
 
 class NodeSerializer(serializers.Serializer):
     id = serializers.CharField(max_length=64)
@@ -64,13 +66,7 @@ class PresetWriteSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     inputs = serializers.DictField(required=False)
     graph_version = serializers.IntegerField(required=False, allow_null=True, min_value=1)
-    budget = serializers.IntegerField(
-        required=False,
-        allow_null=True,
-        min_value=1,
-        max_value=2**31 - 1,
-        help_text="credits its runs may spend",
-    )
+    budget = budget_field("credits its runs may spend")
 
 
 class PresetSerializer(serializers.Serializer):

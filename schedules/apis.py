@@ -5,7 +5,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from common.api import rendered
+from common.api import budget_field, rendered
 from common.pagination import Pagination, paginated
 from idempotency.services import SCHEMA_PARAMETER as IDEMPOTENCY_KEY
 from idempotency.services import idempotent
@@ -41,13 +41,9 @@ class ScheduleInputSerializer(serializers.Serializer):
         help_text="a preset of the graph: its inputs as they are at fire time, and its "
         "version unless graph_version is given",
     )
-    budget = serializers.IntegerField(
-        required=False,
-        allow_null=True,
-        min_value=1,
-        max_value=2**31 - 1,
-        help_text="credits each run (with its sub-graph runs) may spend; a paid node that "
-        "would pass it waits for your review. Null: the preset's, else none",
+    budget = budget_field(
+        "credits each run (with its sub-graph runs) may spend; a paid node that "
+        "would pass it waits for your review. Null: the preset's, else none"
     )
     enabled = serializers.BooleanField(required=False)
     overlap = serializers.ChoiceField(choices=Overlap.choices, required=False)

@@ -1,7 +1,8 @@
 import builtins
 from typing import Any
 
-from blocks.base import Block, BlockError, BlockSchema, Field
+from blocks.base import Block, BlockSchema, Field
+from blocks.data import checked_index
 
 
 class GetListItemBlock(Block):
@@ -17,6 +18,5 @@ class GetListItemBlock(Block):
         item: Any
 
     def run(self, data, ctx):
-        if not -len(data.list) <= data.index < len(data.list):
-            raise BlockError(f"index {data.index} is outside a list of {len(data.list)}")
+        checked_index(data.list, data.index)
         yield "item", data.list[data.index]

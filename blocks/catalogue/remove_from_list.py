@@ -2,6 +2,7 @@ import builtins
 from typing import Any
 
 from blocks.base import Block, BlockError, BlockSchema, Field
+from blocks.data import checked_index
 
 
 class RemoveFromListBlock(Block):
@@ -22,8 +23,7 @@ class RemoveFromListBlock(Block):
     def run(self, data, ctx):
         result = builtins.list(data.list)
         if data.index is not None:
-            if not -len(result) <= data.index < len(result):
-                raise BlockError(f"index {data.index} is outside a list of {len(result)}")
+            checked_index(result, data.index)
             removed = result.pop(data.index)
         elif data.value is not None and data.value in result:
             result.remove(data.value)

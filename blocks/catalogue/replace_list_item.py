@@ -1,7 +1,8 @@
 import builtins
 from typing import Any
 
-from blocks.base import Block, BlockError, BlockSchema, Field
+from blocks.base import Block, BlockSchema, Field
+from blocks.data import checked_index
 
 
 class ReplaceListItemBlock(Block):
@@ -20,8 +21,7 @@ class ReplaceListItemBlock(Block):
 
     def run(self, data, ctx):
         result = builtins.list(data.list)
-        if not -len(result) <= data.index < len(result):
-            raise BlockError(f"index {data.index} is outside a list of {len(result)}")
+        checked_index(result, data.index)
         old = result[data.index]
         result[data.index] = data.value
         yield "updated_list", result
