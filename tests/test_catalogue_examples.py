@@ -59,3 +59,21 @@ def test_the_files_and_email_example(api, worker, smtp):  # noqa: F811
     (attachment,) = list(message.iter_attachments())
     assert recipients == ["ada@example.com"]
     assert attachment.get_content() == "name,score\nAda,10\n"
+
+
+def test_a_dry_run_of_the_files_and_email_example_stores_and_sends_nothing(
+    api,
+    worker,
+    smtp,  # noqa: F811
+):
+    from files.models import StoredFile
+
+    inbox, port = smtp
+    value = f"smtp://user:s3cret%21@127.0.0.1:{port}"
+    api.post("/api/credentials/", {"name": "smtp", "value": value}, format="json")
+    graph = create_graph(api, example("files_and_email.json"))
+    body = {"inputs": {"to": "ada@example.com"}, "dry_run": True}
+    started = api.post(f"/api/graphs/{graph['id']}/execute/", body, format="json")
+    record = wait_for_run(api, started.json()["id"])
+    assert record["status"] == "COMPLETED" and record["outputs"]["status"] == ["[dry run] not sent"]
+    assert not inbox.messages and not StoredFile.objects.exists()

@@ -13,6 +13,7 @@ class FileReadBlock(Block):
     name = "file_read"
     description = 'Yields the content of a file ({"$file": id}) as text or base64.'
     category = "files"
+    simulated_in_dry_run = True  # consistent with file_store's: a dry run touches no file
 
     # The pin is called `as` (a Python keyword), hence a model made by name.
     Input = create_model(  # type: ignore[call-overload]
@@ -26,6 +27,11 @@ class FileReadBlock(Block):
         content: str
         name: str
         content_type: str
+
+    @classmethod
+    def simulate(cls, input_data):
+        return [("content", "[dry run] the file's content"), ("name", "file"),
+                ("content_type", "text/plain")]  # fmt: skip
 
     def run(self, data, ctx):
         content = files_of(ctx).read(data.file)

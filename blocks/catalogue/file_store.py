@@ -12,12 +12,16 @@ import outbound
 from blocks.base import Block, BlockError, BlockSchema, Field, TransientBlockError
 from blocks.files import files_of
 
+# The reference a dry run's file_store yields (file_read of a dry run reads no file).
+DRY_RUN_FILE = "00000000-0000-0000-0000-000000000000"
+
 
 class FileStoreBlock(Block):
     name = "file_store"
     description = 'Stores a file (from `url`, `text` or `base64`) and yields {"$file": id}.'
     category = "files"
     usable_as_tool = False  # it writes to the owner's store under their quota
+    simulated_in_dry_run = True  # a dry run stores nothing and downloads nothing
     max_retries = 2  # a download's connection errors and timeouts
 
     class Input(BlockSchema):
@@ -29,6 +33,10 @@ class FileStoreBlock(Block):
 
     class Output(BlockSchema):
         file: dict = Field(description='{"$file": id}')
+
+    @classmethod
+    def simulate(cls, input_data):
+        return [("file", {"$file": DRY_RUN_FILE})]
 
     def run(self, data, ctx):
         given = [k for k in ("url", "text", "base64") if getattr(data, k) is not None]
