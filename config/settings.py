@@ -78,6 +78,7 @@ INSTALLED_APPS = [
     "accounts",
     "idempotency",
     "files",
+    "console",
 ]
 
 MIDDLEWARE = [
@@ -97,7 +98,7 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "config.urls"
-LOGIN_URL = "/admin/login/"
+LOGIN_URL, LOGIN_REDIRECT_URL, LOGOUT_REDIRECT_URL = "login", "/console/runs/", "login"
 ASGI_APPLICATION = "config.asgi.application"
 WSGI_APPLICATION = None
 
@@ -110,6 +111,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "console.context.console",
             ]
         },
     }

@@ -1,8 +1,10 @@
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from accounts.apis import TokenApi, WsTicketApi
+from console import views as console_views
 from credentials.apis import CredentialDetailApi, CredentialListApi
 from credits.apis import BalanceApi, BlockListApi, GrantApi, TransactionListApi
 from executions.apis import (
@@ -23,7 +25,6 @@ from executions.review_apis import (
     ReviewListApi,
     ReviewRejectApi,
 )
-from executions.views import live_run_page
 from files.apis import FileDetailApi, FileInfoApi, FileListApi
 from graphs.apis import (
     GraphDetailApi,
@@ -131,7 +132,16 @@ api = [
 urlpatterns = [
     path("api/", include(api)),
     path("admin/", admin.site.urls),
-    path("executions/<uuid:execution_id>/live/", live_run_page, name="execution-live"),
+    path("", console_views.home, name="home"),
+    path("console/", include("console.urls")),
+    path(
+        "accounts/login/",
+        auth_views.LoginView.as_view(redirect_authenticated_user=True),
+        name="login",
+    ),
+    path("accounts/", include("django.contrib.auth.urls")),
+    # The live page's first address, kept for links already given out.
+    path("executions/<uuid:execution_id>/live/", console_views.run_page, name="execution-live"),
     path("hooks/<uuid:trigger_id>/", hook, name="hook"),
     path("health", health, name="health"),
     path("ready", ready, name="ready"),
