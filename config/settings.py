@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "knox",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_beat",
     "channels",
     "config",
@@ -215,6 +216,7 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Build agent graphs, run them on Celery workers, read their results.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    **{k: "SIDECAR" for k in ("SWAGGER_UI_DIST", "SWAGGER_UI_FAVICON_HREF", "REDOC_DIST")},
 }
 
 # --- Celery -------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from accounts.apis import TokenApi, WsTicketApi
 from console import views as console_views
@@ -37,6 +37,7 @@ from notifications.apis import MarkReadApi, NotificationListApi, RotateSecretApi
 from schedules.apis import OccurrenceListApi, ScheduleDetailApi, ScheduleListApi
 from triggers.apis import DeliveryListApi, TriggerDetailApi, TriggerListApi, hook
 
+from .api_index import api_index
 from .health import health, ready
 from .metrics import metrics_view
 
@@ -124,9 +125,16 @@ api = [
         OccurrenceListApi.as_view(),
         name="schedule-occurrences",
     ),
-    path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    # The docs are for everyone, never starved by the anonymous request rate.
+    path("schema/", SpectacularAPIView.as_view(throttle_classes=[]), name="schema"),
+    path(
+        "docs/", SpectacularSwaggerView.as_view(url_name="schema", throttle_classes=[]), name="docs"
+    ),
+    path(
+        "redoc/", SpectacularRedocView.as_view(url_name="schema", throttle_classes=[]), name="redoc"
+    ),
 ]
+api.insert(0, path("", api_index(api), name="api-index"))
 
 
 urlpatterns = [

@@ -191,3 +191,19 @@ def test_failures_show_in_red_and_reviews_are_decided_in_the_console(
     wait.until(lambda b: b.execute_script("return typeof Chart") == "function")
     assert browser.find_element("id", "balance").text.isdigit()
     shot(browser, "07-credits")
+
+
+def test_api_entry_points_answer_with_their_own_assets(client, settings):
+    index = client.get("/api/")
+    assert index.status_code == 200 and index.json()["docs"] == "/api/docs/"
+    assert "/api/graphs/<uuid:graph_id>/execute/" in index.json()["endpoints"]
+    docs = client.get("/api/docs/").content.decode()
+    assert "/static/drf_spectacular_sidecar/swagger-ui-dist/" in docs and "cdn" not in docs.lower()
+    redoc = client.get("/api/redoc/").content.decode()
+    assert "/static/drf_spectacular_sidecar/redoc/" in redoc
+    asset = client.get("/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js")
+    assert asset.status_code == 200
+    settings.API_THROTTLE_ANON = "2/minute"
+    for _ in range(5):  # the docs are never starved by the anonymous rate
+        assert client.get("/api/schema/").status_code == 200
+        assert client.get("/api/").status_code == 200
