@@ -1,4 +1,5 @@
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -13,7 +14,12 @@ from .services import MAX_AMOUNT, STAFF_TYPES, CreditError, Overdraw, ReferenceI
 
 class GrantForm(forms.Form):
     amount = forms.IntegerField(min_value=-MAX_AMOUNT, max_value=MAX_AMOUNT)
-    type = forms.ChoiceField(choices=[(t, t) for t in STAFF_TYPES])
+    type = forms.ChoiceField(
+        choices=[(t, t) for t in STAFF_TYPES],
+        help_text="GRANT: credits given (a trial, a prize); TOP_UP: credits paid for; "
+        "REFUND: credits given back for a charge that should not have been; ADJUSTMENT: a "
+        "correction either way (a negative amount takes credits).",
+    )
     note = forms.CharField(max_length=1000, required=False)
 
 
@@ -129,6 +135,17 @@ class ModelPriceAdmin(admin.ModelAdmin):
 
     list_display = ("model", "prompt_per_1k", "completion_per_1k", "updated_at")
     search_fields = ("model",)
+
+    def changelist_view(self, request, extra_context=None):
+        """The price in force for every model without a row, said above the list."""
+        self.message_user(
+            request,
+            f"Models without a price here pay {settings.LLM_DEFAULT_PROMPT_PER_1K} (prompt) "
+            f"and {settings.LLM_DEFAULT_COMPLETION_PER_1K} (completion) credits per 1,000 "
+            "tokens (LLM_DEFAULT_PROMPT_PER_1K, LLM_DEFAULT_COMPLETION_PER_1K).",
+            messages.INFO,
+        )
+        return super().changelist_view(request, extra_context)
 
 
 @admin.register(TokenHold)

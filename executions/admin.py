@@ -5,8 +5,10 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.db.models import Q
 from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html
 
-from common.admin_display import pretty_json, pretty_text
+from common.admin_display import pretty_json, pretty_text, status_badge
 from credits.services import InsufficientCredits
 from graphs.validation import GraphInvalid
 
@@ -84,7 +86,7 @@ class NodeExecutionInline(admin.TabularInline):
 
 @admin.register(GraphExecution)
 class GraphExecutionAdmin(admin.ModelAdmin):
-    list_display = ("id", "graph", "user", "status", "created_at", "duration")
+    list_display = ("short_id", "graph", "user", "badge", "cost", "duration", "created_at", "page")
     list_filter = (
         "status",
         ("graph", admin.RelatedOnlyFieldListFilter),
@@ -113,6 +115,22 @@ class GraphExecutionAdmin(admin.ModelAdmin):
     @admin.display(description="duration")
     def duration(self, obj):
         return _duration(obj.started_at, obj.ended_at)
+
+    @admin.display(description="run", ordering="id")
+    def short_id(self, obj):
+        return str(obj.pk)[:8]
+
+    @admin.display(description="status", ordering="status")
+    def badge(self, obj):
+        return status_badge(obj.status)
+
+    @admin.display(description="cost")
+    def cost(self, obj):
+        return (obj.stats or {}).get("cost", "-")
+
+    @admin.display(description="run page")
+    def page(self, obj):
+        return format_html('<a href="{}">open</a>', reverse("console:run", args=[obj.pk]))
 
     def get_search_results(self, request, queryset, search_term):
         """A run id or graph id finds its runs; anything else searches user names."""

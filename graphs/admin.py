@@ -47,12 +47,16 @@ class GraphAdmin(admin.ModelAdmin):
     readonly_fields = ("id", "name", "owner", "latest_version", "created_at", "updated_at")
     inlines = [GraphVersionInline]
 
+    def has_add_permission(self, request):
+        return False  # graphs are made from their document: POST /api/graphs/
+
 
 @admin.register(GraphVersion)
 class GraphVersionAdmin(admin.ModelAdmin):
     """Versions are immutable: shown, never edited."""
 
     list_display = ("name", "graph", "version", "created_at")
+
     search_fields = ("name", "graph__id")
     readonly_fields = ("graph", "version", "name", "description", "created_at", "wiring")
     inlines = [NodeInline, LinkInline]

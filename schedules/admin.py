@@ -5,6 +5,7 @@ step: the fields are read-only here; enable and disable are actions; deleting a 
 from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
+from django_celery_beat.models import ClockedSchedule, IntervalSchedule, SolarSchedule
 
 from .models import Occurrence, Schedule
 from .selectors import next_runs
@@ -74,3 +75,10 @@ class OccurrenceAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+# Beat's own schedule kinds this project never uses (its schedules are crontabs): kept out
+# of the way; periodic tasks and crontabs stay, for operators who look under the hood.
+for unused in (IntervalSchedule, SolarSchedule, ClockedSchedule):
+    if admin.site.is_registered(unused):
+        admin.site.unregister(unused)

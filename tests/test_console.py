@@ -207,3 +207,42 @@ def test_api_entry_points_answer_with_their_own_assets(client, settings):
     for _ in range(5):  # the docs are never starved by the anonymous rate
         assert client.get("/api/schema/").status_code == 200
         assert client.get("/api/").status_code == 200
+
+
+def test_no_admin_page_or_action_answers_500(api, user, django_capture_on_commit_callbacks):
+    """Every admin list, add form, change page and action, as staff, with a little of each
+    kind of row about."""
+    from django.contrib import admin as django_admin
+    from django.urls import reverse
+
+    from files.services import file_store
+
+    graph = create_graph(api, typed_graph())
+    with django_capture_on_commit_callbacks():
+        api.post(f"/api/graphs/{graph['id']}/execute/", {"inputs": {"who": "Ada"}}, format="json")
+    file_store(owner_id=user.pk, name="a.txt", content=b"a")
+    boss = get_user_model().objects.create_superuser("boss", "b@example.com", "pw")
+    staff = Client()
+    staff.force_login(boss)
+    for model, model_admin in django_admin.site._registry.items():
+        meta = model._meta
+        changelist = reverse(f"admin:{meta.app_label}_{meta.model_name}_changelist")
+        listing = staff.get(changelist)
+        assert listing.status_code == 200, changelist
+        if model_admin.has_add_permission(listing.wsgi_request):
+            add = reverse(f"admin:{meta.app_label}_{meta.model_name}_add")
+            assert staff.get(add).status_code == 200, add
+        first = model.objects.first()
+        if first is None:
+            continue
+        change = reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[first.pk])
+        assert staff.get(change).status_code == 200, change
+        for action in model_admin.get_actions(listing.wsgi_request):
+            with django_capture_on_commit_callbacks():
+                answer = staff.post(
+                    changelist, {"action": action, "_selected_action": [str(first.pk)]}
+                )
+            assert answer.status_code in (200, 302), (changelist, action)
+    runs = staff.get(reverse("admin:executions_graphexecution_changelist")).content.decode()
+    assert "/console/runs/" in runs and "background:#" in runs  # a link and a status badge
+    assert "Add graph" not in staff.get(reverse("admin:graphs_graph_changelist")).content.decode()
