@@ -7,7 +7,7 @@ from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
-from jinja2 import StrictUndefined, TemplateError
+from jinja2 import StrictUndefined, TemplateError, meta
 from jinja2.filters import do_center, do_format, do_indent
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -128,3 +128,13 @@ def render(source: str, values: dict[str, Any]) -> str:
     except (OverflowError, MemoryError, RecursionError) as exc:
         raise BlockError(f"template error: {type(exc).__name__}") from exc
     return "".join(parts)
+
+
+def template_variables(source: str) -> set[str] | None:
+    """The names a template reads from its values (not the environment's own functions,
+    such as `range`); None when it does not parse (its block says why when it runs)."""
+    try:
+        names = meta.find_undeclared_variables(_env.parse(source))
+    except TemplateError:
+        return None
+    return names - set(_env.globals)

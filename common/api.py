@@ -47,8 +47,9 @@ def _reject_constant(name):
 
 
 def exception_handler(exc, context):
-    """DRF's handler, plus: 404s keep a plain message, validation errors keep their
-    structure under `errors` with a readable `detail` on top."""
+    """DRF's handler, plus: 404s keep a plain message, and every 400 (a field's error,
+    malformed JSON) answers a readable `detail` and `errors`, a list of
+    {"message", "field"?} (graph problems add node_id, pin, link_index, input)."""
     # Here, not at the top: DRF's views module reads DEFAULT_PARSER_CLASSES, which names
     # this module's parser, as it loads.
     from rest_framework.views import exception_handler as drf_exception_handler
@@ -62,8 +63,39 @@ def exception_handler(exc, context):
     if isinstance(exc, exceptions.ValidationError) and not (
         isinstance(data, dict) and "detail" in data
     ):
-        response.data = {"detail": "Invalid input.", "errors": data}
+        errors = flattened_errors(data)
+        first = errors[0] if errors else {"message": "Invalid input."}
+        where = f"{first['field']}: " if first.get("field") else ""
+        response.data = {"detail": f"{where}{first['message']}", "errors": errors}
+    elif isinstance(exc, exceptions.ParseError):
+        response.data = {"detail": str(exc.detail), "errors": [{"message": str(exc.detail)}]}
     return response
+
+
+def flattened_errors(data: Any, field: str = "") -> list[dict[str, str]]:
+    """DRF's nested error structure as a flat list: {"message", "field"} with the field's
+    dotted path (`inputs.count`, `from_nodes.0`)."""
+    if isinstance(data, dict):
+        return [
+            error
+            for key, value in data.items()
+            for error in flattened_errors(value, f"{field}.{key}" if field else str(key))
+        ]
+    if isinstance(data, list):
+        if all(not isinstance(item, dict | list) for item in data):
+            return [_error(str(item), field) for item in data]
+        return [
+            error
+            for index, item in enumerate(data)
+            for error in flattened_errors(item, f"{field}.{index}" if field else str(index))
+        ]
+    return [_error(str(data), field)]
+
+
+def _error(message: str, field: str) -> dict[str, str]:
+    return {"message": message, "field": field} if field and field != "non_field_errors" else {
+        "message": message
+    }  # fmt: skip
 
 
 # Budgets are stored as PostgreSQL integers.

@@ -93,7 +93,7 @@ def execution_create(
     inputs = validate_graph_inputs(nodes, inputs)
     _ensure_files_owned(user.pk, inputs)
     _ensure_first_paid_node_affordable(user.pk, plan)
-    if dry_run:  # what a real run would find missing only once a node resolves it
+    if depth == 0:  # else found missing only once a node resolves it, after paid nodes ran
         _ensure_credentials_exist(user.pk, nodes, inputs)
     with transaction.atomic():
         run_id = uuid.uuid4()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,6 +21,7 @@ from blocks.registry import get_block_class
 from credentials.models import NAME_PATTERN
 from credentials.references import referenced_names, substitute
 
+from .hints import did_you_mean, pins_said, untold_template_variables
 from .io_schemas import coerced_input, input_default_problems
 from .pins import merge_dynamic_pins, parse_pin, path_problem, pin_base
 
@@ -38,6 +39,8 @@ class GraphInvalid(Exception):
 @dataclass
 class _Problems:
     items: list[dict[str, Any]]
+    # Nodes already reported (an unknown block): links to them are not reported again.
+    reported_nodes: set[str] = field(default_factory=set)
 
     def add(self, message: str, **where: Any) -> None:
         self.items.append({**{k: v for k, v in where.items() if v is not None}, "message": message})
@@ -93,6 +96,7 @@ def validate_document(doc: Any) -> dict[str, Any]:
     links = _check_links(raw_links, nodes, problems)
     if not problems.items:
         _check_required_inputs(nodes, links, problems)
+        _check_templates(nodes, links, problems)
     if problems.items:
         raise GraphInvalid(problems.items)
     return {
@@ -123,7 +127,10 @@ def _check_nodes(raw_nodes: list[Any], problems: _Problems) -> dict[str, dict[st
         block_name = raw.get("block")
         block = get_block_class(block_name) if isinstance(block_name, str) else None
         if block is None:
-            problems.add(f"unknown block {block_name!r}", **where)
+            known = (cls.name for cls in Block.registry.values())
+            hint = did_you_mean(block_name, known) if isinstance(block_name, str) else ""
+            problems.add(f"unknown block {block_name!r}{hint}", **where)
+            problems.reported_nodes.add(node_id)
             continue
         defaults = raw.get("input_default", {})
         if defaults is None:
@@ -196,23 +203,23 @@ def _check_links(
             continue
         fields: dict[str, str] = {k: str(v) for k, v in raw_fields.items()}
         src, sink = nodes.get(fields["source_id"]), nodes.get(fields["sink_id"])
-        if src is None:
+        if src is None and fields["source_id"] not in problems.reported_nodes:
             problems.add(
                 f"link from missing node {fields['source_id']!r}",
                 link_index=index,
                 node_id=fields["source_id"],
             )
-        else:
+        elif src is not None:
             _check_source_pin(src, fields["source_name"], index, problems)
             # Links leaving a block with static output are always static (graphs.md).
             is_static = is_static or _block_of(src).static_output
-        if sink is None:
+        if sink is None and fields["sink_id"] not in problems.reported_nodes:
             problems.add(
                 f"link to missing node {fields['sink_id']!r}",
                 link_index=index,
                 node_id=fields["sink_id"],
             )
-        else:
+        elif sink is not None:
             _check_sink_pin(sink, fields["sink_name"], index, problems)
         key = (fields["source_id"], fields["source_name"], fields["sink_id"], fields["sink_name"])
         if key in seen:
@@ -240,7 +247,8 @@ def _check_source_pin(node: dict[str, Any], pin: str, index: int, problems: _Pro
         problems.add(f"{pin!r}: {malformed}", link_index=index, node_id=node["id"], pin=pin)
     elif not (block.dynamic_outputs() or base == ERROR_PIN or base in block.output_pins()):
         problems.add(
-            f"unknown output pin {pin!r} of block {block.name!r}",
+            f"unknown output pin {pin!r} of block {block.name!r}"
+            f"{pins_said('output', {*block.output_pins(), ERROR_PIN})}",
             link_index=index,
             node_id=node["id"],
             pin=pin,
@@ -258,7 +266,10 @@ def _sink_pin_problem(block: type[Block], pin: str) -> str | None:
     pin, a malformed path, or a path into a pin that is not a dict or list."""
     base, path = parse_pin(pin)
     if base not in block.input_pins():
-        return f"unknown input pin {pin!r} of block {block.name!r}"
+        return (
+            f"unknown input pin {pin!r} of block {block.name!r}"
+            f"{did_you_mean(base, block.input_pins())}{pins_said('input', block.input_pins())}"
+        )
     if not path:
         return None
     malformed = path_problem(path, sink=True)
@@ -282,6 +293,26 @@ def _check_required_inputs(
             problems.add(
                 f"required input {pin!r} has no default and no link", node_id=node["id"], pin=pin
             )
+
+
+def _check_templates(
+    nodes: dict[str, dict[str, Any]], links: list[dict[str, Any]], problems: _Problems
+) -> None:
+    """A text_template's variables must each be given: by its `values` or a values_#_KEY
+    link (the block fails on an unknown name when it runs)."""
+    sinks: dict[str, list[str]] = {}
+    for link in links:
+        sinks.setdefault(link["sink_id"], []).append(link["sink_name"])
+    for node in nodes.values():
+        if node["block"] != "text_template":
+            continue
+        merged = merge_dynamic_pins(node["input_default"])
+        for name in untold_template_variables(node, merged, sinks.get(node["id"], [])):
+            problems.add(
+                f"template variable {name!r} is never given: link a value to "
+                f"'values_#_{name}' or set it in `values`",
+                node_id=node["id"], pin="format",
+            )  # fmt: skip
 
 
 def validate_graph_inputs(nodes: list[dict[str, Any]], inputs: Any) -> dict[str, Any]:

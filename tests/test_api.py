@@ -453,3 +453,45 @@ def test_the_runs_list_reads_live_runs_figures_in_one_query_whatever_their_numbe
     figures = sorted((r["stats"]["node_count"], r["stats"]["node_error_count"], r["stats"]["cost"])
                      for r in many)  # fmt: skip
     assert figures == [(1, 0, 2)] * 4 + [(2, 1, 5)] * 4
+
+
+def test_problems_say_what_to_do(api):
+    document = greeting()
+    document["nodes"][1]["block"] = "text_templat"  # a typo
+    problems = problems_of(api.post("/api/graphs/", document, format="json"))
+    assert len(problems) == 1, problems  # no follow-on errors about links to that node
+    assert problems[0]["message"] == "unknown block 'text_templat'; did you mean 'text_template'?"
+
+    document = greeting()
+    document["links"][0]["sink_name"] = "valuez_#_name"
+    (problem,) = problems_of(api.post("/api/graphs/", document, format="json"))
+    assert "did you mean 'values'?" in problem["message"]
+    assert "(its input pins: format, values)" in problem["message"]
+
+    document = greeting()
+    document["links"][0]["source_name"] = "resultt"
+    (problem,) = problems_of(api.post("/api/graphs/", document, format="json"))
+    assert "(its output pins: error, result)" in problem["message"]
+
+    document = greeting()
+    document["nodes"][1]["input_default"]["format"] = "Hello {{ name }} from {{ place }}!"
+    (problem,) = problems_of(api.post("/api/graphs/", document, format="json"))
+    assert problem == {
+        "node_id": "greet", "pin": "format",
+        "message": "template variable 'place' is never given: link a value to "
+        "'values_#_place' or set it in `values`",
+    }  # fmt: skip
+    document["nodes"][1]["input_default"]["values"] = {"place": "Paris"}
+    assert api.post("/api/graphs/", document, format="json").status_code == 201
+
+
+def test_every_400_lists_its_errors(api):
+    graph = api.post("/api/graphs/", greeting(), format="json").json()
+    bad_field = api.post(f"/api/graphs/{graph['id']}/execute/", {"budget": 0}, format="json")
+    assert bad_field.status_code == 400
+    (error,) = bad_field.json()["errors"]
+    assert error["field"] == "budget" and "greater than or equal to 1" in error["message"]
+    assert bad_field.json()["detail"].startswith("budget: ")
+    malformed = api.generic("POST", "/api/graphs/", "{not json", content_type="application/json")
+    assert malformed.status_code == 400
+    assert malformed.json()["errors"] == [{"message": malformed.json()["detail"]}]

@@ -173,8 +173,28 @@ def test_a_credential_reaches_the_server_and_nowhere_else(api, user, worker, aut
 
 
 @pytest.mark.integration
-def test_a_missing_credential_fails_the_node_with_its_name(api, worker, auth_server):
-    record = run_graph(api, authorised_call(auth_server))
+def test_a_missing_credential_is_refused_before_the_run_starts(api, worker, auth_server):
+    from executions.models import GraphExecution
+
+    graph = create_graph(api, authorised_call(auth_server))
+    refused = api.post(f"/api/graphs/{graph['id']}/execute/", {}, format="json")
+    assert refused.status_code == 400
+    assert "no stored credential named 'BEARER'" in refused.json()["detail"]
+    assert not GraphExecution.objects.exists() and _EchoAuth.seen == []
+
+
+@pytest.mark.integration
+def test_a_credential_deleted_while_its_run_waits_fails_the_node_with_its_name(
+    api, worker, auth_server
+):
+    api.post("/api/credentials/", {"name": "BEARER", "value": "Bearer x"}, format="json")
+    document = authorised_call(auth_server)
+    document["nodes"].insert(0, node("nap", "sleep", seconds=1, value=5))
+    document["links"] = [*document["links"], link("nap", "output", "call", "timeout")]
+    graph = create_graph(api, document)
+    run_id = api.post(f"/api/graphs/{graph['id']}/execute/", {}, format="json").json()["id"]
+    assert api.delete("/api/credentials/BEARER/").status_code == 204
+    record = wait_for_run(api, run_id)
     assert record["status"] == "FAILED"
     assert "credential 'BEARER' not found" in nodes_of(record, "call")[0]["error"]
     assert _EchoAuth.seen == []
