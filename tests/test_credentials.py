@@ -12,7 +12,7 @@ from credentials.models import Credential
 from credentials.references import REDACTED, redact, substitute
 from executions.models import NodeExecution
 
-from .conftest import ROOT, create_graph, nodes_of, run_graph, wait_for_run
+from .conftest import ROOT, create_graph, nodes_of, wait_for_run
 from .documents import link, node
 from .recording import database_text, events_text
 
