@@ -77,3 +77,38 @@ def test_a_dry_run_of_the_files_and_email_example_stores_and_sends_nothing(
     record = wait_for_run(api, started.json()["id"])
     assert record["status"] == "COMPLETED" and record["outputs"]["status"] == ["[dry run] not sent"]
     assert not inbox.messages and not StoredFile.objects.exists()
+
+
+def test_the_examples_that_need_no_key(api, worker):
+    greeting = create_graph(api, example("greeting.json"))
+    record = wait_for_run(api, execute(api, greeting, {"who": "Ada"}))
+    assert record["outputs"] == {"greeting": ["Hello Ada!"]} and record["stats"]["cost"] == 0
+    fan = wait_for_run(api, execute(api, create_graph(api, example("fan_out.json"))))
+    assert fan["outputs"]["cards"] == [
+        f"Greetings from {c}" for c in ("Paris", "Lagos", "Lima", "Osaka")
+    ]
+    loop = wait_for_run(api, execute(api, create_graph(api, example("loop.json"))))
+    assert loop["status"] == "COMPLETED", loop
+    assert loop["outputs"] == {"ticks": [3, 2, 1], "done": [0]}
+    review = create_graph(api, example("review_step.json"))
+    run_id = execute(api, review)
+    pending = wait_until_review(api)
+    edited = {"data": "Dear team, here are the numbers."}
+    assert api.post(f"/api/reviews/{pending}/approve/", edited, format="json").status_code == 200
+    assert wait_for_run(api, run_id)["outputs"] == {"sent": ["Dear team, here are the numbers."]}
+
+
+def wait_until_review(api):
+    from .test_control import wait_until
+
+    wait_until(lambda: api.get("/api/reviews/?status=pending").json()["results"])
+    return api.get("/api/reviews/?status=pending").json()["results"][0]["id"]
+
+
+def test_the_readmes_first_graph_works_as_written(api, worker):
+    readme = (EXAMPLES.parent.parent / "README.md").read_text()
+    section = readme[readme.index("## A first graph") :]
+    body = section[section.index("-d '{") + 4 : section.index("}'") + 1]
+    graph = create_graph(api, json.loads(body))
+    record = wait_for_run(api, execute(api, graph, {"who": "Ada"}))
+    assert record["outputs"] == {"greeting": ["Hello Ada!"]}
