@@ -75,7 +75,7 @@ class ExecutionStreamConsumer(AsyncJsonWebsocketConsumer):
         action = content.get("action") if isinstance(content, dict) else None
         problem = _id_problem(content) if isinstance(content, dict) else None
         if problem:
-            await self._error(problem, {})
+            await self._error(problem[1], {}, field=problem[0])
             return
         try:
             await self._act(action, content)
@@ -90,11 +90,11 @@ class ExecutionStreamConsumer(AsyncJsonWebsocketConsumer):
             if await _owns_run(self.user, content["execution_id"]):
                 await self._subscribe(str(content["execution_id"]))
             else:
-                await self._error("execution not found", content)
+                await self._error("execution not found", content, field="execution_id")
         elif action == "subscribe" and "graph_id" in content:
             graph_id = str(content["graph_id"])
             if not await _owns_graph(self.user, graph_id):
-                await self._error("graph not found", content)
+                await self._error("graph not found", content, field="graph_id")
                 return
             # The graph's runs log first, then its active runs: a run that begins after
             # the listing is announced in the log.
@@ -114,8 +114,16 @@ class ExecutionStreamConsumer(AsyncJsonWebsocketConsumer):
                 self.graphs.discard(graph_id)
                 self.hub.unfollow(self.subscriber, feeds.graph_feed(graph_id))
             await self.send_json({"type": "unsubscribed", **_ids(content)})
+        elif action == "subscribe":
+            await self._error(
+                "subscribe needs execution_id (a run) or graph_id (a graph's runs)", content,
+                field="execution_id",
+            )  # fmt: skip
         else:
-            await self._error("unknown action: send subscribe, unsubscribe or ping", content)
+            await self._error(
+                f"unknown action {action!r}: send subscribe, unsubscribe or ping", content,
+                field="action",
+            )  # fmt: skip
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs):
         try:
@@ -162,15 +170,18 @@ class ExecutionStreamConsumer(AsyncJsonWebsocketConsumer):
                 self.following.discard(entry.feed)
                 self.hub.unfollow(self.subscriber, entry.feed)
 
-    async def _error(self, message: str, content) -> None:
-        await self.send_json({"type": "error", "message": message, **_ids(content)})
+    async def _error(self, message: str, content, field: str | None = None) -> None:
+        """An error answer: what was wrong, the `field` of the message that was, its ids."""
+        where = {"field": field} if field else {}
+        await self.send_json({"type": "error", "message": message, **where, **_ids(content)})
 
 
-def _id_problem(content: dict) -> str | None:
-    """Why the ids of a message cannot name a run or a graph (they are short strings)."""
+def _id_problem(content: dict) -> tuple[str, str] | None:
+    """(field, why) when an id of a message cannot name a run or a graph (they are short
+    strings)."""
     for key in ("execution_id", "graph_id"):
         if key in content and not (isinstance(content[key], str) and len(content[key]) <= 64):
-            return f"{key} must be a run or graph id (a string)"
+            return key, f"{key} must be a run or graph id (a string)"
     return None
 
 

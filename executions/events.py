@@ -17,6 +17,7 @@ from typing import Any
 import redis
 from django.conf import settings
 from django.db import transaction
+from rest_framework.utils.encoders import JSONEncoder
 
 from common import redis_clients
 
@@ -134,7 +135,7 @@ def append_now(
                   lease_args[0], graph_runs_key(told["graph_id"]) if told else ""],
             args=[STREAM_TTL, STREAM_MAXLEN, "1" if terminal else "0", *lease_args[1:],
                   json.dumps(told) if told else "",
-                  *(json.dumps(e, default=str) for e in events)],
+                  *(json.dumps(e, cls=JSONEncoder) for e in events)],
         )  # fmt: skip
         if lease is not None:
             lease.done()

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from rest_framework.utils.encoders import JSONEncoder
 
 from common import redis_clients
 from notifications.services import STREAM_KEY as NOTIFICATIONS_KEY
@@ -249,7 +250,7 @@ class Hub:
         seq = json.loads(last[0][1][b"e"])["seq"] if last else 0
         assert self.read_snapshot is not None
         record = await self.read_snapshot(run_id)
-        text = json.dumps({"type": "snapshot", "seq": seq, **record}, default=str)
+        text = json.dumps({"type": "snapshot", "seq": seq, **record}, cls=JSONEncoder)
         return Snapshot(position, text, bool(record.get("terminal")))
 
     async def position(self, feed: str) -> str:

@@ -11,6 +11,8 @@ from tqdm import tqdm
 
 from . import events
 from .engine import TERMINAL
+from .models import GraphExecution
+from .plans import plan_for_version
 from .selectors import execution_detail
 
 
@@ -21,14 +23,18 @@ def follow(run_id: str, *, user, timeout: float, out) -> dict:
         record = execution_detail(user=user, execution_id=run_id)
     except (Http404, ValueError) as exc:
         raise SystemExit(f"no run {run_id} of {user}") from exc
+    # The bar counts the graph's nodes that have run (its total never moves); loops and
+    # fan-outs run a node many times: the executions are counted beside it.
+    total = len(plan_for_version(GraphExecution.objects.get(pk=run_id).graph_version_id).nodes)
     finished = {ne["id"] for ne in record["node_executions"] if ne["status"] in TERMINAL}
-    known = {ne["id"] for ne in record["node_executions"]}
+    nodes_done = {ne["node_id"] for ne in record["node_executions"] if ne["status"] in TERMINAL}
     bar = tqdm(
-        total=len(known),
-        initial=len(finished),
+        total=total,
+        initial=len(nodes_done),
         unit="node",
         file=out,
         desc=record["status"].lower(),
+        postfix={"executions": len(finished)},
     )
     lines: dict[int, str] = {}  # a node's streamed text not yet shown (an unfinished line)
 
@@ -54,12 +60,12 @@ def follow(run_id: str, *, user, timeout: float, out) -> dict:
                 elif event["type"] == "node":
                     if event["node_execution_id"] in lines:
                         show_text(event, final=True)
-                    if event["node_execution_id"] not in known:
-                        known.add(event["node_execution_id"])
-                        bar.total = len(known)
                     if event["status"] in TERMINAL and event["node_execution_id"] not in finished:
                         finished.add(event["node_execution_id"])
-                        bar.update(1)
+                        bar.set_postfix(executions=len(finished))
+                        if event["node_id"] not in nodes_done:
+                            nodes_done.add(event["node_id"])
+                            bar.update(1)
                 elif event["type"] == "execution":
                     status = event["status"]
                     bar.set_description(status.lower())

@@ -107,7 +107,7 @@ def wait_until_review(api):
 
 def test_the_readmes_first_graph_works_as_written(api, worker):
     readme = (EXAMPLES.parent.parent / "README.md").read_text()
-    section = readme[readme.index("## A first graph") :]
+    section = readme[readme.index("GRAPH=$(curl") :]  # the document it POSTs
     body = section[section.index("-d '{") + 4 : section.index("}'") + 1]
     graph = create_graph(api, json.loads(body))
     record = wait_for_run(api, execute(api, graph, {"who": "Ada"}))

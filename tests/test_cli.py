@@ -57,3 +57,20 @@ def test_bad_files_and_inputs_are_clear_errors(user, worker, tmp_path):
         run_cli(str(good), "--input", "novalue", "--user", user.username)
     with pytest.raises(CommandError, match="no user"):
         run_cli(str(bad), "--user", "nobody-at-all")
+
+
+def test_the_progress_bar_counts_the_graphs_nodes_and_problems_read_plainly(user, worker, tmp_path):
+    from pathlib import Path
+
+    fan = Path(__file__).resolve().parent.parent / "docs" / "examples" / "fan_out.json"
+    out, err = run_cli(str(fan), "--user", user.username)
+    assert len(json.loads(out)["cards"]) == 4
+    assert "4/4" in err and "executions=10" in err  # 4 nodes; the template ran 4 times
+    bad = tmp_path / "bad.json"
+    document = greeting()
+    document["nodes"][1]["input_default"]["format"] = "Hi {{ nobody }}"
+    bad.write_text(json.dumps(document))
+    with pytest.raises(CommandError, match="  - node id greet, pin format: template variable"):
+        run_cli(str(bad), "--user", user.username)
+    with pytest.raises(SystemExit, match="no run not-a-run"):
+        run_cli("--watch", "not-a-run", "--user", user.username)

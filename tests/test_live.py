@@ -166,6 +166,8 @@ def test_a_late_subscriber_gets_the_final_state(api, live):
     ws.send(json.dumps({"action": "subscribe", "execution_id": run_id}))
     snapshot = receive(ws)
     assert snapshot["type"] == "snapshot" and snapshot["status"] == "COMPLETED"
+    record = api.get(f"/api/executions/{run_id}/").json()
+    assert snapshot["ended_at"] == record["ended_at"] and "T" in snapshot["ended_at"]  # ISO
     assert snapshot["terminal"] and snapshot["outputs"] == {"greeting": ["Hello world!"]}
     ws.send(json.dumps({"action": "ping"}))
     # Nothing about the run came after its snapshot (the user's notifications may).
@@ -182,6 +184,7 @@ def test_other_users_runs_and_graphs_are_refused(api, live, other_user):
     assert receive(intruder) == {
         "type": "error",
         "message": "execution not found",
+        "field": "execution_id",
         "execution_id": run_id,
     }
     intruder.send(json.dumps({"action": "subscribe", "graph_id": graph["id"]}))
@@ -190,6 +193,13 @@ def test_other_users_runs_and_graphs_are_refused(api, live, other_user):
     assert receive(intruder)["type"] == "error"
     intruder.send("not json")
     assert receive(intruder)["message"] == "messages must be JSON"
+    intruder.send(json.dumps({"action": "subscribe", "execution_id": 7}))
+    assert receive(intruder)["field"] == "execution_id"
+    intruder.send(json.dumps({"action": "subscribe"}))
+    assert receive(intruder)["field"] == "execution_id"
+    intruder.send(json.dumps({"action": "jump"}))
+    unknown = receive(intruder)
+    assert unknown["field"] == "action" and unknown["message"].startswith("unknown action 'jump'")
     intruder.send(json.dumps({"action": "ping"}))
     assert receive(intruder) == {"type": "pong"}  # and no event of the other run leaked
 

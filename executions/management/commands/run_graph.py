@@ -6,9 +6,12 @@ from pathlib import Path
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
+from redis.exceptions import RedisError
 
 from credits.services import InsufficientCredits
 from executions.follow import follow
+from executions.limits import LimitPassed
 from executions.runs import execution_create
 from graphs.models import Graph
 from graphs.services import graph_create, graph_update
@@ -35,6 +38,20 @@ class Command(BaseCommand):
         parser.add_argument("--timeout", type=float, default=3600, help="seconds to follow")
 
     def handle(self, *args, **options):
+        try:
+            self._handle(options)
+        except DatabaseError as exc:
+            raise CommandError(
+                f"cannot reach the database ({str(exc).strip().splitlines()[0]}): start the "
+                "services with `make run` or `scripts/services.sh start`"
+            ) from exc
+        except RedisError as exc:
+            raise CommandError(
+                f"cannot reach Redis ({exc}): start the services with `make run` or "
+                "`scripts/services.sh start`"
+            ) from exc
+
+    def _handle(self, options):
         user = get_user_model().objects.filter(username=options["user"]).first()
         if user is None:
             raise CommandError(f"no user named {options['user']!r}")
@@ -65,12 +82,19 @@ class Command(BaseCommand):
             )
             run = execution_create(user=user, graph=version.graph, inputs=inputs)
         except GraphInvalid as exc:
-            problems = "\n".join(f"  - {p}" for p in exc.problems)
+            problems = "\n".join(f"  - {_where(p)}{p['message']}" for p in exc.problems)
             raise CommandError(f"the graph is not valid:\n{problems}") from exc
-        except InsufficientCredits as exc:
+        except (InsufficientCredits, LimitPassed) as exc:
             raise CommandError(str(exc)) from exc
         self.stderr.write(f"graph {version.graph.pk} v{version.version}; run {run.pk}")
         return str(run.pk)
+
+
+def _where(problem: dict) -> str:
+    """'node greet, pin format: ' for a problem that says where it is."""
+    places = [f"{key.replace('_', ' ')} {problem[key]}" for key in
+              ("node_id", "pin", "link_index", "input", "field") if key in problem]  # fmt: skip
+    return f"{', '.join(places)}: " if places else ""
 
 
 def _parse_input(item: str) -> tuple[str, object]:
