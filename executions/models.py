@@ -275,6 +275,7 @@ class ReplayBatch(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        verbose_name_plural = "replay batches"
         constraints = [
             models.UniqueConstraint(fields=["user", "request_key"], name="one_batch_per_request")
         ]
@@ -313,6 +314,7 @@ class Recovery(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        verbose_name_plural = "recoveries"
         indexes = [models.Index(fields=["-created_at"])]
 
     def __str__(self):

@@ -77,6 +77,9 @@ class WebhookDelivery(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
 
+    class Meta:
+        verbose_name_plural = "webhook deliveries"
+
     def __str__(self):
         return f"webhook {self.pk} ({self.status})"
 

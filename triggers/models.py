@@ -64,6 +64,7 @@ class Delivery(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        verbose_name_plural = "deliveries"
         constraints = [
             # One run per sender's delivery id: only a delivery that was let in holds it (a
             # forged one with a bad signature must not take the id from the real one).
