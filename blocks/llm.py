@@ -220,6 +220,17 @@ def platform_token_bound(
     return TokenBound(model, max_tokens * calls)
 
 
+def key_problem(input_data: dict[str, Any], linked: set[str]) -> str | None:
+    """Block.start_problem of the model blocks: a node with no key of its own, where the
+    operator lends none, can only fail (after its per-run price)."""
+    if "credentials" in linked or input_data.get("credentials") or settings.LLM_PLATFORM_KEYS:
+        return None
+    return (
+        "needs an API key: store yours (POST /api/credentials/) and set its `credentials` to "
+        '{"$credential": "NAME"} (this server lends none: LLM_PLATFORM_KEYS is off)'
+    )
+
+
 def caller(
     ctx: RunContext,
     *,

@@ -13,8 +13,8 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from blocks.base import Wake
 from blocks.registry import get_block_class
+from blocks.waiting import Wake
 from common import metrics
 from credits.services import NodeCharge
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from django.db.models import Q
 
-from blocks.base import WaitFor
+from blocks.waiting import WaitFor
 from credits.costs import price_of
 from credits.selectors import spent_by
 

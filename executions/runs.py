@@ -24,6 +24,7 @@ from credits.costs import price_of
 from credits.services import ensure_balance_covers
 from files.services import unowned_files
 from graphs.models import Graph, Preset
+from graphs.pins import merge_dynamic_pins, pin_base
 from graphs.selectors import version_get
 from graphs.validation import GraphInvalid, validate_graph_inputs
 
@@ -95,6 +96,7 @@ def execution_create(
     _ensure_first_paid_node_affordable(user.pk, plan)
     if depth == 0:  # else found missing only once a node resolves it, after paid nodes ran
         _ensure_credentials_exist(user.pk, nodes, inputs)
+        _ensure_nodes_can_start(plan)
     with transaction.atomic():
         run_id = uuid.uuid4()
         root_id = run_id
@@ -153,6 +155,22 @@ def _ensure_first_paid_node_affordable(user_id: int, plan: Plan) -> None:
         node_id, price = first
         what = f"the first paid node {node_id!r} ({plan.nodes[node_id].block})"
         ensure_balance_covers(user_id, price.per_run, what)
+
+
+def _ensure_nodes_can_start(plan: Plan) -> None:
+    """GraphInvalid for each node that could only fail (Block.start_problem: a model block
+    with no key where none is lent)."""
+    problems = []
+    for node_id, node in plan.nodes.items():
+        cls = get_block_class(node.block)
+        linked = {pin_base(link.sink_name) for link in plan.in_links[node_id]}
+        problem = (
+            cls.start_problem(merge_dynamic_pins(dict(node.input_default)), linked) if cls else None
+        )
+        if problem:
+            problems.append({"node_id": node_id, "message": problem})
+    if problems:
+        raise GraphInvalid(problems)
 
 
 def _ensure_credentials_exist(user_id: int, nodes: list[dict[str, Any]], inputs: Any) -> None:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import contextlib
 
-from blocks.base import WaitFor
 from blocks.registry import get_block_class
+from blocks.waiting import WaitFor
 
 from .block_runs import parking
 from .claims import ClaimedNode

@@ -12,7 +12,8 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.http import Http404
 
-from blocks.base import BlockError, GraphCall, SubgraphStarted, WaitFor
+from blocks.base import BlockError
+from blocks.waiting import GraphCall, SubgraphStarted, WaitFor
 from credits.services import InsufficientCredits
 from graphs.models import Graph, GraphVersion
 from graphs.selectors import version_numbered

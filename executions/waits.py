@@ -28,7 +28,7 @@ from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
-from blocks.base import WaitFor
+from blocks.waiting import WaitFor
 from graphs.models import Graph
 from notifications.models import Notification
 from notifications.services import notify

@@ -112,3 +112,18 @@ def test_the_readmes_first_graph_works_as_written(api, worker):
     graph = create_graph(api, json.loads(body))
     record = wait_for_run(api, execute(api, graph, {"who": "Ada"}))
     assert record["outputs"] == {"greeting": ["Hello Ada!"]}
+
+
+def test_a_model_step_without_any_key_is_refused_before_anything_is_charged(api, settings):
+    from credits.models import CreditTransaction
+    from executions.models import GraphExecution
+
+    settings.LLM_PLATFORM_KEYS = False  # the operator lends no key
+    graph = create_graph(api, example("summarize_page.json"))
+    refused = api.post(f"/api/graphs/{graph['id']}/execute/", {"inputs": {"text": "x"}},
+                       format="json")  # fmt: skip
+    assert refused.status_code == 400, refused.json()
+    assert refused.json()["errors"][0]["node_id"] == "summarize"
+    assert "needs an API key" in refused.json()["detail"]
+    assert not GraphExecution.objects.exists()
+    assert not CreditTransaction.objects.filter(type="USAGE").exists()

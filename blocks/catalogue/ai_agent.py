@@ -17,8 +17,9 @@ from typing import Any, Literal
 
 from django.conf import settings
 
-from blocks.base import Block, BlockError, BlockSchema, Field, GraphCall, RunContext, Wake
-from blocks.llm import Usage, caller, platform_token_bound
+from blocks.base import Block, BlockError, BlockSchema, Field, RunContext
+from blocks.llm import Usage, caller, key_problem, platform_token_bound
+from blocks.waiting import GraphCall, Wake
 
 
 class AiAgentBlock(Block):
@@ -61,6 +62,10 @@ class AiAgentBlock(Block):
         usage = {"model": model, "prompt_tokens": 0, "completion_tokens": 0, "charged": False,
                  "calls": 0}  # fmt: skip
         return [("response", "[dry run] the agent's answer"), ("steps", []), ("usage", usage)]
+
+    @classmethod
+    def start_problem(cls, input_data, linked):
+        return key_problem(input_data, linked)
 
     @classmethod
     def token_bound(cls, input_data):

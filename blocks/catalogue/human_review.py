@@ -3,7 +3,8 @@ run's owner approves or rejects through /api/reviews/ (or its timeout decides)."
 
 from typing import Any, Literal
 
-from blocks.base import Block, BlockError, BlockSchema, Field, WaitFor
+from blocks.base import Block, BlockError, BlockSchema, Field
+from blocks.waiting import WaitFor
 
 
 class HumanReviewBlock(Block):

@@ -4,7 +4,7 @@ from typing import Literal
 from django.conf import settings
 
 from blocks.base import Block, BlockError, BlockSchema, Field
-from blocks.llm import Usage, caller, platform_token_bound
+from blocks.llm import Usage, caller, key_problem, platform_token_bound
 
 RESERVED = {"response", "usage", "error"}
 FORMAT_PROMPT = (
@@ -56,6 +56,10 @@ class LlmStructuredBlock(Block):
     @classmethod
     def dynamic_outputs(cls) -> bool:
         return True  # one pin per field of expected_format
+
+    @classmethod
+    def start_problem(cls, input_data, linked):
+        return key_problem(input_data, linked)
 
     @classmethod
     def token_bound(cls, input_data):

@@ -3,7 +3,7 @@ from typing import Literal
 from django.conf import settings
 
 from blocks.base import Block, BlockSchema, Field
-from blocks.llm import caller, platform_token_bound
+from blocks.llm import caller, key_problem, platform_token_bound
 
 
 class LlmTextBlock(Block):
@@ -53,6 +53,10 @@ class LlmTextBlock(Block):
         model = input_data.get("model") or settings.LLM_DEFAULT_MODEL
         usage = {"model": model, "prompt_tokens": 0, "completion_tokens": 0, "charged": False}
         return [("response", "[dry run] a model's answer"), ("usage", usage)]
+
+    @classmethod
+    def start_problem(cls, input_data, linked):
+        return key_problem(input_data, linked)
 
     @classmethod
     def token_bound(cls, input_data):

@@ -3,7 +3,8 @@ from typing import Any
 
 from django.conf import settings
 
-from blocks.base import Block, BlockError, BlockSchema, Field, WaitFor
+from blocks.base import Block, BlockError, BlockSchema, Field
+from blocks.waiting import WaitFor
 
 
 class SleepBlock(Block):

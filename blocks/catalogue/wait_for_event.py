@@ -3,7 +3,8 @@ event with its key (POST /api/events/), and yields the event's payload."""
 
 from typing import Any
 
-from blocks.base import Block, BlockError, BlockSchema, Field, WaitFor
+from blocks.base import Block, BlockError, BlockSchema, Field
+from blocks.waiting import WaitFor
 
 
 class WaitForEventBlock(Block):
