@@ -87,6 +87,13 @@ class RunContext:
     tool_charge: Callable[[str, str], str | None] | None = None
     # The run owner's files (blocks/files.py's FileAccess; set by the engine).
     files: Any = None
+    # Where `log` lines go: the node execution's log, shown live and on its run page.
+    logger: Callable[[Any, str], None] | None = None
+
+    def log(self, message: Any, level: str = "info") -> None:
+        """A line for the node's log (debug, info, warning or error); secrets redacted."""
+        if self.logger is not None:
+            self.logger(message, level)
 
     def start_subgraph(self, graph_id: str, version: int | None, inputs: dict[str, Any]):
         if self.subgraph is None:

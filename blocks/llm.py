@@ -102,6 +102,12 @@ class Caller:
             self.ctx.meter_tokens(
                 self.model, reply.usage.prompt_tokens, reply.usage.completion_tokens
             )
+        self.ctx.log(
+            f"{self.provider} {self.model}: {reply.usage.prompt_tokens} prompt + "
+            f"{reply.usage.completion_tokens} completion tokens"
+            f"{f', {len(reply.tool_calls)} tool call(s)' if reply.tool_calls else ''}"
+            f" ({'your key' if self.own_key else 'platform key'})"
+        )
         return reply
 
     def _http_client(self):

@@ -279,6 +279,7 @@ BLOCK_TEMPLATE_MAX_CHARS = env.int("BLOCK_TEMPLATE_MAX_CHARS", default=1_000_000
 # What one node execution may produce: bytes of JSON over all its outputs, and yields.
 ENGINE_MAX_NODE_OUTPUT_BYTES = env.int("ENGINE_MAX_NODE_OUTPUT_BYTES", default=8 * 1024 * 1024)
 ENGINE_MAX_NODE_YIELDS = env.int("ENGINE_MAX_NODE_YIELDS", default=20_000)
+ENGINE_MAX_NODE_LOG_LINES = env.int("ENGINE_MAX_NODE_LOG_LINES", default=500)  # per execution
 # The combined `outputs` of a run (its output nodes' values), in bytes of JSON.
 ENGINE_MAX_RUN_OUTPUT_BYTES = env.int("ENGINE_MAX_RUN_OUTPUT_BYTES", default=16 * 1024 * 1024)
 # Longest `sleep` (s); past BLOCK_SLEEP_DURABLE_SECONDS it parks (no worker) until the watchdog

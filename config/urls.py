@@ -16,6 +16,7 @@ from executions.apis import (
     ExecutionOutputsApi,
     GraphExecuteApi,
 )
+from executions.log_apis import NodeLogApi
 from executions.replay_apis import ReplayApi, ReplayCancelApi, ReplayDetailApi, ReplayPreviewApi
 from executions.rerun_apis import RerunApi, RerunPreviewApi
 from executions.review_apis import (
@@ -69,6 +70,11 @@ api = [
         "executions/<uuid:execution_id>/nodes/<int:node_execution_id>/",
         ExecutionNodeDetailApi.as_view(),
         name="execution-node",
+    ),
+    path(
+        "executions/<uuid:execution_id>/nodes/<int:node_execution_id>/logs/",
+        NodeLogApi.as_view(),
+        name="execution-node-logs",
     ),
     path(
         "executions/<uuid:execution_id>/outputs/",

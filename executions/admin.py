@@ -15,7 +15,7 @@ from graphs.validation import GraphInvalid
 from . import control
 from .control import ConflictingState
 from .limits import LimitPassed
-from .models import GraphExecution, NodeExecution, OutboxMessage, Recovery, Wait
+from .models import GraphExecution, NodeExecution, NodeLogLine, OutboxMessage, Recovery, Wait
 from .reruns import run_again, run_again_preview
 from .reviews import ReviewDecided, review_decide
 from .waits import REVIEW_KINDS
@@ -55,6 +55,7 @@ class NodeExecutionInline(admin.TabularInline):
         "queued_at",
         "queue_wait",
         "run_time",
+        "log",
     )
     readonly_fields = fields
     extra = 0
@@ -71,6 +72,11 @@ class NodeExecutionInline(admin.TabularInline):
     @admin.display(description="error")
     def error_text(self, obj):
         return pretty_text(obj.error)
+
+    @admin.display(description="log")
+    def log(self, obj):
+        url = reverse("admin:executions_nodelogline_changelist")
+        return format_html('<a href="{}?node_execution__id__exact={}">lines</a>', url, obj.pk)
 
     @admin.display(description="waited")
     def queue_wait(self, obj):
@@ -288,6 +294,24 @@ class WaitAdmin(admin.ModelAdmin):
                 self.message_user(request, f"{review.node_id}: {exc}", messages.WARNING)
         verb = "approved" if approve else "rejected"
         self.message_user(request, f"{decided} review(s) {verb}.", messages.SUCCESS)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(NodeLogLine)
+class NodeLogLineAdmin(admin.ModelAdmin):
+    """What node executions logged (their blocks, and the engine: retries, take-overs,
+    waits); read-only. Open from a run's node executions (their *log* link)."""
+
+    list_display = ("created_at", "node_execution", "level", "message")
+    list_filter = ("level",)
+    search_fields = ("message", "=node_execution__id")
+    readonly_fields = [f.name for f in NodeLogLine._meta.fields]
+    list_select_related = ("node_execution",)
 
     def has_add_permission(self, request):
         return False

@@ -37,6 +37,7 @@ from graphs.pins import merge_dynamic_pins
 from .budgets import OutputBudget
 from .claims import ClaimedNode
 from .models import Wait
+from .node_logs import NodeLog
 from .plans import plan_for_version
 from .stopping import NodeStopped, stoppable
 from .streaming import TextStream
@@ -69,6 +70,7 @@ def block_run(claimed: ClaimedNode) -> Outcome:
         return outcome
     meter = TokenMeter(claimed)
     stream = TextStream(claimed.execution_id, claimed.id, claimed.node_id, resolved.secrets)
+    node_log = NodeLog(claimed.execution_id, claimed.id, claimed.node_id, resolved.secrets)
     ctx = RunContext(
         claimed.user_id,
         str(claimed.execution_id),
@@ -81,17 +83,20 @@ def block_run(claimed: ClaimedNode) -> Outcome:
         hold=meter.hold,
         secrets=tuple(resolved.secrets),
         subgraph=functools.partial(_subgraph, claimed),
-        park=functools.partial(_park, claimed, resolved.secrets),
+        park=functools.partial(_park, claimed, resolved.secrets, node_log),
         save_step=functools.partial(_save_step, claimed, resolved.secrets),
         graph_tool=functools.partial(_graph_tool, claimed),
         start_graphs=functools.partial(_start_graphs, claimed, resolved.secrets),
         tool_charge=functools.partial(_charge_tool, claimed),
         stream=stream.write,
         files=RunFiles(claimed.user_id, claimed.execution_id, claimed.id),
+        logger=node_log.write,
     )
     # A node claimed back from a wait resumes its block with the decision; a safe-mode
     # approval only let it run (node_runs.py).
     wake = claimed.wake if claimed.wake and claimed.wake.kind != Wait.Kind.APPROVAL else None
+    if claimed.wake is not None:
+        node_log.write(f"resumed: its {claimed.wake.kind} wait was {claimed.wake.status}")
     budget = OutputBudget(settings.ENGINE_MAX_NODE_YIELDS, settings.ENGINE_MAX_NODE_OUTPUT_BYTES)
     try:
         with secrets_kept_out_of_logs(resolved.secrets), stoppable():
@@ -124,6 +129,9 @@ def block_run(claimed: ClaimedNode) -> Outcome:
         )
         outcome.error = f"{type(exc).__name__}: {exc}"
     stream.flush(final=True)  # the last of the live text goes before the node's completion
+    if outcome.error:
+        node_log.write(outcome.error, "warning" if outcome.transient else "error")
+    node_log.flush()
     outcome.seconds = time.monotonic() - started
     if resolved.secrets:
         outcome.outputs = redact(outcome.outputs, resolved.secrets, resolved.restore)
@@ -141,10 +149,12 @@ def _subgraph(claimed: ClaimedNode, graph_id: str, version: int | None, inputs) 
     )
 
 
-def _park(claimed: ClaimedNode, secrets: list[str], request: WaitFor) -> None:
+def _park(claimed: ClaimedNode, secrets: list[str], node_log: NodeLog, request: WaitFor) -> None:
     """A block's wait: what it shows a reviewer keeps none of the node's secrets."""
     if secrets and request.data is not None:
         request = dataclasses.replace(request, data=redact(request.data, secrets))
+    deadline = f", for at most {request.seconds:g} s" if request.seconds else ""
+    node_log.write(f"waiting ({request.kind}{deadline}); no worker is held meanwhile")
     node_park(parking(claimed), request)
 
 

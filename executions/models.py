@@ -305,6 +305,26 @@ class StaticInput(models.Model):
         return f"{self.node_id}.{self.pin} of {self.execution_id}"
 
 
+class NodeLogLine(models.Model):
+    """A line a node execution logged: its block (RunContext.log) or the engine (retries,
+    take-overs, waits). Capped per node execution (ENGINE_MAX_NODE_LOG_LINES), secrets
+    redacted; deleted with their node execution (node_logs.py)."""
+
+    id = models.BigAutoField(primary_key=True)
+    node_execution = models.ForeignKey(
+        NodeExecution, on_delete=models.CASCADE, related_name="log_lines"
+    )
+    level = models.CharField(max_length=8, default="info")
+    message = models.TextField()
+    created_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        indexes = [models.Index(fields=["node_execution", "id"])]
+
+    def __str__(self):
+        return f"{self.level}: {self.message[:60]}"
+
+
 class Recovery(models.Model):
     """A step the watchdog took to get a stalled run going again (kept for operators)."""
 

@@ -25,6 +25,7 @@ from .dry_runs import dry_run_outcome
 from .engine import Status
 from .leases import NodeLease
 from .models import NodeExecution
+from .node_logs import node_log_line
 from .recording import node_complete, node_fail_unpaid
 from .run_budgets import budget_refused, budget_review_needed
 from .safe_mode import approval_needed, refused_in_review
@@ -69,6 +70,10 @@ def _process(node_execution_id: int, take_over: bool, worker: str) -> None:
             if take_over:
                 log_duplicate_delivery(node_execution_id)
             return
+        if take_over:
+            node_log_line(claimed.execution_id, claimed.id, claimed.node_id,
+                          f"taken over by {worker or 'another worker'}: the worker running it "
+                          "was lost", "warning")  # fmt: skip
         if not _may_run(claimed, lease):
             return
         # A dry run's node of a block that leaves the process is simulated (dry_runs.py).
@@ -78,14 +83,16 @@ def _process(node_execution_id: int, take_over: bool, worker: str) -> None:
         if outcome.parked:
             return  # parked: its wait's decision resumes it (waits.py)
         if outcome.transient and claimed.retries_left > 0:
-            raise RetryNode(
-                retry_delay(
-                    claimed.attempt,
-                    settings.ENGINE_RETRY_BASE_SECONDS,
-                    settings.ENGINE_RETRY_MAX_SECONDS,
-                    random.random(),
-                )
+            delay = retry_delay(
+                claimed.attempt,
+                settings.ENGINE_RETRY_BASE_SECONDS,
+                settings.ENGINE_RETRY_MAX_SECONDS,
+                random.random(),
             )
+            node_log_line(claimed.execution_id, claimed.id, claimed.node_id,
+                          f"attempt {claimed.attempt} failed; retrying in {delay:.1f} s "
+                          f"({claimed.retries_left} retries left)", "warning")  # fmt: skip
+            raise RetryNode(delay)
         node_complete(claimed, outcome, lease)
     finally:
         lease.release()  # unless the completion's event call dropped it already

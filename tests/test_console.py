@@ -180,6 +180,9 @@ def test_failures_show_in_red_and_reviews_are_decided_in_the_console(
     ).value_of_css_property("fill")
     assert fill == "rgb(255, 235, 233)"  # red
     wait.until(lambda b: b.find_elements("css selector", "#timeline .ran.FAILED"))
+    browser.find_element("css selector", '.node[data-node="bad"]').click()
+    wait.until(lambda b: "division by zero" in b.find_element("css selector", "pre.log").text)
+    assert "error" in browser.find_element("css selector", "pre.log").text  # its log's level
     shot(browser, "05-run-failed")
     browser.get(f"http://{asgi_server}/console/reviews/")
     wait.until(lambda b: b.find_elements("css selector", "section.review"))

@@ -88,6 +88,7 @@ class HttpRequestBlock(Block):
                             continue
                         body = resp.read()
                         status = resp.status_code
+                        ctx.log(f"{method} {url} answered {status} ({len(body)} bytes)")
                         break
                 except outbound.DestinationRefused as exc:
                     raise BlockError(str(exc)) from exc

@@ -119,6 +119,8 @@
       showNode(event);
     } else if (event.type === "execution" && event.id === runId) {
       showRun(event);
+    } else if (event.type === "log" && event.execution_id === runId) {
+      showLog(event);
     }
   };
 
@@ -209,8 +211,29 @@
       if (n.error) { parts.push(label("error"), valueBlock(n.error, true)); }
       parts.push(label("inputs"), valueBlock(n.input_data, false));
       parts.push(label("outputs"), valueBlock(n.output_data, false));
+      const logBox = document.createElement("pre");
+      logBox.className = "value log";
+      logBox.dataset.nodeExecution = n.id;
+      logBox.textContent = "…";
+      parts.push(label("log"), logBox);
+      loadLog(n.id, logBox);
     });
     panel.replaceChildren(...parts);
+  }
+  // A node execution's log lines (GET .../nodes/{id}/logs/), then live `log` events.
+  const logLine = (l) => `${new Date(l.at).toLocaleTimeString()} ${l.level.padEnd(7)} ${l.message}`;
+  async function loadLog(nodeExecutionId, box) {
+    const response = await fetch(`/api/executions/${runId}/nodes/${nodeExecutionId}/logs/?limit=500`,
+                                 {credentials: "same-origin"});
+    if (!response.ok) { box.textContent = "(no log)"; return; }
+    const lines = (await response.json()).results;
+    box.textContent = lines.length ? lines.map(logLine).join("\n") : "(nothing logged)";
+  }
+  function showLog(event) {
+    const box = document.querySelector(`pre.log[data-node-execution="${event.node_execution_id}"]`);
+    if (!box) return;
+    const text = box.textContent === "(nothing logged)" ? "" : box.textContent;
+    box.textContent = (text ? `${text}\n` : "") + logLine(event);
   }
   function label(text) { const s = document.createElement("strong"); s.textContent = text; return s; }
 
