@@ -437,7 +437,9 @@ def test_a_models_text_streams_live_coalesced_in_order_and_matches_the_output(
     ]
     assert 2 <= len(deltas) < 40  # coalesced: never one event per token (70 were streamed)
     done = next(
-        i for i, e in enumerate(seen) if e.get("node_id") == "ask" and e["status"] == "COMPLETED"
+        i
+        for i, e in enumerate(seen)
+        if e.get("node_id") == "ask" and e.get("status") == "COMPLETED"
     )
     assert all(seen.index(d) < done for d in deltas)  # before its completion
     # a subscriber in the middle got the text so far in its snapshot

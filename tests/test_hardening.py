@@ -358,10 +358,16 @@ def _claimed(user, block, input_data):
         "name": "One node",
         "nodes": [{"id": "n", "block": block, "input_default": input_data}],
     }
+    from executions.models import NodeExecution
+    from executions.runs import execution_create
+
     version = graph_create(owner=user, document=document)
+    run = execution_create(user=user, graph=version.graph, inputs={})
+    ne = NodeExecution.objects.get(execution=run)  # a real one: its log lines refer to it
     return ClaimedNode(
-        1, "run", "n", block, input_data, version.pk, user.pk, version.graph_id, 1, 0, False, None
-    )
+        ne.pk, run.pk, "n", block, input_data, version.pk, user.pk, version.graph_id, 1, 0,
+        False, None,
+    )  # fmt: skip
 
 
 @pytest.mark.django_db

@@ -252,7 +252,7 @@ def test_a_review_streams_its_wait_the_runs_review_status_and_the_decision(api, 
         message = receive(ws)
         if message.get("execution_id", message.get("id")) == run_id:
             messages.append(message)
-    parked = [m for m in messages if m.get("node_id") == "check" and m["status"] == "REVIEW"]
+    parked = [m for m in messages if m.get("node_id") == "check" and m.get("status") == "REVIEW"]
     assert parked and parked[0]["wait"]["kind"] == "review"
     assert parked[0]["wait"]["status"] == "pending"
     review_id = parked[0]["wait"]["id"]
