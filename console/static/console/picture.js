@@ -51,8 +51,11 @@ window.drawGraph = function drawGraph(area, picture, onSelect) {
   const size = g.graph();
   let view;
   const apply = () => area.setAttribute("viewBox", `${view.x} ${view.y} ${view.w} ${view.h}`);
+  // The whole graph, never drawn larger than life: a small one sits centred at 1:1.
   const fit = () => {
-    view = {x: 0, y: 0, w: Math.max(size.width, 300), h: Math.max(size.height, 150)};
+    const r = area.getBoundingClientRect();
+    const w = Math.max(size.width, r.width || 300), h = Math.max(size.height, r.height || 150);
+    view = {x: (size.width - w) / 2, y: (size.height - h) / 2, w, h};
     apply();
   };
   fit();
