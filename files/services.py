@@ -55,7 +55,7 @@ def file_store(
         raise FileRefused(f"the file is {size} bytes; the limit is {settings.FILES_MAX_BYTES}")
     with transaction.atomic():
         # One owner's stores take turns here, so two at once cannot both pass the quota.
-        get_user_model().objects.select_for_update().filter(pk=owner_id).exists()
+        list(get_user_model().objects.select_for_update().filter(pk=owner_id).values_list("pk"))
         if source_key is not None:
             stored = StoredFile.objects.filter(owner_id=owner_id, source_key=source_key).first()
             if stored is not None:

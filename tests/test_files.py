@@ -138,3 +138,32 @@ def test_files_in_an_s3_compatible_bucket(
     with django_capture_on_commit_callbacks(execute=True):  # the bytes go once it commits
         assert api.delete(f"/api/files/{stored.pk}/").status_code == 204
     assert "Contents" not in bucket.list_objects_v2(Bucket="agentgraph-files")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_stores_racing_for_the_last_of_a_quota_cannot_both_pass(user, settings):
+    import threading
+
+    from django.db import connection
+
+    from files.services import FileRefused
+
+    settings.FILES_QUOTA_BYTES = 15
+    start, outcomes = threading.Barrier(2), []
+
+    def store(name):
+        start.wait()
+        try:
+            file_store(owner_id=user.pk, name=name, content=b"x" * 10)
+            outcomes.append("stored")
+        except FileRefused:
+            outcomes.append("refused")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=store, args=(f"{n}.bin",)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["refused", "stored"] and StoredFile.objects.count() == 1
