@@ -112,6 +112,25 @@ class BlockCostAdmin(admin.ModelAdmin):
     form = BlockCostForm
     list_display = ("block", "cost", "cost_per_second", "cost_per_mib", "defaults", "updated_at")
 
+    def changelist_view(self, request, extra_context=None):
+        """The prices in force of the blocks without a row here: their own."""
+        overridden = set(BlockCost.objects.values_list("block", flat=True))
+        own = [
+            f"{cls.name} {cls.cost}"
+            + (f" +{cls.cost_per_second}/s" if cls.cost_per_second else "")
+            + (f" +{cls.cost_per_mib}/MiB" if cls.cost_per_mib else "")
+            for cls in all_blocks()
+            if cls.name not in overridden and (cls.cost or cls.cost_per_second or cls.cost_per_mib)
+        ]
+        self.message_user(
+            request,
+            "Blocks without a row here keep their own prices (credits per run): "
+            + (", ".join(own) or "none is paid")
+            + "; every other block is free.",
+            messages.INFO,
+        )
+        return super().changelist_view(request, extra_context)
+
     @admin.display(description="block's own prices (run / second / MiB)")
     def defaults(self, obj):
         cls = get_block_class(obj.block)

@@ -249,3 +249,5 @@ def test_no_admin_page_or_action_answers_500(api, user, django_capture_on_commit
     runs = staff.get(reverse("admin:executions_graphexecution_changelist")).content.decode()
     assert "/console/runs/" in runs and "background:#" in runs  # a link and a status badge
     assert "Add graph" not in staff.get(reverse("admin:graphs_graph_changelist")).content.decode()
+    prices = staff.get(reverse("admin:credits_blockcost_changelist")).content.decode()
+    assert "keep their own prices" in prices and "http_request 2 +1.0/MiB" in prices
