@@ -10,6 +10,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
+from executions.models import GraphExecution
+
 from .conftest import create_graph, wait_for_run
 from .documents import link, node
 from .test_control import execute
@@ -61,8 +63,10 @@ def test_console_pages_answer_their_owner_only(api, user, other_user):
                  "/console/profile/", "/accounts/password_change/",
                  f"/executions/{run_id}/live/"):  # fmt: skip
         assert mine.get(path).status_code == 200, path
-    listing = mine.get("/console/runs/?status=QUEUED&trigger=manual&q=Greet").content.decode()
-    assert run_id[:8] in listing or "No runs" in listing
+    status = GraphExecution.objects.get(pk=run_id).status
+    listing = mine.get(f"/console/runs/?status={status}&trigger=manual&q=Greet").content.decode()
+    assert run_id[:8] in listing
+    assert "No runs match" in mine.get("/console/runs/?status=CANCELLED").content.decode()
     assert run_id[:8] in mine.get("/console/runs/?q=" + run_id).content.decode()
     assert "No runs match" in mine.get("/console/runs/?trigger=schedule").content.decode()
     theirs = logged_in_client(other_user)
@@ -210,6 +214,9 @@ def test_api_entry_points_answer_with_their_own_assets(client, settings):
     for _ in range(5):  # the docs are never starved by the anonymous rate
         assert client.get("/api/schema/").status_code == 200
         assert client.get("/api/").status_code == 200
+    login = {"username": "nobody", "password": "wrong"}
+    answers = [client.post("/api/auth/token/", login).status_code for _ in range(4)]
+    assert 429 in answers  # while the rate itself holds for the rest of the API
 
 
 def test_no_admin_page_or_action_answers_500(api, user, django_capture_on_commit_callbacks):
