@@ -32,10 +32,10 @@ run: migrate
 	@scripts/run.sh
 
 lint: deps
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check --no-cache .  # a stale cache once hid an import-order error CI saw
+	$(VENV)/bin/ruff format --check --no-cache .
 	$(VENV)/bin/lint-imports  # the layering contracts in pyproject.toml
-	$(VENV)/bin/mypy blocks graphs executions credits notifications schedules triggers credentials accounts outbound idempotency common config
+	$(VENV)/bin/mypy blocks graphs executions credits notifications schedules triggers credentials accounts outbound idempotency files console common config
 
 format: deps
 	$(VENV)/bin/ruff format .

@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from blocks.files import FileContent, file_id_of
 from django.conf import settings
 
 from blocks.base import BlockError
+from blocks.files import FileContent, file_id_of
 
 from .services import FileNotFound, FileRefused, file_bytes, file_get, file_store
 
