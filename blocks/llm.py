@@ -26,6 +26,7 @@ import openai
 from django.conf import settings
 
 import outbound
+from common import tracing
 
 from . import chat_formats, llm_streams
 from .base import Block, BlockError, RunContext, TokenBound, TransientBlockError
@@ -82,13 +83,19 @@ class Caller:
                 self.model, prompt_bound(messages, system, tools), max_tokens
             )
         try:
-            with self._http_client() as http:
+            with self._http_client() as http, tracing.span(
+                f"chat {self.model}", self._span_attributes(max_tokens, temperature),
+                kind=tracing.CLIENT,
+            ) as span:  # fmt: skip
                 if self.provider == "anthropic":
                     reply = self._anthropic(http, messages, system, max_tokens, temperature,
                                             tools or [])  # fmt: skip
                 else:
                     reply = self._openai(http, messages, system, max_tokens, temperature,
                                          tools or [])  # fmt: skip
+                if span is not None:
+                    span.set_attribute("gen_ai.usage.input_tokens", reply.usage.prompt_tokens)
+                    span.set_attribute("gen_ai.usage.output_tokens", reply.usage.completion_tokens)
         except BaseException as exc:
             # No answer, no tokens: the hold is given back, whatever stopped the call (the
             # provider, the guard, the node's time limit, a cancel). A task that dies
@@ -109,6 +116,19 @@ class Caller:
             f" ({'your key' if self.own_key else 'platform key'})"
         )
         return reply
+
+    def _span_attributes(self, max_tokens: int, temperature: float) -> dict[str, Any]:
+        """OpenTelemetry's GenAI conventions for a chat call (never the prompt or answer)."""
+        return {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": self.provider,
+            "gen_ai.system": self.provider,  # the conventions' older name, still read by tools
+            "gen_ai.request.model": self.model,
+            "gen_ai.request.max_tokens": max_tokens,
+            "gen_ai.request.temperature": temperature,
+            "server.address": urlsplit(self.base_url).hostname if self.base_url else None,
+            "agentgraph.own_key": self.own_key,
+        }
 
     def _http_client(self):
         hosts = (self.trusted_host,) if self.trusted_host else ()

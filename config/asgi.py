@@ -4,7 +4,10 @@ import os
 
 from django.core.asgi import get_asgi_application
 
+from common.tracing import setup_tracing
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+setup_tracing("agentgraph-web")  # if OTEL_* asks for it; before Django loads its middleware
 django_asgi_app = get_asgi_application()
 
 # Imported after Django is set up.

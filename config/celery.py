@@ -12,6 +12,9 @@ from celery.schedules import crontab
 from django.conf import settings
 from kombu import Exchange, Queue
 
+from common.tracing import flush as flush_traces
+from common.tracing import setup_tracing
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("agentgraph")
@@ -130,6 +133,23 @@ def _install_stop_handler(**kwargs):
     from executions.stopping import install  # after the apps are ready, like the relay
 
     install()
+
+
+@signals.worker_process_init.connect
+def _start_tracing(**kwargs):
+    """Traces, if OTEL_* asks for them (common/tracing.py): in each pool process, whose
+    span exporter thread must be its own (a thread does not survive the fork)."""
+    setup_tracing("agentgraph-worker")
+
+
+@signals.beat_init.connect
+def _start_beat_tracing(**kwargs):
+    setup_tracing("agentgraph-beat")  # a scheduled run's trace starts where beat sent it
+
+
+@signals.worker_process_shutdown.connect
+def _flush_traces(**kwargs):
+    flush_traces()
 
 
 @signals.task_prerun.connect

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -54,6 +54,9 @@ class ClaimedNode:
     dry_run: bool = False  # blocks that leave the process are simulated, nothing charged
     wake: Wake | None = None
     wakes: int = 0
+    # Seconds since it was queued (traces); the wait it woke from: kind, parked, decided.
+    queue_wait: float | None = None
+    waited: tuple[str, datetime, datetime | None] | None = None
 
     @property
     def payer(self) -> NodeCharge:
@@ -126,14 +129,20 @@ def _wake_of(node_execution_id: int, wait_id) -> dict[str, Any]:
     """The decided wait a claimed node resumes from, and how many waits it had."""
     if wait_id is None:
         return {}
-    wait = Wait.objects.values("kind", "status", "payload", "response").get(pk=wait_id)
+    wait = Wait.objects.values(
+        "kind", "status", "payload", "response", "created_at", "decided_at"
+    ).get(pk=wait_id)
     wakes = (
         Wait.objects.filter(node_execution_id=node_execution_id)
         .exclude(kind=Wait.Kind.STEP)  # progress saved while running: no claim of its own
         .count()
     )
     wake = Wake(wait["kind"], wait["status"], wait["payload"], wait["response"])
-    return {"wake": wake, "wakes": wakes}
+    return {
+        "wake": wake,
+        "wakes": wakes,
+        "waited": (wait["kind"], wait["created_at"], wait["decided_at"]),
+    }
 
 
 def node_claim(
@@ -162,7 +171,12 @@ def node_claim(
     wait_id = row.pop("wait_id")
     if isinstance(row["input_data"], str):
         row["input_data"] = json.loads(row["input_data"])
-    claimed = ClaimedNode(id=node_execution_id, **row, **_wake_of(node_execution_id, wait_id))
+    claimed = ClaimedNode(
+        id=node_execution_id,
+        **row,
+        **_wake_of(node_execution_id, wait_id),
+        queue_wait=None if waited is None else max(0.0, float(waited)),
+    )
     if waited is not None and claimed.attempt == 1:  # a retry's wait includes its backoff
         metrics.NODE_QUEUE_WAIT_SECONDS.labels(claimed.block).observe(max(0.0, float(waited)))
     events.emit(

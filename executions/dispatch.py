@@ -14,6 +14,7 @@ from celery import chord, current_app
 from django.conf import settings
 
 from blocks.registry import get_block_class
+from common.tracing import continued
 
 from . import outbox
 from .budgets import node_time_limit
@@ -105,20 +106,31 @@ def child_ended(node_execution_id: int, child_execution_id) -> None:
 
 
 def send_message(kind: str, body: dict) -> None:
-    """Publish one outbox message to the broker (raises if the broker refuses it)."""
+    """Publish one outbox message to the broker (raises if the broker refuses it), in the
+    trace it was decided in (outbox.record keeps it): a relay's re-send continues it too."""
+    trace = body.get("trace")
+    if not trace:
+        return _send(kind, body, {})
+    with continued(trace):  # Celery's instrumentation, if on here, publishes as its child
+        return _send(kind, body, {"headers": {"traceparent": trace}})
+
+
+def _send(kind: str, body: dict, options: dict) -> None:
     signature = current_app.signature
     if kind == "start":
-        signature(START_EXECUTION, args=[body["run"]]).apply_async()
+        signature(START_EXECUTION, args=[body["run"]], **options).apply_async()
     elif kind == "start_waiting":
-        signature(START_WAITING, args=[body["user"]]).apply_async()
+        signature(START_WAITING, args=[body["user"]], **options).apply_async()
     elif kind == "join":
-        signature(JOIN_NODES, args=[body["run"], body["version"], body["members"]]).apply_async()
+        join = [body["run"], body["version"], body["members"]]
+        signature(JOIN_NODES, args=join, **options).apply_async()
     elif kind == "child_ended":
-        signature(COMPLETE_FROM_CHILD, args=[body["node"], body["child"]]).apply_async()
+        ended = [body["node"], body["child"]]
+        signature(COMPLETE_FROM_CHILD, args=ended, **options).apply_async()
     elif kind == "take_over":
         plan = plan_for_version(body["version"])
         task = _node_task(plan, Queued(*body["node"]), body["run"], False)
-        signature(RUN_NODE, kwargs={"take_over": True}, **task).apply_async()
+        signature(RUN_NODE, kwargs={"take_over": True}, **task, **options).apply_async()
     elif kind == "nodes":
         plan = plan_for_version(body["version"])
         # One producer (and broker channel) for the whole message: a fan-out's thousands of
@@ -128,12 +140,13 @@ def send_message(kind: str, body: dict) -> None:
                 queued = [Queued(*q) for q in group]
                 if len(queued) == 1:
                     task = _node_task(plan, queued[0], body["run"], False)
-                    signature(RUN_NODE, **task).apply_async(producer=producer)
+                    signature(RUN_NODE, **task, **options).apply_async(producer=producer)
                     continue
                 # Chord members keep their results: the Redis backend counts them to fire
                 # the join.
                 header = [
-                    signature(RUN_NODE, **_node_task(plan, q, body["run"], True)) for q in queued
+                    signature(RUN_NODE, **_node_task(plan, q, body["run"], True), **options)
+                    for q in queued
                 ]
                 join = [body["run"], body["version"], [q.id for q in queued]]
                 chord(header)(signature(JOIN_NODES, args=join, immutable=True))

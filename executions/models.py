@@ -103,6 +103,10 @@ class GraphExecution(models.Model):
     replay_batch = models.ForeignKey(
         "ReplayBatch", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
     )
+    # The W3C trace context the run started in (common/tracing.py), "" when tracing was
+    # off: its trace id is in the record, and messages sent for the run from outside its
+    # trace (a review's wake) continue it.
+    traceparent = models.CharField(max_length=64, blank=True, default="")
     active_count = models.IntegerField(default=0)
     # Of the active count, node executions parked (WAITING or REVIEW with an undecided wait),
     # and of those, reviews: the run is REVIEW when all that is active is parked and a

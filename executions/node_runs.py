@@ -13,11 +13,11 @@ import random
 from django.conf import settings
 from django.db import transaction
 
-from common import metrics
+from common import metrics, tracing
 from credits.costs import price_of
 from credits.services import InsufficientCredits, charge_node_run
 
-from . import quotas
+from . import quotas, traces
 from .block_runs import Outcome, block_run
 from .budgets import retry_delay
 from .claims import ClaimedNode, just_started, log_duplicate_delivery, node_claim
@@ -46,19 +46,25 @@ class RetryNode(Exception):
 
 
 def node_process(
-    node_execution_id: int, *, take_over: bool, worker: str = "", execution_id: str = ""
+    node_execution_id: int,
+    *,
+    take_over: bool,
+    worker: str = "",
+    execution_id: str = "",
+    published_in: str = "",
 ) -> None:
     """One node task. Raises LeaseHeld or RetryNode for the task to try again later.
 
     A first delivery claims the node from QUEUED (compare-and-set) and takes its lease with
     the RUNNING event, in one Redis call. A redelivered or retried task, which may find the
     node RUNNING under an owner that lost its connection, takes the lease first and the node
-    only if the lease was free and the node did not start just now."""
+    only if the lease was free and the node did not start just now. `published_in`: the
+    trace context the task arrived with (traces.py), if tracing is on."""
     with working_on(execution_id, node_execution_id):
-        _process(node_execution_id, take_over, worker)
+        _process(node_execution_id, take_over, worker, published_in)
 
 
-def _process(node_execution_id: int, take_over: bool, worker: str) -> None:
+def _process(node_execution_id: int, take_over: bool, worker: str, published_in: str) -> None:
     lease = NodeLease(node_execution_id)
     if take_over and not lease.acquire():
         raise LeaseHeld(node_execution_id)
@@ -74,10 +80,11 @@ def _process(node_execution_id: int, take_over: bool, worker: str) -> None:
             node_log_line(claimed.execution_id, claimed.id, claimed.node_id,
                           f"taken over by {worker or 'another worker'}: the worker running it "
                           "was lost", "warning")  # fmt: skip
+        if tracing.ENABLED:
+            traces.waited_spans(claimed, published_in)
         if not _may_run(claimed, lease):
             return
-        # A dry run's node of a block that leaves the process is simulated (dry_runs.py).
-        outcome = dry_run_outcome(claimed) or block_run(claimed)
+        outcome = _block_outcome(claimed)
         quotas.count(claimed.user_id, outcome.seconds)
         metrics.NODE_RUN_SECONDS.labels(claimed.block).observe(outcome.seconds)
         if outcome.parked:
@@ -96,6 +103,16 @@ def _process(node_execution_id: int, take_over: bool, worker: str) -> None:
         node_complete(claimed, outcome, lease)
     finally:
         lease.release()  # unless the completion's event call dropped it already
+
+
+def _block_outcome(claimed: ClaimedNode) -> Outcome:
+    """A dry run's node of a block that leaves the process is simulated (dry_runs.py)."""
+    if not tracing.ENABLED:
+        return dry_run_outcome(claimed) or block_run(claimed)
+    with traces.node_span(claimed) as span:
+        outcome = dry_run_outcome(claimed) or block_run(claimed)
+        traces.ended(span, outcome)
+    return outcome
 
 
 def _may_run(claimed: ClaimedNode, lease: NodeLease) -> bool:

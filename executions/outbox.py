@@ -30,6 +30,8 @@ from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 from django.db.models.functions import Now
 
+from common import tracing
+
 from .models import OutboxMessage
 
 log = logging.getLogger(__name__)
@@ -46,7 +48,10 @@ def record(
     `long_send`: the message is many tasks, whose sending may outlast OUTBOX_RELAY_AFTER; it
     is sent holding its row's lock, so that the relay does not send it a second time.
     `row_id`: the transaction wrote the message's row itself (a chain hop's statement does,
-    saving a round trip); the same body, as the relay would read it back."""
+    saving a round trip); the same body, as the relay would read it back.
+    With tracing on, the body carries the trace it was decided in (`trace`)."""
+    if tracing.ENABLED:
+        body = {**body, "trace": tracing.current_traceparent()}
     if row_id is not None:
         written: int = row_id
         transaction.on_commit(lambda: _send_and_clear(written, kind, body, send))

@@ -17,7 +17,8 @@ from django.utils import timezone
 
 from blocks.files import file_ids_in
 from blocks.registry import get_block_class
-from common import metrics
+from common import metrics, tracing
+from common.tracing import continued, current_traceparent
 from credentials.references import referenced_names
 from credentials.services import credential_names_of
 from credits.costs import price_of
@@ -35,6 +36,7 @@ from .limits import reserve_subgraph_run
 from .models import GraphExecution, NodeExecution
 from .plans import plan_for_version
 from .propagation import Propagation
+from .selectors import run_traceparent
 from .settling import settle
 from .slots import oldest_waiting_run, slot_free
 from .starts import rerun_queue, starting_queued
@@ -97,8 +99,11 @@ def execution_create(
     if depth == 0:  # else found missing only once a node resolves it, after paid nodes ran
         _ensure_credentials_exist(user.pk, nodes, inputs)
         _ensure_nodes_can_start(plan)
-    with transaction.atomic():
-        run_id = uuid.uuid4()
+    run_id = uuid.uuid4()
+    # The start's span, if tracing is on (the on-commit publishing of the first nodes in it).
+    start_attributes = {"agentgraph.execution_id": str(run_id), "agentgraph.depth": depth,
+                        "agentgraph.graph_id": str(graph.pk)}  # fmt: skip
+    with tracing.span("start run", start_attributes), transaction.atomic():
         root_id = run_id
         if parent_node_execution_id is not None:  # counted in its tree (LimitPassed)
             parent_run = NodeExecution.objects.filter(id=parent_node_execution_id).values(
@@ -134,6 +139,7 @@ def execution_create(
             dry_run=dry_run,
             rerun_of_id=rerun[0] if rerun else None,
             rerun_nodes=rerun[1] if rerun else None,
+            traceparent=current_traceparent(),  # the request's, a schedule's or a parent node's
         )
         # Its first event, built from the row as written (nothing can change a row no other
         # transaction sees yet), goes out with its nodes' in one Redis call.
@@ -220,6 +226,12 @@ def execution_start(execution_id) -> Start:
     nothing to do. A user already at ENGINE_MAX_RUNNING_PER_USER keeps the run QUEUED: the
     end of one of their runs starts it (start_waiting_runs). Its graph's subscribers were
     told of it when it was created."""
+    # Often started from another run's task: its nodes belong to its own trace.
+    with continued(run_traceparent(execution_id)):
+        return _execution_start(execution_id)
+
+
+def _execution_start(execution_id) -> Start:
     with transaction.atomic():
         run = (
             GraphExecution.objects.filter(id=execution_id, status=Status.QUEUED)

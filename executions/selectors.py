@@ -9,6 +9,9 @@ from typing import Any
 from django.db import connection
 from django.http import Http404
 
+from common import tracing
+from common.tracing import trace_id_of
+
 from .engine import TERMINAL
 from .models import GraphExecution, NodeExecution
 from .stats import FIGURES_SQL, many_node_figures, node_figures, stats_of
@@ -87,6 +90,7 @@ def execution_record(execution: GraphExecution, *, live: dict | None = None) -> 
         budget=execution.budget,
         dry_run=execution.dry_run,
         rerun_of=execution.rerun_of_id,
+        traceparent=execution.traceparent,
         live=live,
         nodes=[],
     )
@@ -154,7 +158,7 @@ WITH RECURSIVE run AS (
            r.inputs::json, r.outputs::json, r.error, r.stats::json, r.created_at,
            r.started_at, r.ended_at,
            r.parent_node_execution_id, p.execution_id AS parent_execution_id, r.schedule_id,
-           r.budget, r.dry_run, r.rerun_of_id AS rerun_of
+           r.budget, r.dry_run, r.rerun_of_id AS rerun_of, r.traceparent
       FROM executions_graphexecution r
       JOIN graphs_graphversion v ON v.id = r.graph_version_id
       LEFT JOIN executions_nodeexecution p ON p.id = r.parent_node_execution_id
@@ -196,6 +200,7 @@ class RecordRow:
     budget: int | None
     dry_run: bool
     rerun_of: uuid.UUID | None
+    traceparent: str
     live: dict[str, int] | None  # node counts and the tree's cost, while it runs
     nodes: list[dict[str, Any]]  # the page: limit + 1 rows, the last telling there is more
 
@@ -233,6 +238,8 @@ def _record_of(row: RecordRow, *, with_nodes: bool = True) -> dict[str, Any]:
         "budget": row.budget,  # credits the run tree may spend before a person is asked
         "dry_run": row.dry_run,
         "rerun_of": str(row.rerun_of) if row.rerun_of else None,  # the run this one re-runs
+        # Its trace in the operator's tracing tool (null when tracing was off).
+        "trace_id": trace_id_of(row.traceparent) or None,
     }
     if _chars(row.outputs) > VALUE_PREVIEW_CHARS:
         record["outputs"] = _preview(row.outputs, f"{run_path}outputs/")
@@ -319,3 +326,11 @@ def node_execution_record(ne: NodeExecution, *, with_values: bool = True) -> dic
     if with_values:
         record["input_data"], record["output_data"] = ne.input_data, ne.output_data
     return record
+
+
+def run_traceparent(execution_id) -> str:
+    """The trace context a run started in ("" when tracing is off: no query then)."""
+    if not tracing.ENABLED:
+        return ""
+    found = GraphExecution.objects.filter(id=execution_id).values_list("traceparent", flat=True)
+    return next(iter(found), "")

@@ -64,6 +64,11 @@ class ExecutionSerializer(serializers.Serializer):
     budget = serializers.IntegerField(allow_null=True, help_text="the run tree's budget, credits")
     dry_run = serializers.BooleanField(help_text="a dry run: simulated, nothing charged or sent")
     rerun_of = serializers.UUIDField(allow_null=True, help_text="the run this one re-runs")
+    trace_id = serializers.CharField(
+        allow_null=True,
+        help_text="the OpenTelemetry trace of the run tree (32 hex digits); null when the "
+        "operator does not trace",
+    )
     node_executions = NodeExecutionSerializer(
         many=True,
         required=False,

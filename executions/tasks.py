@@ -36,6 +36,8 @@ def run_node(self, node_execution_id: int, execution_id: str, take_over: bool = 
                 take_over=take_over,
                 worker=self.request.hostname or "",
                 execution_id=execution_id,
+                # Celery's instrumentation put it in the message's headers, if tracing is on.
+                published_in=getattr(self.request, "traceparent", None) or "",
             )
     except node_runs.LeaseHeld as exc:
         # Its owner may be alive (the broker redelivered after a dropped connection): look

@@ -29,6 +29,7 @@ from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from blocks.waiting import WaitFor
+from common.tracing import continued
 from graphs.models import Graph
 from notifications.models import Notification
 from notifications.services import notify
@@ -37,6 +38,7 @@ from . import dispatch, events
 from .dispatch import Queued
 from .engine import PARKED, Status, awaits_review
 from .models import GraphExecution, NodeExecution, Wait
+from .selectors import run_traceparent
 from .stopping import NodeStopped
 from .transitions import move
 
@@ -150,7 +152,10 @@ def wake_send(execution_id, version_id: int, node_execution_id: int) -> None:
     task_id = str(uuid.uuid4())
     NodeExecution.objects.filter(id=node_execution_id).update(task_id=task_id)
     queued = Queued(node_execution_id, row["node_id"], row["block"], task_id)
-    dispatch.send_groups(execution_id, version_id, [[queued]])
+    # Decided by a person, an event or a timer, each in a trace of its own: the node goes on
+    # in its run's.
+    with continued(run_traceparent(execution_id)):
+        dispatch.send_groups(execution_id, version_id, [[queued]])
 
 
 def step_save(node: ParkingNode, state: Any) -> bool:

@@ -23,6 +23,8 @@ import httpx2
 from django.conf import settings
 from httpcore2._backends.sync import SyncStream
 
+from common import tracing
+
 from .policy import Address, DestinationRefused, Policy
 
 
@@ -170,7 +172,31 @@ class GuardedTransport(httpx2.HTTPTransport):
         self.max_response_bytes = max_response_bytes
 
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
-        response = super().handle_request(request)
+        if not tracing.ENABLED:
+            return self._checked_response(super().handle_request(request))
+        # A client span per request, its context sent on as `traceparent`. Only the
+        # destination is recorded: a path or query may carry a user's secret.
+        with tracing.span(
+            request.method,
+            {
+                "http.request.method": request.method,
+                "server.address": request.url.host,
+                "server.port": request.url.port,
+                "url.scheme": request.url.scheme,
+            },
+            kind=tracing.CLIENT,
+        ) as span:
+            headers: dict[str, str] = {}
+            tracing.inject(headers)
+            request.headers.update(headers)
+            response = super().handle_request(request)
+            if span is not None:
+                span.set_attribute("http.response.status_code", response.status_code)
+                if response.status_code >= 500:
+                    tracing.failed(span, f"HTTP {response.status_code}")
+            return self._checked_response(response)
+
+    def _checked_response(self, response: httpx2.Response) -> httpx2.Response:
         declared = response.headers.get("content-length", "")
         if declared.isascii() and declared.isdigit() and int(declared) > self.max_response_bytes:
             response.close()

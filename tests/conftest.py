@@ -99,22 +99,16 @@ def celery_worker_process(django_db_setup, django_db_blocker):
     stop_worker(proc)
 
 
-@pytest.fixture(scope="session")
-def asgi_server(celery_worker_process):
-    """The ASGI application (HTTP + WebSocket) served by uvicorn, on the test database."""
+def start_asgi(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen, str]:
+    """uvicorn serving config.asgi on a free loopback port, answering /health: (process,
+    host:port)."""
     import socket
     import urllib.request
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = {
-        **os.environ,
-        "DATABASE_URL": child_database_url(),
-        "DATABASE_POOL": "1",  # as scripts/run.sh runs it
-        "API_BODY_READ_SECONDS": "2",  # tests/test_hardening.py waits for it
-    }
-    with open(ROOT / ".local" / "test-asgi.log", "w") as log:
+    with open(log_path, "w") as log:
         proc = subprocess.Popen(
             [
                 sys.executable,
@@ -142,13 +136,25 @@ def asgi_server(celery_worker_process):
     while True:
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
-            break
+            return proc, f"127.0.0.1:{port}"
         except OSError:
             assert proc.poll() is None and time.monotonic() < deadline, "ASGI server did not start"
             time.sleep(0.2)
-    yield f"127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="session")
+def asgi_server(celery_worker_process):
+    """The ASGI application (HTTP + WebSocket) served by uvicorn, on the test database."""
     from common.worker_process import stop_worker
 
+    env = {
+        **os.environ,
+        "DATABASE_URL": child_database_url(),
+        "DATABASE_POOL": "1",  # as scripts/run.sh runs it
+        "API_BODY_READ_SECONDS": "2",  # tests/test_hardening.py waits for it
+    }
+    proc, host = start_asgi(env, ROOT / ".local" / "test-asgi.log")
+    yield host
     stop_worker(proc)  # stops any process group, not only workers
 
 
