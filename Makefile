@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench setup deps services services-stop lint format migrate browser scale-out
+.PHONY: run test bench setup deps services services-stop lint format migrate browser scale-out compose-test
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -56,3 +56,8 @@ bench: migrate
 # Two network namespaces as two hosts, a worker in each, one graph on both (needs root).
 scale-out: migrate
 	$(PY) -m bench.scale_out
+
+# The container build, tested with podman: image, compose stack, a graph end to end, a
+# worker restarted mid-run (needs root; opt-in, minutes; see docker/README.md).
+compose-test: deps
+	@bash -o pipefail -c 'scripts/compose_test.sh 2>&1 | tee .local/compose-test.log'
