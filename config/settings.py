@@ -375,6 +375,9 @@ Path(METRICS_DIR).mkdir(parents=True, exist_ok=True)
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.0.1/32", "::1/128"])
 
+# A run's trace in the operator's tracing tool, e.g. https://jaeger.example.com/trace/{trace_id}
+# (the console links it; traces themselves are configured by OTEL_*: common/tracing.py).
+TRACES_URL = env.str("TRACES_URL", default="")
 # Readable lines locally, one JSON object per line in production (LOG_FORMAT overrides).
 # Either way each record carries execution_id and node_execution_id (common/logs.py).
 LOG_FORMAT = env.str("LOG_FORMAT", default="json" if PRODUCTION else "plain")

@@ -7,11 +7,13 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.core.paginator import Paginator
 from django.db.models import Exists, OuterRef, Q, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
+from common.tracing import trace_id_of
 from credits.models import CreditTransaction
 from executions.engine import Status
 from executions.models import GraphExecution
@@ -123,3 +125,13 @@ def _is_uuid(text: str) -> bool:
     except (ValueError, TypeError):
         return False
     return True
+
+
+def trace_link(traceparent: str) -> dict[str, str]:
+    """A run's trace id, and its page in the operator's tracing tool if TRACES_URL names one
+    ({} when the run was not traced)."""
+    trace_id = trace_id_of(traceparent)
+    if not trace_id:
+        return {}
+    template = settings.TRACES_URL
+    return {"id": trace_id, "url": template.replace("{trace_id}", trace_id) if template else ""}

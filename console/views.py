@@ -24,7 +24,7 @@ from schedules.selectors import schedule_record
 from triggers.selectors import triggers_of_graph
 
 from .pictures import graph_picture
-from .selectors import runs_listing, spend_charts
+from .selectors import runs_listing, spend_charts, trace_link
 
 
 def home(request):
@@ -51,6 +51,7 @@ def run_page(request, execution_id):
         "section": "runs", "execution": run,
         "picture": graph_picture(run.graph_version_id),
         "own": run.user_id == request.user.pk,
+        "trace": trace_link(run.traceparent),
     })  # fmt: skip
 
 

@@ -79,6 +79,27 @@ def test_console_pages_answer_their_owner_only(api, user, other_user):
     assert staff.get(f"/console/runs/{run_id}/").status_code == 200  # staff may watch any
 
 
+def test_a_traced_run_links_its_trace(api, user, settings):
+    graph = create_graph(api, typed_graph())
+    run_id = api.post(f"/api/graphs/{graph['id']}/execute/", {"inputs": {"who": "Ada"}},
+                      format="json").json()["id"]  # fmt: skip
+    page = logged_in_client(user).get(f"/console/runs/{run_id}/").content.decode()
+    assert (
+        'id="trace"' not in page
+        and api.get(f"/api/executions/{run_id}/").json()["trace_id"] is None
+    )
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    GraphExecution.objects.filter(pk=run_id).update(
+        traceparent=f"00-{trace_id}-00f067aa0ba902b7-01"
+    )
+    assert api.get(f"/api/executions/{run_id}/").json()["trace_id"] == trace_id
+    page = logged_in_client(user).get(f"/console/runs/{run_id}/").content.decode()
+    assert f'<code id="trace" title="{trace_id}">4bf92f3577b3</code>' in page
+    settings.TRACES_URL = "https://traces.example.com/trace/{trace_id}"
+    page = logged_in_client(user).get(f"/console/runs/{run_id}/").content.decode()
+    assert f'href="https://traces.example.com/trace/{trace_id}"' in page
+
+
 def test_the_profile_makes_and_revokes_api_tokens(user):
     client = logged_in_client(user)
     page = client.post("/console/profile/", {"action": "create"}).content.decode()
