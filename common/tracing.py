@@ -64,8 +64,10 @@ def setup_tracing(service: str) -> bool:
     provider = TracerProvider(resource=Resource.create(attributes))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
-    # Before Django loads its middleware (config/asgi.py).
-    DjangoInstrumentor().instrument(request_hook=_scrub_request_span)
+    # Before Django loads its middleware (config/asgi.py). Probes and scrapes are not
+    # traced unless OTEL_PYTHON_DJANGO_EXCLUDED_URLS says otherwise.
+    excluded = os.environ.get("OTEL_PYTHON_DJANGO_EXCLUDED_URLS", "/health,/ready,/metrics")
+    DjangoInstrumentor().instrument(request_hook=_scrub_request_span, excluded_urls=excluded)
     CeleryInstrumentor().instrument()
     PsycopgInstrumentor().instrument(enable_commenter=False)
     RedisInstrumentor().instrument()

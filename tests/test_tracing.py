@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx2
 import pytest
+from django.db import transaction
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -22,7 +23,7 @@ from accounts.services import token_issue
 from common import tracing
 from common.worker_process import start_worker, stop_worker
 from credits.models import ModelPrice
-from executions.models import GraphExecution, Wait
+from executions.models import GraphExecution, OutboxMessage, Wait
 
 from .conftest import ROOT, child_database_url, start_asgi
 from .documents import link, node
@@ -306,3 +307,53 @@ def _tree_text(spans) -> str:
 
     walk(None, 0)
     return "\n".join(lines)
+
+
+def test_a_message_the_relay_sends_continues_the_trace_it_was_decided_in(
+    monkeypatch, transactional_db
+):
+    """The broker refuses the on-commit send; the relay, later and in no span, publishes it
+    with the decision's traceparent in its headers and as the current context."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from executions import dispatch, outbox
+
+    monkeypatch.setattr(tracing, "ENABLED", True)
+    tracer = TracerProvider().get_tracer("test")  # not the global provider: nothing exported
+
+    def refused(kind, body):
+        raise ConnectionError("broker down")
+
+    with tracer.start_as_current_span("decision") as span, transaction.atomic():
+        outbox.record("start", {"run": "3c1f0e4e-0000-4000-8000-000000000000"}, refused)
+    decided = span.get_span_context()
+    flags = int(decided.trace_flags)  # sampled, and (W3C level 2) a random trace id
+    expected = f"00-{decided.trace_id:032x}-{decided.span_id:016x}-{flags:02x}"
+    assert OutboxMessage.objects.get().body["trace"] == expected
+
+    published = []
+
+    class Signature:
+        def __init__(self, name, **options):
+            self.name, self.options = name, options
+
+        def apply_async(self, **kwargs):
+            current = trace.get_current_span().get_span_context()
+            published.append((self.name, self.options, f"{current.trace_id:032x}"))
+
+    monkeypatch.setattr(dispatch.current_app, "signature", Signature)
+    assert outbox.relay(dispatch.send_message, older_than=0) == 1
+    ((name, options, current_trace),) = published
+    assert name == dispatch.START_EXECUTION
+    assert options["headers"] == {"traceparent": expected}
+    assert current_trace == f"{decided.trace_id:032x}"
+    assert not OutboxMessage.objects.exists()
+
+
+def test_with_tracing_off_messages_carry_no_trace(transactional_db):
+    from executions import outbox
+
+    with transaction.atomic():
+        outbox.record("start", {"run": "r"}, lambda kind, body: (_ for _ in ()).throw(OSError))
+    assert OutboxMessage.objects.get().body == {"run": "r"}
