@@ -27,7 +27,7 @@ from executions.models import GraphExecution, OutboxMessage, Wait
 
 from .conftest import ROOT, child_database_url, start_asgi
 from .documents import link, node
-from .test_llm import FakeProvider
+from .test_llm import FakeProvider, provider  # noqa: F401 (the fake model provider)
 
 pytestmark = pytest.mark.integration
 
@@ -104,19 +104,8 @@ def traced(transactional_db):
     receiver.server_close()
 
 
-@pytest.fixture
-def provider():
-    FakeProvider.script, FakeProvider.requests = [], []
-    from .test_llm import PLATFORM_PORT
-
-    server = ThreadingHTTPServer(("127.0.0.1", PLATFORM_PORT), FakeProvider)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield
-    server.shutdown()
-    server.server_close()
-
-
-def test_one_run_is_one_trace_with_every_span_under_its_cause(traced, user, provider, recorder):
+@pytest.mark.usefixtures("provider")
+def test_one_run_is_one_trace_with_every_span_under_its_cause(traced, user, recorder):
     ModelPrice.objects.create(model="gpt-test", prompt_per_1k=1, completion_per_1k=1)
     FakeProvider.script = [(200, "4")]
     base, seen = recorder()
