@@ -83,11 +83,21 @@ class ClaimedNode:
 TAKE_OVER_MARGIN_SECONDS = 2.0
 
 
+# Asked just after a take-over's claim found the node too young to take: a moment later, by
+# another clock. With the bare margin, a node the claim refused at 1.99 s could look 2.01 s
+# old here, and its redelivered message was dropped as a duplicate, leaving the node RUNNING
+# with no task until the watchdog's stall threshold.
+JUST_STARTED_SLACK_SECONDS = 1.0
+
+
 def just_started(node_execution_id: int) -> bool:
+    """Whether a take-over's claim refused this RUNNING node for being too young to take (the
+    task looks again once its lease could have lapsed)."""
+    margin = TAKE_OVER_MARGIN_SECONDS + JUST_STARTED_SLACK_SECONDS
     return NodeExecution.objects.filter(
         id=node_execution_id,
         status=Status.RUNNING,
-        started_at__gte=timezone.now() - timedelta(seconds=TAKE_OVER_MARGIN_SECONDS),
+        started_at__gte=timezone.now() - timedelta(seconds=margin),
     ).exists()
 
 

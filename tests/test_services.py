@@ -1,6 +1,7 @@
 """Service-level races and repeats, on the real database (no worker: dispatch is recorded)."""
 
 import threading
+import time
 import uuid
 from datetime import timedelta
 
@@ -61,6 +62,21 @@ def test_a_node_is_claimed_once(user, sent):
     assert claims.node_claim(ne.pk, take_over=True) is not None  # ...and takes it over later
     ne.refresh_from_db()
     assert ne.attempts == 2 and ne.status == Status.RUNNING
+
+
+@pytest.mark.django_db
+def test_a_redelivery_refused_for_a_young_node_is_not_taken_for_a_duplicate(user, sent):
+    """The claim refuses a node that started just under the margin ago; asked a moment
+    later, `just_started` must agree (else the message was dropped and the node stalled)."""
+    execution, _ = running_execution(user, JOIN)
+    almost = timedelta(seconds=claims.TAKE_OVER_MARGIN_SECONDS - 0.05)
+    ne = NodeExecution.objects.create(
+        execution=execution, node_id="a", block="store_value", status=Status.RUNNING,
+        started_at=timezone.now() - almost,
+    )  # fmt: skip
+    assert claims.node_claim(ne.pk, take_over=True) is None
+    time.sleep(0.1)  # now past the bare margin
+    assert claims.just_started(ne.pk)
 
 
 @pytest.mark.django_db
