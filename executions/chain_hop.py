@@ -23,6 +23,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from common import metrics
+from common.tracing import current_traceparent
 from credits.services import NodeCharge, charge_node_usage
 
 from . import events
@@ -107,6 +108,9 @@ _SINGLE_HOP_SQL = (
                'run', %(run_id)s::text, 'version', %(version_id)s::bigint,
                'groups', jsonb_build_array(jsonb_build_array(jsonb_build_array(
                    queued.id, %(sink_id)s::text, %(sink_block)s::text, %(task_id)s::text))))
+           -- the trace it was decided in, with tracing on (outbox.record adds it the same)
+           || CASE WHEN %(trace)s = '' THEN '{}'::jsonb
+                   ELSE jsonb_build_object('trace', %(trace)s::text) END
       FROM queued, counted
      WHERE counted.status = 'RUNNING'
     RETURNING id
@@ -170,6 +174,7 @@ def record_single_hop(
                 "sink_block": sink.block,
                 "input": json.dumps(node_input(sink.input_default, {link.sink_name: value})),
                 "task_id": task_id,
+                "trace": current_traceparent(),
             },
         )
         hop_row = HopRow(*cursor.fetchone())

@@ -5,6 +5,7 @@ person's review and an outbound request must be one trace, each span under what 
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -23,7 +24,7 @@ from accounts.services import token_issue
 from common import tracing
 from common.worker_process import start_worker, stop_worker
 from credits.models import ModelPrice
-from executions.models import GraphExecution, OutboxMessage, Wait
+from executions.models import GraphExecution, NodeExecution, OutboxMessage, Wait
 
 from .conftest import ROOT, child_database_url, start_asgi
 from .documents import link, node
@@ -346,3 +347,36 @@ def test_with_tracing_off_messages_carry_no_trace(transactional_db):
     with transaction.atomic():
         outbox.record("start", {"run": "r"}, lambda kind, body: (_ for _ in ()).throw(OSError))
     assert OutboxMessage.objects.get().body == {"run": "r"}
+
+
+def test_a_chain_hops_outbox_row_carries_its_trace(api, user, monkeypatch, transactional_db):
+    """A chain hop writes its next node's message in its own statement: with tracing on,
+    the row holds the trace as the send does, so a relayed hop stays in its run's trace."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from executions import dispatch
+    from executions.node_runs import node_process
+
+    from .conftest import create_graph
+
+    monkeypatch.setattr(tracing, "ENABLED", True)
+    sent = []
+
+    def refuse(kind, body):
+        sent.append(body)
+        raise ConnectionRefusedError("broker down")
+
+    monkeypatch.setattr(dispatch, "send_message", refuse)
+    graph = create_graph(api, {
+        "name": "Two hops",
+        "nodes": [node("a", "store_value", input="v"), node("b", "store_value")],
+        "links": [link("a", "output", "b", "input")],
+    })  # fmt: skip
+    eid = api.post(f"/api/graphs/{graph['id']}/execute/", {}, format="json").json()["id"]
+    first = NodeExecution.objects.get(execution_id=eid, node_id="a")
+    with TracerProvider().get_tracer("test").start_as_current_span("task") as span:
+        node_process(first.pk, take_over=False, execution_id=eid)
+    expected = tracing.trace_id_of(sent[-1]["trace"])
+    assert expected == f"{span.get_span_context().trace_id:032x}"
+    row = OutboxMessage.objects.get(body__run=eid, body__groups__0__0__1="b")
+    assert row.body == json.loads(json.dumps(sent[-1]))  # what the relay sends, trace included
