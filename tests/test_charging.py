@@ -1,5 +1,7 @@
 """Charging runs end to end: a real worker, real RabbitMQ, Redis and PostgreSQL."""
 
+import time
+
 import pytest
 from django.db.models import Sum
 
@@ -84,6 +86,13 @@ def test_a_fan_out_pays_for_exactly_what_the_balance_covers(api, user, worker):
     }
     record = run_graph(api, document)
     assert record["status"] == "FAILED" and "insufficient credits" in record["error"]
+    # A failed run stops nothing already running: a node claimed just before the failure
+    # ends a moment later (here: refused its charge).
+    deadline = time.monotonic() + 10
+    while NodeExecution.objects.filter(execution_id=record["id"], status="RUNNING").exists():
+        assert time.monotonic() < deadline, "a node of the failed run never ended"
+        time.sleep(0.05)
+    record = api.get(f"/api/executions/{record['id']}/").json()
     waits = nodes_of(record, "wait")
     assert sum(1 for ne in waits if ne["status"] == "COMPLETED") == 3
     assert all(ne["cost"] == 0 for ne in waits if ne["status"] != "COMPLETED")
