@@ -171,7 +171,9 @@ def _scrub_request_span(span: trace.Span, request: Any) -> None:
     for key in _URL_ATTRIBUTES:
         value = attributes.get(key)
         if isinstance(value, str) and value:
-            span.set_attribute(key, scrub(value))
+            # A bare query ("token=…", url.query) is scrubbed as the query it is.
+            bare = key == "url.query" and not value.startswith("?")
+            span.set_attribute(key, scrub(f"?{value}")[1:] if bare else scrub(value))
 
 
 def _clean(attributes: Mapping[str, Any] | None) -> dict[str, Any] | None:

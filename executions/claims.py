@@ -187,8 +187,8 @@ def node_claim(
         **_wake_of(node_execution_id, wait_id),
         queue_wait=None if waited is None else max(0.0, float(waited)),
     )
-    if waited is not None and claimed.attempt == 1:  # a retry's wait includes its backoff
-        metrics.NODE_QUEUE_WAIT_SECONDS.labels(claimed.block).observe(max(0.0, float(waited)))
+    if claimed.queue_wait is not None and claimed.attempt == 1:  # a retry's includes its backoff
+        metrics.NODE_QUEUE_WAIT_SECONDS.labels(claimed.block).observe(claimed.queue_wait)
     events.emit(
         claimed.execution_id,
         [node_event(claimed.execution_id, node_execution_id, claimed.node_id, Status.RUNNING)],

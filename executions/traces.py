@@ -23,8 +23,6 @@ if TYPE_CHECKING:
     from .block_runs import Outcome
     from .claims import ClaimedNode
 
-ATTRIBUTE_PREFIX = "agentgraph."
-
 
 def node_attributes(claimed: ClaimedNode) -> dict[str, object]:
     return {
